@@ -1,0 +1,113 @@
+/**
+ * What reads the encoder's final hidden states: the pooler (first token → dense → tanh), a masked-LM
+ * head (dense → activation → LayerNorm → decoder to the vocabulary, often tied to the word table),
+ * and classifiers on the pooled output or on every token.
+ */
+import type { GraphIndex } from '../onnx/graph.js';
+import type { NodeProto } from '../onnx/types.js';
+import { floatData } from '../onnx/tensor.js';
+import { BortError } from '../errors.js';
+import { activationBetween, activationKind } from './ffn.js';
+import { layerNormOf } from './layernorm.js';
+import { linearAt } from './linear.js';
+import type { Classifier, Embeddings, Linear, MaskedLmHead, Pooler } from './model.js';
+
+/** Skips no-op nodes (Identity, Dropout) after a tensor. */
+function through(ix: GraphIndex, t: string): string {
+  for (;;) {
+    const users = ix.consumersOf(t);
+    if (users.length === 1 && (users[0].opType === 'Identity' || users[0].opType === 'Dropout')) t = users[0].output[0];
+    else return t;
+  }
+}
+
+function linearsReading(ix: GraphIndex, t: string): Linear[] {
+  return ix.consumersOf(t).map((n) => linearAt(ix, n)).filter((l): l is Linear => !!l && l.input === t);
+}
+
+/** Gather(index 0, axis 1) or Slice [0:1] on axis 1 (+ Squeeze): the first token. */
+function firstToken(ix: GraphIndex, n: NodeProto): string | undefined {
+  if (n.opType === 'Gather') {
+    const axis = Number(n.attribute.find((a) => a.name === 'axis')?.i ?? 0);
+    if (axis === 1 && ix.scalar(n.input[1]) === 0) return n.output[0];
+  }
+  if (n.opType === 'Slice') {
+    const starts = ix.constantValues(n.input[1]);
+    const ends = ix.constantValues(n.input[2]);
+    const axes = n.input[3] ? ix.constantValues(n.input[3]) : undefined;
+    if (starts?.[0] === 0 && ends?.[0] === 1 && axes?.[0] === 1) {
+      const users = ix.consumersOf(n.output[0]);
+      if (users.length === 1 && users[0].opType === 'Squeeze') return users[0].output[0];
+    }
+  }
+  return undefined;
+}
+
+function sameAsTransposed(table: Float32Array, rows: number, cols: number, copy: Float32Array): boolean {
+  // copy is [cols, rows] holding table[r, c] at copy[c * rows + r]
+  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) if (table[r * cols + c] !== copy[c * rows + r]) return false;
+  return true;
+}
+
+export interface Heads {
+  pooler?: Pooler;
+  mlm?: MaskedLmHead;
+  classifiers: Classifier[];
+}
+
+export function recognizeHeads(ix: GraphIndex, last: string, hidden: number, emb: Embeddings): Heads {
+  const heads: Heads = { classifiers: [] };
+  const unknown = (what: string) => new BortError(`the encoder output is read by ${what}, which bort-compress does not recognise`, 'only the pooler, masked-LM and classifier heads are supported; export the base model instead');
+  for (const n of ix.consumersOf(last)) {
+    const first = firstToken(ix, n);
+    if (first !== undefined) {
+      const dense = linearsReading(ix, first)[0];
+      const tanhNode = dense && ix.consumersOf(dense.output).find((u) => u.opType === 'Tanh');
+      if (!dense || !tanhNode || dense.outDim !== hidden) throw unknown(`a first-token selection without a dense + tanh pooler`);
+      heads.pooler = { select: n, dense, output: tanhNode.output[0] };
+      for (const c of linearsReading(ix, through(ix, heads.pooler.output))) heads.classifiers.push({ linear: c, source: 'pooler' });
+      continue;
+    }
+    const lin = linearAt(ix, n);
+    if (lin && lin.input === last) {
+      if (lin.outDim === hidden) {
+        // masked-LM transform: dense → activation → LayerNorm → decoder
+        let mlm: MaskedLmHead | undefined;
+        for (const cand of ix.graph.node) {
+          const ln = layerNormCandidate(ix, lin.output, cand, hidden);
+          if (!ln) continue;
+          const decoder = linearsReading(ix, ln.ln.output)[0];
+          if (!decoder) continue;
+          const tiedShared = decoder.weight === emb.word.table;
+          let tiedCopy = false;
+          if (!tiedShared && decoder.layout === 'in_out' && decoder.outDim === emb.word.rows) {
+            const w = ix.weight(emb.word.table)!;
+            tiedCopy = sameAsTransposed(floatData(w.tensor), w.dims[0], w.dims[1], floatData(ix.weight(decoder.weight)!.tensor));
+          }
+          mlm = { transform: lin, activation: ln.activation, ln: ln.ln, decoder, tiedToWordEmbeddings: tiedShared || tiedCopy, tiedCopy };
+          break;
+        }
+        if (!mlm) throw unknown(`a dense layer '${lin.weight}' that is not a masked-LM head`);
+        heads.mlm = mlm;
+      } else {
+        heads.classifiers.push({ linear: lin, source: 'hidden' });
+      }
+      continue;
+    }
+    if (ix.outputs.has(last) && n.opType === 'Identity') continue;
+    throw unknown(`a ${n.opType} node '${n.name ?? ''}'`);
+  }
+  return heads;
+}
+
+/** A LayerNorm reached from `from` through an activation, where `cand` is the LayerNorm's first node. */
+function layerNormCandidate(ix: GraphIndex, from: string, cand: NodeProto, hidden: number) {
+  if (cand.opType !== 'ReduceMean' && cand.opType !== 'LayerNormalization') return undefined;
+  const s = cand.input[0];
+  const act = activationBetween(ix, from, s);
+  if (!act) return undefined;
+  const activation = activationKind(act);
+  if (!activation) return undefined;
+  const ln = layerNormOf(ix, s, hidden);
+  return ln ? { ln, activation } : undefined;
+}

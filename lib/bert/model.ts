@@ -1,0 +1,164 @@
+/**
+ * The recognised structure of a BERT-family graph: one object that extraction, rewriting and the
+ * runtime all read, so that none of them walks the graph again. Every role names the graph parts
+ * (nodes, tensors, initializers) that play it.
+ */
+import type { GraphIndex } from '../onnx/graph.js';
+import type { ModelProto, NodeProto } from '../onnx/types.js';
+
+/** An architecture tuple as in the Bort paper: (D, A, H, I). */
+export interface Arch {
+  layers: number;
+  heads: number;
+  hidden: number;
+  intermediate: number;
+}
+
+/** y = x·W (+ b), however the exporter wrote it (MatMul [+ Add], Gemm, MatMul of a Transpose). */
+export interface Linear {
+  /** The MatMul or Gemm node. */
+  node: NodeProto;
+  /** Float initializer holding W. */
+  weight: string;
+  /** 'in_out': stored [in, out] (MatMul); 'out_in': stored [out, in] (Gemm transB=1, Transpose, tied decoder). */
+  layout: 'in_out' | 'out_in';
+  /** Bias initializer [out], if any (Gemm C or a following Add). */
+  bias?: string;
+  /** The Add node applying the bias after a MatMul. */
+  biasNode?: NodeProto;
+  input: string;
+  /** Output tensor after the bias. */
+  output: string;
+  inDim: number;
+  outDim: number;
+}
+
+export interface LayerNorm {
+  kind: 'fused' | 'decomposed';
+  input: string;
+  output: string;
+  gamma: string;
+  beta?: string;
+  epsilon: number;
+  nodes: NodeProto[];
+}
+
+/** One place in the graph where a constant carries a head count, head size or attention width. */
+export interface ShapeSite {
+  /** Tensor name of the constant (initializer or Constant output) holding the value. */
+  constant: string;
+  /** Element index inside that constant. */
+  element: number;
+  /** The node input that reads the constant: node and input index (re-pointed on patching). */
+  node: NodeProto;
+  inputIndex: number;
+  role: 'heads' | 'headSize' | 'width';
+  value: number;
+}
+
+/** A scalar constant applied to attention scores (Div or Mul), on Q, K or the scores. */
+export interface ScaleSite {
+  node: NodeProto;
+  inputIndex: number;
+  op: 'mul' | 'div';
+  value: number;
+}
+
+export interface Attention {
+  q: Linear;
+  k: Linear;
+  v: Linear;
+  o: Linear;
+  heads: number;
+  headSize: number;
+  /** Multiplier applied to Q·Kᵀ overall (product of the scale sites). */
+  scoreScale: number;
+  scaleSites: ScaleSite[];
+  shapeSites: ShapeSite[];
+  softmax: NodeProto;
+  /** Additive attention-mask tensor added to the scores, if any. */
+  maskTensor?: string;
+}
+
+export interface Ffn {
+  in: Linear;
+  out: Linear;
+  activation: 'gelu' | 'gelu_tanh' | 'relu';
+}
+
+export interface Layer {
+  index: number;
+  /** Residual stream tensor entering the layer. */
+  input: string;
+  attention: Attention;
+  attentionResidual: NodeProto;
+  ln1: LayerNorm;
+  ffn: Ffn;
+  ffnResidual: NodeProto;
+  ln2: LayerNorm;
+  /** Residual stream tensor leaving the layer (= ln2.output). */
+  output: string;
+}
+
+export interface Embedding {
+  gather: NodeProto;
+  table: string;
+  rows: number;
+  /** Graph input indexing this table (word, token type), if it is one. */
+  input?: string;
+}
+
+export interface Embeddings {
+  word: Embedding;
+  position?: Embedding;
+  tokenType?: Embedding;
+  ln: LayerNorm;
+  output: string;
+}
+
+export interface Pooler {
+  /** The node that picks the first token (Gather index 0 on the sequence axis, or Slice). */
+  select: NodeProto;
+  dense: Linear;
+  output: string;
+}
+
+export interface MaskedLmHead {
+  transform: Linear;
+  activation: Ffn['activation'];
+  ln: LayerNorm;
+  decoder: Linear;
+  /** True when the decoder weight is the word embedding table (shared or an equal transposed copy). */
+  tiedToWordEmbeddings: boolean;
+  /** True when that tie is a separate stored copy rather than the same initializer. */
+  tiedCopy: boolean;
+}
+
+export interface Classifier {
+  linear: Linear;
+  /** What it reads: the pooled output or the hidden states. */
+  source: 'pooler' | 'hidden';
+}
+
+export type OutputRole = 'hidden' | 'pooled' | 'mlm' | 'classifier';
+
+export interface BertModel {
+  model: ModelProto;
+  index: GraphIndex;
+  arch: Arch;
+  vocab: number;
+  maxPositions: number;
+  typeVocab: number;
+  headSize: number;
+  /** Attention width heads·headSize (equals hidden in BERT configs). */
+  attentionWidth: number;
+  inputs: { ids: string; mask?: string; tokenTypes?: string; all: string[] };
+  /** Additive value for masked positions: scores += (1 - mask) * maskValue. */
+  maskValue?: number;
+  embeddings: Embeddings;
+  layers: Layer[];
+  pooler?: Pooler;
+  mlm?: MaskedLmHead;
+  classifiers: Classifier[];
+  outputs: { name: string; role: OutputRole; source: string }[];
+}
