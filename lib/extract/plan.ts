@@ -1,0 +1,119 @@
+/**
+ * An extraction plan: which source layers, hidden channels, attention channels (grouped into the new
+ * heads) and FFN neurons to keep, chosen by an importance scorer. Plans are plain data; the rewrite
+ * applies them to the graph and the summary reports them.
+ */
+import type { Arch, BertModel } from '../bert/model.js';
+import { checkArchFits } from './arch.js';
+import type { ImportanceScorer } from './scorer.js';
+
+export interface LayerPlan {
+  /** Source layer index. */
+  source: number;
+  /** Source attention channels, in new-head order: new head j is entries [j·d', (j+1)·d'). */
+  attention: number[];
+  /** For each new head, the source heads it draws channels from. */
+  headSources: number[][];
+  /** Source FFN neurons kept, ascending. */
+  neurons: number[];
+  /** Multiplier of Q·Kᵀ in the new layer. */
+  scoreScale: number;
+}
+
+export interface ExtractionPlan {
+  source: Arch;
+  target: Arch;
+  strategy: string;
+  sourceHeadSize: number;
+  headSize: number;
+  /** Source hidden channels kept, ascending. */
+  hidden: number[];
+  layers: LayerPlan[];
+  /** Human-readable notes on what changed beyond plain pruning. */
+  notes: string[];
+}
+
+export interface PlanOptions {
+  /** 'keep' (default): keep the source's score scale; 'rescale': 1/sqrt(new head size). */
+  attentionScale?: 'keep' | 'rescale';
+}
+
+/** Indices of the k highest scores, ties to the lower index, returned ascending. */
+export function topK(scores: ArrayLike<number>, k: number): number[] {
+  const idx = Array.from({ length: scores.length }, (_, i) => i);
+  idx.sort((a, b) => scores[b] - scores[a] || a - b);
+  return idx.slice(0, k).sort((a, b) => a - b);
+}
+
+/** Ranks indices by score, best first. */
+function ranked(scores: ArrayLike<number>): number[] {
+  return Array.from({ length: scores.length }, (_, i) => i).sort((a, b) => scores[b] - scores[a] || a - b);
+}
+
+function planAttention(m: BertModel, scorer: ImportanceScorer, layer: number, heads: number, headSize: number): Pick<LayerPlan, 'attention' | 'headSources'> {
+  const d = m.headSize;
+  const channelScores = scorer.attentionChannels(m, layer);
+  const bestChannels = (h: number, count: number) =>
+    topK(channelScores.slice(h * d, (h + 1) * d), count).map((c) => h * d + c);
+  if (headSize === d && heads === m.arch.heads) {
+    const all = Array.from({ length: heads * d }, (_, i) => i);
+    return { attention: all, headSources: Array.from({ length: heads }, (_, h) => [h]) };
+  }
+  const headScores = scorer.heads(m, layer);
+  if (headSize <= d) {
+    // each new head keeps the best headSize channels of one of the best source heads (exact pruning when equal)
+    const chosen = topK(headScores, heads);
+    return { attention: chosen.flatMap((h) => bestChannels(h, headSize)), headSources: chosen.map((h) => [h]) };
+  }
+  // larger heads: merge whole source heads in importance order, the last one partially
+  let need = heads * headSize;
+  const take: { head: number; channels: number[] }[] = [];
+  for (const h of ranked(headScores)) {
+    if (need <= 0) break;
+    const n = Math.min(d, need);
+    take.push({ head: h, channels: bestChannels(h, n) });
+    need -= n;
+  }
+  take.sort((a, b) => a.head - b.head);
+  const attention = take.flatMap((t) => t.channels);
+  const headSources: number[][] = [];
+  for (let j = 0; j < heads; j++) {
+    const slice = attention.slice(j * headSize, (j + 1) * headSize);
+    headSources.push([...new Set(slice.map((c) => Math.floor(c / d)))]);
+  }
+  return { attention, headSources };
+}
+
+export function planExtraction(m: BertModel, target: Arch, scorer: ImportanceScorer, opts: PlanOptions = {}): ExtractionPlan {
+  checkArchFits(m, target);
+  const headSize = target.hidden / target.heads;
+  const layers = topK(scorer.layers(m), target.layers);
+  const hidden = topK(scorer.hidden(m), target.hidden);
+  const notes: string[] = [];
+  const rescale = opts.attentionScale === 'rescale' && headSize !== m.headSize;
+  const plans = layers.map((source) => {
+    const att = planAttention(m, scorer, source, target.heads, headSize);
+    const srcScale = m.layers[source].attention.scoreScale;
+    return {
+      source, ...att,
+      neurons: topK(scorer.neurons(m, source), target.intermediate),
+      scoreScale: rescale ? 1 / Math.sqrt(headSize) : srcScale,
+    };
+  });
+  if (headSize > m.headSize) {
+    notes.push(`head size ${m.headSize} → ${headSize}: each new head merges ${headSize / m.headSize} source heads' channels (scores sum over them)`);
+  } else if (headSize < m.headSize) {
+    notes.push(`head size ${m.headSize} → ${headSize}: each new head keeps the ${headSize} most important channels of one source head`);
+  }
+  if (headSize !== m.headSize) {
+    const s = m.layers[0].attention.scoreScale;
+    notes.push(rescale
+      ? `attention-score scale changed from ${s.toPrecision(6)} to 1/sqrt(${headSize}) = ${(1 / Math.sqrt(headSize)).toPrecision(6)}`
+      : `attention-score scale kept at the source's ${s.toPrecision(6)} (not 1/sqrt(${headSize})); pass --rescale-attention to change it`);
+  }
+  if (target.hidden < m.arch.hidden) notes.push(`hidden ${m.arch.hidden} → ${target.hidden}: LayerNorm statistics are now taken over the ${target.hidden} kept channels`);
+  return {
+    source: m.arch, target, strategy: scorer.name, sourceHeadSize: m.headSize, headSize,
+    hidden, layers: plans, notes,
+  };
+}

@@ -1,0 +1,163 @@
+/**
+ * Applies an extraction plan to a recognised model's graph, in place: drops layers and rewires the
+ * residual stream, slices every weight along the kept channels, patches the constants that carry the
+ * head count, head size and attention width (and the score scale when asked), removes dead parts and
+ * fixes declared shapes. Inputs and outputs keep their names, types and dynamic axes.
+ */
+import type { BertModel, Linear, LayerNorm } from '../bert/model.js';
+import type { ExtractionPlan } from '../extract/plan.js';
+import { DataType, type GraphProto, type TensorProto, type ValueInfoProto } from '../onnx/types.js';
+import { intValues, makeFloatTensor, makeInt64Tensor } from '../onnx/tensor.js';
+import { removeDeadCode } from './prune.js';
+import { SliceSet, applySlices } from './slice.js';
+
+function renameInputs(graph: GraphProto, from: string, to: string): void {
+  for (const n of graph.node) for (let i = 0; i < n.input.length; i++) if (n.input[i] === from) n.input[i] = to;
+}
+
+class NameMaker {
+  private readonly used: Set<string>;
+  constructor(graph: GraphProto) {
+    this.used = new Set([...graph.node.flatMap((n) => [...n.input, ...n.output]), ...graph.initializer.map((t) => t.name ?? '')]);
+  }
+  make(base: string): string {
+    let name = `${base}_bort`;
+    for (let i = 1; this.used.has(name); i++) name = `${base}_bort${i}`;
+    this.used.add(name);
+    return name;
+  }
+}
+
+function linearSlices(s: SliceSet, l: Linear, inSel: number[] | null, outSel: number[] | null): void {
+  s.set(l.weight, l.layout === 'in_out' ? [inSel, outSel] : [outSel, inSel]);
+  if (l.bias) s.set(l.bias, [outSel]);
+}
+
+function lnSlices(s: SliceSet, ln: LayerNorm, sel: number[] | null): void {
+  s.set(ln.gamma, [sel]);
+  if (ln.beta) s.set(ln.beta, [sel]);
+}
+
+/** A copy of an integer constant with some elements replaced, in the constant's own data type. */
+function patchedConstant(name: string, t: TensorProto, changes: Map<number, number>): TensorProto {
+  const values = intValues(t).map((v, i) => (changes.has(i) ? changes.get(i)! : v));
+  const dims = t.dims.map(Number);
+  if (t.dataType === DataType.INT64) return makeInt64Tensor(name, dims, values);
+  if (t.dataType === DataType.INT32) {
+    const arr = Int32Array.from(values, Number);
+    return { ...makeInt64Tensor(name, dims, []), dataType: DataType.INT32, rawData: new Uint8Array(arr.buffer) };
+  }
+  throw new Error(`cannot patch constant of type ${t.dataType}`);
+}
+
+function fixShape(v: ValueInfoProto, role: string, oldHidden: number, newHidden: number): void {
+  const dims = v.type?.tensorType?.shape?.dim;
+  if (!dims || dims.length === 0) return;
+  if (role === 'hidden' || role === 'pooled') {
+    const last = dims[dims.length - 1];
+    if (last.dimValue !== undefined && Number(last.dimValue) === oldHidden) last.dimValue = newHidden;
+  }
+}
+
+export interface RewriteStats {
+  removedNodes: number;
+  removedInitializers: number;
+}
+
+export function applyPlan(m: BertModel, plan: ExtractionPlan): RewriteStats {
+  const graph = m.model.graph!;
+  const ix = m.index;
+  const names = new NameMaker(graph);
+  const slices = new SliceSet();
+  const hidden = plan.hidden.length === m.arch.hidden ? null : plan.hidden;
+
+  // embeddings
+  const e = m.embeddings;
+  for (const lookup of [e.word, e.position, e.tokenType]) if (lookup) slices.set(lookup.table, [null, hidden]);
+  lnSlices(slices, e.ln, hidden);
+
+  // layers
+  const newShapeConstants: TensorProto[] = [];
+  plan.layers.forEach((lp) => {
+    const layer = m.layers[lp.source];
+    const a = layer.attention;
+    const attn = lp.attention.length === m.attentionWidth && lp.attention.every((c, i) => c === i) ? null : lp.attention;
+    linearSlices(slices, a.q, hidden, attn);
+    linearSlices(slices, a.k, hidden, attn);
+    linearSlices(slices, a.v, hidden, attn);
+    linearSlices(slices, a.o, attn, hidden);
+    lnSlices(slices, layer.ln1, hidden);
+    const neurons = lp.neurons.length === m.arch.intermediate ? null : lp.neurons;
+    linearSlices(slices, layer.ffn.in, hidden, neurons);
+    linearSlices(slices, layer.ffn.out, neurons, hidden);
+    lnSlices(slices, layer.ln2, hidden);
+
+    // head count, head size, width constants: one patched copy per reading node input
+    const value = { heads: plan.target.heads, headSize: plan.headSize, width: plan.target.heads * plan.headSize };
+    const groups = new Map<string, { site: (typeof a.shapeSites)[number]; changes: Map<number, number> }>();
+    a.shapeSites.forEach((site) => {
+      const key = `${graph.node.indexOf(site.node)}:${site.inputIndex}`;
+      const g = groups.get(key) ?? { site, changes: new Map<number, number>() };
+      g.changes.set(site.element, value[site.role]);
+      groups.set(key, g);
+    });
+    for (const { site, changes } of groups.values()) {
+      if ([...changes].every(([el, v]) => intValues(ix.constant(site.constant)!)[el] === v)) continue;
+      const name = names.make(site.constant.replace(/[^A-Za-z0-9_.]/g, '_'));
+      newShapeConstants.push(patchedConstant(name, ix.constant(site.constant)!, changes));
+      site.node.input[site.inputIndex] = name;
+    }
+    // score scale: fold the change into the first scale constant
+    if (Math.abs(lp.scoreScale - a.scoreScale) > 1e-12 * Math.abs(a.scoreScale)) {
+      const s = a.scaleSites[0];
+      if (!s) throw new Error(`layer ${lp.source}: no scale constant to change`);
+      const factor = lp.scoreScale / a.scoreScale;
+      const newValue = s.op === 'mul' ? s.value * factor : s.value / factor;
+      const name = names.make('attention_scale');
+      newShapeConstants.push(makeFloatTensor(name, [], Float32Array.of(newValue)));
+      s.node.input[s.inputIndex] = name;
+    }
+  });
+
+  // heads
+  if (m.pooler) linearSlices(slices, m.pooler.dense, hidden, hidden);
+  if (m.mlm) {
+    linearSlices(slices, m.mlm.transform, hidden, hidden);
+    lnSlices(slices, m.mlm.ln, hidden);
+    linearSlices(slices, m.mlm.decoder, hidden, null);
+  }
+  for (const c of m.classifiers) linearSlices(slices, c.linear, hidden, null);
+
+  // residual stream: each kept layer reads the previous kept layer's output
+  let stream = e.output;
+  for (const lp of plan.layers) {
+    const layer = m.layers[lp.source];
+    if (layer.input !== stream) renameInputs(graph, layer.input, stream);
+    stream = layer.output;
+  }
+  const oldLast = m.layers[m.layers.length - 1].output;
+  if (stream !== oldLast) {
+    // the old final tensor may be a graph output: give its name to the new final tensor
+    const oldProducer = ix.producer.get(oldLast)!;
+    oldProducer.output = oldProducer.output.map((o) => (o === oldLast ? `${oldLast}__dropped_by_bort` : o));
+    const newProducer = ix.producer.get(stream)!;
+    newProducer.output = newProducer.output.map((o) => (o === stream ? oldLast : o));
+    renameInputs(graph, stream, oldLast);
+  }
+
+  applySlices(ix, slices);
+  graph.initializer.push(...newShapeConstants);
+  const dead = removeDeadCode(graph);
+
+  // declared shapes
+  const roles = new Map(m.outputs.map((o) => [o.name, o.role]));
+  for (const o of graph.output) fixShape(o, roles.get(o.name ?? '') ?? '', m.arch.hidden, plan.target.hidden);
+  const changed = new Set([m.arch.hidden, m.arch.intermediate, m.arch.heads, m.headSize, m.attentionWidth]);
+  for (const v of graph.valueInfo) {
+    const dims = v.type?.tensorType?.shape?.dim;
+    if (dims && dims.some((d) => d.dimValue !== undefined && changed.has(Number(d.dimValue)))) {
+      delete v.type!.tensorType!.shape;
+    }
+  }
+  return { removedNodes: dead.nodes, removedInitializers: dead.initializers };
+}
