@@ -64,7 +64,10 @@ export function recognize(model: ModelProto): BertModel {
   const hidden = ix.weight(embeddings.word.table)!.dims[1];
   const layers: Layer[] = [];
   let x = embeddings.output;
+  const visited = new Set<string>();
   for (;;) {
+    if (visited.has(x)) throw new BortError(`the residual stream loops back to '${x}'`, 'the graph has a cycle or duplicate tensor names; it is not a valid ONNX model');
+    visited.add(x);
     const att = blockAt(ix, x, byInput);
     if (!att || att.readers.length < 3) break;
     const index = layers.length;

@@ -1,0 +1,57 @@
+/** Help texts. */
+export const HELP = `bort-compress — extract a small, fast BERT (Bort-style sub-architecture) from a BERT ONNX model
+
+Usage:
+  bort-compress IN.onnx --arch D,A,H,I [-o OUT.onnx] [--strategy importance|first] [--json]
+  bort-compress inspect MODEL.onnx [--json]
+  bort-compress synth --arch D,A,H,I --vocab V [--head base|mlm|cls] -o OUT.onnx
+  bort-compress demo
+
+An architecture is (D layers, A attention heads, H hidden size, I intermediate size); the head size is H/A.
+BERT-large is 24,16,1024,4096; Bort is 4,8,1024,768.
+
+Run 'bort-compress COMMAND --help' for a command's options.`;
+
+const COMPRESS = `bort-compress IN.onnx --arch D,A,H,I [options]
+
+Extracts the sub-architecture D,A,H,I from IN.onnx and writes a model with the same inputs and outputs.
+
+Options:
+  -a, --arch D,A,H,I        target layers, heads, hidden size, intermediate size (H divisible by A)
+  -o, --output OUT.onnx     output path (default: IN.bort-D-A-H-I.onnx)
+  -s, --strategy S          importance (default): keep the parts that matter most by weight importance;
+                            first: keep the first k of each, a reproducible baseline
+      --rescale-attention   when the head size changes, set the score scale to 1/sqrt(head size)
+                            (default: keep the source's scale, which keeps merged heads' behaviour)
+      --external-data       write weights to OUT.onnx.data (automatic above 2 GB)
+      --json                print the summary as JSON`;
+
+const INSPECT = `bort-compress inspect MODEL.onnx [--json]
+
+Recognises the BERT structure of MODEL.onnx and prints its architecture, vocabulary, parameters, heads,
+inputs and outputs. --json prints one object with {"arch": {"layers", "heads", "hidden", "intermediate"},
+"vocab", "params", ...}.`;
+
+const SYNTH = `bort-compress synth --arch D,A,H,I [--vocab V] [--head base|mlm|cls] -o OUT.onnx
+
+Writes a randomly initialised BERT in the node pattern of a stock PyTorch export, at any size.
+
+Options:
+  --vocab V          vocabulary size (default 30522)
+  --head H           base (hidden states + pooler, default), mlm (masked-LM logits) or cls (classifier)
+  --opset N          11–17 (default 14; 17 uses LayerNormalization)
+  --positions P      position table size (default 512)
+  --type-vocab T     token types (default 2; 0 for no token_type_ids input)
+  --labels L         classifier labels (default 2)
+  --seed S           random seed (default 1234)
+  --external-data    write weights to OUT.onnx.data
+  --json             print the summary as JSON`;
+
+const DEMO = `bort-compress demo
+
+Synthesises a 6-layer BERT in a temporary folder, inspects it, extracts a 3,8,512,768 student and
+inspects that. Needs nothing but this package.`;
+
+export function commandHelp(cmd: string): string {
+  return ({ compress: COMPRESS, inspect: INSPECT, synth: SYNTH, demo: DEMO } as Record<string, string>)[cmd] ?? HELP;
+}
