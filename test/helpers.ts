@@ -1,0 +1,86 @@
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import * as ort from 'onnxruntime-node';
+
+export const ROOT = path.resolve(__dirname, '..');
+export const SHARED = path.resolve(ROOT, '..', 'shared');
+export const FIXTURES = path.join(SHARED, 'fixtures');
+export const REAL = path.join(SHARED, 'real-exports', 'bert_toy_pretraining_pt1.1_opset12.onnx');
+export const TEACHER = path.join(SHARED, 'teacher', 'teacher-mlm.onnx');
+
+export const FIXTURE_NAMES = ['bert-tiny-op11', 'bert-tiny-op14', 'bert-tiny-op17', 'bert-tiny-mlm-op14', 'bert-tiny-cls-op14', 'bert-small-op14'];
+
+export interface FixtureSpec {
+  config: { layers: number; heads: number; hidden: number; intermediate: number; vocab: number; opset: number; head: string };
+  inputs: Record<string, { shape: number[]; data: number[] }>;
+  outputs: Record<string, { shape: number[]; file: string }>;
+  tolerance: { abs: number };
+}
+
+export function fixture(name: string): FixtureSpec {
+  return JSON.parse(fs.readFileSync(path.join(FIXTURES, `${name}.json`), 'utf8'));
+}
+
+export function referenceOutput(name: string, output: string): Float32Array {
+  const b = fs.readFileSync(path.join(FIXTURES, `${name}.${output}.f32`));
+  return new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength));
+}
+
+export function tmpDir(prefix = 'bort-test-'): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+}
+
+/** Int64 feeds for every input the session declares, from name → {shape, data}. */
+export function feedsFor(session: ort.InferenceSession, inputs: Record<string, { shape: number[]; data: number[] }>): Record<string, ort.Tensor> {
+  const feeds: Record<string, ort.Tensor> = {};
+  for (const name of session.inputNames) {
+    const x = inputs[name];
+    if (!x) throw new Error(`no data for input ${name}`);
+    feeds[name] = new ort.Tensor('int64', BigInt64Array.from(x.data, (v) => BigInt(v)), x.shape);
+  }
+  return feeds;
+}
+
+export async function runOrt(model: string, inputs: Record<string, { shape: number[]; data: number[] }>): Promise<Record<string, { dims: readonly number[]; data: Float32Array }>> {
+  const session = await ort.InferenceSession.create(model);
+  const r = await session.run(feedsFor(session, inputs));
+  const out: Record<string, { dims: readonly number[]; data: Float32Array }> = {};
+  for (const k of session.outputNames) out[k] = { dims: r[k].dims, data: r[k].data as Float32Array };
+  await session.release();
+  return out;
+}
+
+export async function sessionIO(model: string): Promise<{ inputs: string[]; outputs: string[] }> {
+  const s = await ort.InferenceSession.create(model);
+  const io = { inputs: [...s.inputNames], outputs: [...s.outputNames] };
+  await s.release();
+  return io;
+}
+
+export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  if (a.length !== b.length) return Infinity;
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
+  return m;
+}
+
+/** Random int64-style inputs (batch 2, second row padded) for a model with the given input names. */
+export function randomInputs(names: { ids: string; mask?: string; tokenTypes?: string }, vocab: number, seq = 12, typeVocab = 2): Record<string, { shape: number[]; data: number[] }> {
+  let s = 7;
+  const rnd = () => ((s = (s * 1103515245 + 12345) % 2147483648) / 2147483648);
+  const B = 2;
+  const ids: number[] = [], mask: number[] = [], types: number[] = [];
+  for (let b = 0; b < B; b++) {
+    for (let t = 0; t < seq; t++) {
+      const pad = b === 1 && t >= seq - 3;
+      ids.push(pad ? 0 : Math.floor(rnd() * vocab));
+      mask.push(pad ? 0 : 1);
+      types.push(t >= seq / 2 && !pad ? Math.min(1, typeVocab - 1) : 0);
+    }
+  }
+  const out: Record<string, { shape: number[]; data: number[] }> = { [names.ids]: { shape: [B, seq], data: ids } };
+  if (names.mask) out[names.mask] = { shape: [B, seq], data: mask };
+  if (names.tokenTypes) out[names.tokenTypes] = { shape: [B, seq], data: types };
+  return out;
+}
