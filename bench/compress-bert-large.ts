@@ -18,6 +18,17 @@ const input = path.join(dir, 'bert-large.onnx');
 const output = path.join(dir, 'bort.onnx');
 
 
+/** Runs the CLI in a child that reports its own peak RSS (getrusage maxRSS) when it exits. */
+function peakRss(args: string[]): { seconds: number; peakRssBytes: number; stdout: string } {
+  const wrapper = `process.on('exit',()=>{require('fs').writeSync(2,'\\nBORT_MAXRSS_KB='+process.resourceUsage().maxRSS+'\\n')});require(${JSON.stringify(cli)}).main(process.argv.slice(1)).then(c=>process.exitCode=c)`;
+  const t0 = process.hrtime.bigint();
+  const r = spawnSync(process.execPath, ['-e', wrapper, ...args], { encoding: 'utf8', maxBuffer: 1 << 26 });
+  const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+  if (r.status !== 0) throw new Error(`${args.join(' ')} failed: ${r.stderr}`);
+  const m = /BORT_MAXRSS_KB=(\d+)/.exec(r.stderr);
+  return { seconds, peakRssBytes: m ? Number(m[1]) * 1024 : NaN, stdout: r.stdout };
+}
+
 try {
   const s = peakRss(['synth', '--arch', '24,16,1024,4096', '--vocab', '30522', '-o', input]);
   const inBytes = fs.statSync(input).size;
