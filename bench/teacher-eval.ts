@@ -292,7 +292,7 @@ async function main(): Promise<void> {
       const evalSeconds = Number(process.hrtime.bigint() - t0) / 1e9;
       const r: ModelResult = { spec, hits, agree, klMean: klSum / n, klMax, evalSeconds };
       results.push(r);
-      console.log(`${spec.name} ${spec.strategy}: accuracy ${pct(hits, n)}, agreement ${pct(agree, n)}, mean KL ${r.klMean.toFixed(4)}, ${evalSeconds.toFixed(1)} s`);
+      console.log(`${spec.name} ${spec.strategy}: accuracy ${pct(hits, n)}, agreement ${pct(agree, n)}, mean KL ${r.klMean.toPrecision(17)}, ${evalSeconds.toFixed(1)} s`);
     }
 
     const teacher = results[0];
