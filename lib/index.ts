@@ -17,3 +17,4 @@ export type { Arch, BertModel } from './bert/model.js';
 export { planExtraction, type ExtractionPlan, type PlanOptions } from './extract/plan.js';
 export { weightScorer, firstScorer, type ImportanceScorer } from './extract/scorer.js';
 export { loadModel, saveModel, type LoadedModel, type SaveOptions } from './onnx/io.js';
+export { Encoder, type EncoderOptions, type TensorInput, type TensorOutput } from './runtime/encoder.js';
