@@ -159,3 +159,42 @@ describe('bad files', () => {
     expect(() => parseModel(buf.subarray(0, buf.length - 1000), 'cut.onnx')).toThrow(/cut.onnx is not a valid ONNX model/);
   });
 });
+
+describe('large files', () => {
+  it('reads a tensor that sits beyond 2 GiB in an external data file', () => {
+    const dir = tmpDir();
+    const m = loadModel(OP14).model;
+    const t = m.graph!.initializer.find((x) => x.name === 'bert.pooler.dense.bias')!;
+    const bytes = Buffer.from(t.rawData!);
+    const offset = 2 ** 31 + 4096 * 3;
+    const data = path.join(dir, 'big.data');
+    const fd = fs.openSync(data, 'w');
+    fs.ftruncateSync(fd, offset + bytes.byteLength + 100); // sparse: costs no disk
+    fs.writeSync(fd, bytes, 0, bytes.byteLength, offset);
+    fs.closeSync(fd);
+    t.rawData = undefined;
+    t.dataLocation = DataLocation.EXTERNAL;
+    t.externalData = [{ key: 'location', value: 'big.data' }, { key: 'offset', value: String(offset) }, { key: 'length', value: String(bytes.byteLength) }];
+    const file = path.join(dir, 'm.onnx');
+    fs.writeFileSync(file, encode('ModelProto', m as never));
+    const back = loadModel(file).model.graph!.initializer.find((x) => x.name === 'bert.pooler.dense.bias')!;
+    expect(Buffer.from(back.rawData!).equals(bytes)).toBe(true);
+  });
+
+  it('switches to external data by itself when the model would pass the protobuf limit', async () => {
+    const dir = tmpDir();
+    const out = path.join(dir, 'auto.onnx');
+    const r = saveModel(loadModel(OP14).model, out, { protobufLimit: 500_000 });
+    expect(r.dataPath).toBeDefined();
+    expect(fs.statSync(out).size).toBeLessThan(500_000);
+    const spec = fixture('bert-tiny-op14');
+    const res = await runOrt(out, spec.inputs);
+    expect(maxAbsDiff(res.pooler_output.data, referenceOutput('bert-tiny-op14', 'pooler_output'))).toBeLessThanOrEqual(spec.tolerance.abs);
+  });
+
+  it('refuses to write an inline model above the limit when external data is turned off', () => {
+    const dir = tmpDir();
+    expect(() => saveModel(loadModel(OP14).model, path.join(dir, 'x.onnx'), { externalData: false, protobufLimit: 500_000 })).toThrow(/above protobuf's 2 GB limit: save it with external data/);
+    expect(fs.readdirSync(dir)).toEqual([]);
+  });
+});

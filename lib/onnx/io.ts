@@ -115,8 +115,24 @@ function parseOffset(s: string | undefined, what: string, tensor: string): numbe
   return Number(s);
 }
 
+/** Reads bytes [offset, offset + length) of an open file into a fresh buffer. */
+function readRange(fd: number, offset: number, length: number): Buffer {
+  const buf = Buffer.allocUnsafe(length);
+  let done = 0;
+  while (done < length) {
+    const n = fs.readSync(fd, buf, done, Math.min(length - done, 1 << 30), offset + done);
+    if (n === 0) throw new Error('unexpected end of file');
+    done += n;
+  }
+  return buf;
+}
+
+/**
+ * Replaces every external tensor's location by its bytes, read range by range (never a whole data
+ * file at once, so data files above 2 GiB work and memory holds only what the model uses).
+ */
 function resolveExternal(model: ModelProto, dir: string): { bytes: number; used: boolean } {
-  const files = new Map<string, Buffer>();
+  const files = new Map<string, { fd: number; size: number }>();
   let bytes = 0;
   let used = false;
   const visit = (t: TensorProto) => {
@@ -125,24 +141,29 @@ function resolveExternal(model: ModelProto, dir: string): { bytes: number; used:
     const e = externalEntries(t);
     const name = t.name ?? '?';
     const file = safeLocation(dir, e.get('location') ?? '', name);
-    let data = files.get(file);
-    if (!data) {
-      data = readWholeFile(file);
-      files.set(file, data);
-      bytes += data.byteLength;
+    let f = files.get(file);
+    if (!f) {
+      const fd = fs.openSync(file, 'r');
+      f = { fd, size: fs.fstatSync(fd).size };
+      files.set(file, f);
     }
     const offset = parseOffset(e.get('offset'), 'offset', name) ?? 0;
-    const length = parseOffset(e.get('length'), 'length', name) ?? data.byteLength - offset;
-    if (offset > data.byteLength || offset + length > data.byteLength) {
+    const length = parseOffset(e.get('length'), 'length', name) ?? f.size - offset;
+    if (offset > f.size || offset + length > f.size) {
       throw new BortError(
-        `tensor '${name}' reads bytes ${offset}..${offset + length} of '${e.get('location')}', which has only ${data.byteLength}`,
+        `tensor '${name}' reads bytes ${offset}..${offset + length} of '${e.get('location')}', which has only ${f.size}`,
         'the external data file is truncated or does not belong to this model');
     }
-    t.rawData = data.subarray(offset, offset + length);
+    t.rawData = readRange(f.fd, offset, length);
+    bytes += length;
     delete t.dataLocation;
     t.externalData = [];
   };
-  if (model.graph) forEachTensor(model.graph, visit);
+  try {
+    if (model.graph) forEachTensor(model.graph, visit);
+  } finally {
+    for (const f of files.values()) fs.closeSync(f.fd);
+  }
   return { bytes, used };
 }
 
@@ -174,6 +195,8 @@ export function loadModel(file: string): LoadedModel {
 export interface SaveOptions {
   /** true: always write external data; false: never (fails above 2 GB); undefined: only when needed. */
   externalData?: boolean;
+  /** Size above which external data is written when `externalData` is undefined (tests lower it). */
+  protobufLimit?: number;
 }
 
 export interface SaveResult {
@@ -252,7 +275,8 @@ export function saveModel(model: ModelProto, file: string, opts: SaveOptions = {
   let dataBytes = 0;
   const dataName = `${path.basename(target)}.data`;
   let wantExternal = opts.externalData === true;
-  if (opts.externalData === undefined && encodedSize('ModelProto', model as unknown as Msg) > PROTOBUF_LIMIT) wantExternal = true;
+  const limit = opts.protobufLimit ?? PROTOBUF_LIMIT;
+  if (opts.externalData === undefined && encodedSize('ModelProto', model as unknown as Msg) > limit) wantExternal = true;
   if (wantExternal) {
     const ext = externalize(model.graph!, dataName);
     toWrite = { ...model, graph: ext.graph };
@@ -261,7 +285,7 @@ export function saveModel(model: ModelProto, file: string, opts: SaveOptions = {
     dataBytes = ext.dataBytes;
   }
   const size = encodedSize('ModelProto', toWrite as unknown as Msg);
-  if (size > PROTOBUF_LIMIT) {
+  if (size > limit) {
     throw new BortError(`the model would be ${size} bytes, above protobuf's 2 GB limit`, 'save it with external data (--external-data)');
   }
   const tmpModel = tempName(target);
