@@ -5,6 +5,7 @@ Usage:
   bort-compress IN.onnx --arch D,A,H,I [-o OUT.onnx] [--strategy importance|first] [--json]
   bort-compress inspect MODEL.onnx [--json]
   bort-compress synth --arch D,A,H,I --vocab V [--head base|mlm|cls] -o OUT.onnx
+  bort-compress bench MODEL.onnx [--batch B] [--seq S] [--threads T] [--json]
   bort-compress demo
 
 An architecture is (D layers, A attention heads, H hidden size, I intermediate size); the head size is H/A.
@@ -47,11 +48,23 @@ Options:
   --external-data    write weights to OUT.onnx.data
   --json             print the summary as JSON`;
 
+const BENCH = `bort-compress bench MODEL.onnx [--batch B] [--seq S] [--threads T] [--runs N] [--json]
+
+Times the native engine on MODEL.onnx and, when onnxruntime-node is installed, onnxruntime on the same
+inputs with the same thread count (graphOptimizationLevel 'all'), alternating runs in one process after
+warm-up. Prints medians of N runs (default 10), GFLOP/s and the ratio ort/ours.
+
+Options:
+  --batch B     batch size (default 1)
+  --seq S       sequence length (default 128)
+  --threads T   threads for both engines (default: all cores)
+  --runs N      timed runs of each engine (default 10, at least 10)`;
+
 const DEMO = `bort-compress demo
 
 Synthesises a 6-layer BERT in a temporary folder, inspects it, extracts a 3,8,512,768 student and
 inspects that. Needs nothing but this package.`;
 
 export function commandHelp(cmd: string): string {
-  return ({ compress: COMPRESS, inspect: INSPECT, synth: SYNTH, demo: DEMO } as Record<string, string>)[cmd] ?? HELP;
+  return ({ compress: COMPRESS, inspect: INSPECT, synth: SYNTH, demo: DEMO, bench: BENCH } as Record<string, string>)[cmd] ?? HELP;
 }

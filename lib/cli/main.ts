@@ -10,6 +10,7 @@ import { parseArgs } from 'node:util';
 import { compress, type CompressSummary } from '../compress.js';
 import { inspect, type InspectSummary } from '../inspect.js';
 import { synth } from '../synth/bert.js';
+import { benchmark, type BenchResult } from '../runtime/bench.js';
 import { BortError } from '../errors.js';
 import { formatArch, parseArch } from '../extract/arch.js';
 import { formatBytes, formatCount } from './format.js';
@@ -42,6 +43,17 @@ function printInspect(s: InspectSummary, out: Out): void {
   out(`  format      opset ${s.opset}, IR ${s.irVersion}, producer ${s.producer || 'unknown'}`);
 }
 
+function printBench(r: BenchResult, out: Out): void {
+  out(`${r.model}: ${formatArch(r.arch)}, batch ${r.batch} × seq ${r.seq}, ${r.threads} thread${r.threads > 1 ? 's' : ''}, ${r.gflop.toFixed(2)} GFLOP per run`);
+  out(`  bort-compress (${r.isa})   median ${r.ours.medianMs.toFixed(2)} ms   ${r.ours.gflops.toFixed(1)} GFLOP/s`);
+  if (r.ort) {
+    out(`  onnxruntime-node ${r.ort.version}  median ${r.ort.medianMs.toFixed(2)} ms   ${r.ort.gflops.toFixed(1)} GFLOP/s`);
+    out(`  ratio ort/ours  ${r.ratio!.toFixed(2)}`);
+  } else {
+    out('  onnxruntime-node is not installed: no comparison');
+  }
+}
+
 function need(v: string | undefined, what: string, cmd: string): string {
   if (!v) throw new BortError(`missing ${what}`, `see bort-compress ${cmd} --help`);
   return v;
@@ -63,7 +75,7 @@ async function run(argv: string[], out: Out): Promise<void> {
     out(JSON.parse(fs.readFileSync(path.join(__dirname, '..', '..', 'package.json'), 'utf8')).version);
     return;
   }
-  const known = ['inspect', 'synth', 'demo'];
+  const known = ['inspect', 'synth', 'demo', 'bench'];
   const sub = known.includes(cmd) ? cmd : 'compress';
   const rest = sub === 'compress' ? argv : argv.slice(1);
   const progress = new Progress(process.stderr);
@@ -87,6 +99,10 @@ async function run(argv: string[], out: Out): Promise<void> {
         positions: { type: 'string' },
         'type-vocab': { type: 'string' },
         labels: { type: 'string' },
+        batch: { type: 'string' },
+        seq: { type: 'string' },
+        threads: { type: 'string' },
+        runs: { type: 'string' },
       },
     });
   } catch (e) {
@@ -117,6 +133,15 @@ async function run(argv: string[], out: Out): Promise<void> {
     progress.done();
     if (o.json) out(JSON.stringify(s, null, 2));
     else out(`bort-compress synth: wrote ${s.output} (${formatArch(s.arch)}, vocab ${s.vocab}, ${s.head} head, opset ${s.opset}, ${formatBytes(s.bytes)}) in ${s.seconds.toFixed(2)} s`);
+    return;
+  }
+  if (sub === 'bench') {
+    const model = need(positionals[0], 'the model path', 'bench');
+    const threads = o.threads === undefined ? undefined : int(o.threads, 'threads', 1);
+    if (threads === 0) throw new BortError('--threads 0', 'use at least one thread');
+    const r = await benchmark(model, { batch: int(o.batch, 'batch', 1), seq: int(o.seq, 'seq', 128), threads, runs: int(o.runs, 'runs', 10) });
+    if (o.json) out(JSON.stringify(r, null, 2));
+    else printBench(r, out);
     return;
   }
   if (sub === 'demo') {

@@ -82,6 +82,17 @@ export class Encoder {
     return [i.ids, i.mask, i.tokenTypes].filter((x): x is string => !!x);
   }
 
+  /** Which input plays which role. */
+  get inputRoles(): { ids: string; mask?: string; tokenTypes?: string } {
+    return { ...this.spec.inputs };
+  }
+
+  /** Vocabulary size and the heads the engine computes. */
+  get info(): { vocab: number; maxPositions: number; pooler: boolean; mlm: boolean; classifierLabels?: number } {
+    const c = this.spec.config;
+    return { vocab: c.vocab, maxPositions: c.maxPositions, pooler: c.pooler, mlm: !!c.mlm, classifierLabels: c.classifier?.labels };
+  }
+
   get outputNames(): string[] {
     return this.spec.outputs.map((o) => o.name);
   }
