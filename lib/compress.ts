@@ -23,7 +23,7 @@ export interface CompressOptions {
   /** Write weights to an external data file (always when the model passes 2 GB). */
   externalData?: boolean;
   /** Attention-score scale when the head size changes: keep the source's (default) or 1/sqrt(d). */
-  attentionScale?: 'keep' | 'rescale';
+  attentionScale?: 'keep' | 'rescale' | 'mean';
   /** Progress callback: step name and fraction done. */
   onProgress?: (step: string) => void;
 }

@@ -96,15 +96,22 @@ describe('head size changes', () => {
   synth({ arch: '3,8,128,256', vocab: 300, output: src, seed: 5 });
   const inputs = randomInputs({ ids: 'input_ids', mask: 'attention_mask', tokenTypes: 'token_type_ids' }, 300, 9);
 
-  it('merging heads (8×16 → 4×32) keeps every channel and the source score scale', async () => {
+  it('merging heads (8×16 → 4×32) keeps every channel and averages the merged heads\' logits', async () => {
     const out = path.join(dir, 'merged.onnx');
     const s = await compress(src, { arch: '3,4,128,256', output: out });
     expect(s.plan.headSize).toBe(32);
     expect(s.plan.notes.join(' ')).toMatch(/merges 2 source heads/);
-    expect(s.plan.notes.join(' ')).toMatch(/scale kept/);
-    expect(inspect(out).scoreScale).toBeCloseTo(0.25, 6);
+    expect(s.plan.notes.join(' ')).toMatch(/changed from 0.250000 to 0.125000 so merged heads' logits are averaged/);
+    expect(inspect(out).scoreScale).toBeCloseTo(0.125, 6);
     const b = await runOrt(out, inputs);
     expect(b.last_hidden_state.dims).toEqual([2, 9, 128]);
+  });
+
+  it('attentionScale keep leaves the graph\'s scale as it was', async () => {
+    const out = path.join(dir, 'kept.onnx');
+    const s = await compress(src, { arch: '3,4,128,256', output: out, attentionScale: 'keep' });
+    expect(s.plan.notes.join(' ')).toMatch(/scale kept at the source's 0.250000/);
+    expect(inspect(out).scoreScale).toBeCloseTo(0.25, 6);
   });
 
   it('--rescale-attention sets 1/sqrt(new head size)', async () => {

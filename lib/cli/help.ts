@@ -22,8 +22,12 @@ Options:
   -o, --output OUT.onnx     output path (default: IN.bort-D-A-H-I.onnx)
   -s, --strategy S          importance (default): keep the parts that matter most by weight importance;
                             first: keep the first k of each, a reproducible baseline
-      --rescale-attention   when the head size changes, set the score scale to 1/sqrt(head size)
-                            (default: keep the source's scale, which keeps merged heads' behaviour)
+      --attention-scale M   score scale when the head size changes, derived from the graph's own scale s:
+                            mean (default when heads are merged): s·d/d', a merged head's logits are the
+                              mean of its source heads' logits (keeps the teacher's function best)
+                            keep (default when heads shrink): s unchanged
+                            rescale: 1/sqrt(new head size), the BERT convention
+      --rescale-attention   same as --attention-scale rescale
       --external-data       write weights to OUT.onnx.data (automatic above 2 GB)
       --json                print the summary as JSON`;
 

@@ -92,6 +92,7 @@ async function run(argv: string[], out: Out): Promise<void> {
         strategy: { type: 'string', short: 's' },
         'external-data': { type: 'boolean' },
         'rescale-attention': { type: 'boolean' },
+        'attention-scale': { type: 'string' },
         vocab: { type: 'string' },
         head: { type: 'string' },
         opset: { type: 'string' },
@@ -152,10 +153,15 @@ async function run(argv: string[], out: Out): Promise<void> {
   if (positionals.length > 1) throw new BortError(`unexpected argument '${positionals[1]}'`, 'give one input model; see bort-compress --help');
   const strategy = o.strategy ?? 'importance';
   if (strategy !== 'importance' && strategy !== 'first') throw new BortError(`--strategy '${strategy}' is unknown`, 'use --strategy importance or --strategy first');
+  let attentionScale = o['attention-scale'] as 'keep' | 'mean' | 'rescale' | undefined;
+  if (attentionScale !== undefined && !['keep', 'mean', 'rescale'].includes(attentionScale)) {
+    throw new BortError(`--attention-scale '${attentionScale}' is unknown`, 'use --attention-scale mean, keep or rescale');
+  }
+  if (o['rescale-attention']) attentionScale = 'rescale';
   const s = await compress(input, {
     arch: need(o.arch, '--arch D,A,H,I', ''), output: o.output, strategy,
     externalData: o['external-data'] ? true : undefined,
-    attentionScale: o['rescale-attention'] ? 'rescale' : 'keep',
+    attentionScale,
     onProgress: (step) => progress.step(step),
   });
   progress.done();

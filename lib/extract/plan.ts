@@ -34,8 +34,13 @@ export interface ExtractionPlan {
 }
 
 export interface PlanOptions {
-  /** 'keep' (default): keep the source's score scale; 'rescale': 1/sqrt(new head size). */
-  attentionScale?: 'keep' | 'rescale';
+  /**
+   * Score scale when the head size changes. 'keep': the source's; 'rescale': 1/sqrt(new head size);
+   * 'mean': the source's divided by new/old head size, so a merged head's logits are the mean of its
+   * source heads' logits (exact when they agree). Default: 'mean' when heads are merged (measured on
+   * the teacher: it halves KL(teacher ‖ student) against 'keep', see BENCHMARKS.md), 'keep' otherwise.
+   */
+  attentionScale?: 'keep' | 'rescale' | 'mean';
 }
 
 /** Indices of the k highest scores, ties to the lower index, returned ascending. */
@@ -65,7 +70,32 @@ function planAttention(m: BertModel, scorer: ImportanceScorer, layer: number, he
     const chosen = topK(headScores, heads);
     return { attention: chosen.flatMap((h) => bestChannels(h, headSize)), headSources: chosen.map((h) => [h]) };
   }
-  // larger heads: merge whole source heads in importance order, the last one partially
+  // larger heads made of whole source heads: merge the most similar heads together
+  const per = headSize / d;
+  if (Number.isInteger(per) && heads * per <= m.arch.heads && scorer.headSimilarity) {
+    const chosen = topK(headScores, heads * per);
+    const sim = scorer.headSimilarity(m, layer);
+    const left = new Set(chosen);
+    const groups: number[][] = [];
+    while (left.size) {
+      // seed with the most important remaining head, add its most similar partners
+      const seed = [...left].sort((x, y) => headScores[y] - headScores[x] || x - y)[0];
+      left.delete(seed);
+      const group = [seed];
+      while (group.length < per) {
+        const next = [...left].sort((x, y) => sim[seed][y] - sim[seed][x] || x - y)[0];
+        left.delete(next);
+        group.push(next);
+      }
+      groups.push(group.sort((x, y) => x - y));
+    }
+    groups.sort((x, y) => x[0] - y[0]);
+    return {
+      attention: groups.flatMap((g) => g.flatMap((h) => Array.from({ length: d }, (_, c) => h * d + c))),
+      headSources: groups,
+    };
+  }
+  // otherwise: merge whole source heads in importance order, the last one partially
   let need = heads * headSize;
   const take: { head: number; channels: number[] }[] = [];
   for (const h of ranked(headScores)) {
@@ -90,14 +120,15 @@ export function planExtraction(m: BertModel, target: Arch, scorer: ImportanceSco
   const layers = topK(scorer.layers(m), target.layers);
   const hidden = topK(scorer.hidden(m), target.hidden);
   const notes: string[] = [];
-  const rescale = opts.attentionScale === 'rescale' && headSize !== m.headSize;
+  const mode = headSize === m.headSize ? 'keep' : opts.attentionScale ?? (headSize > m.headSize ? 'mean' : 'keep');
+  const newScale = (src: number) => (mode === 'rescale' ? 1 / Math.sqrt(headSize) : mode === 'mean' ? src * m.headSize / headSize : src);
   const plans = layers.map((source) => {
     const att = planAttention(m, scorer, source, target.heads, headSize);
     const srcScale = m.layers[source].attention.scoreScale;
     return {
       source, ...att,
       neurons: topK(scorer.neurons(m, source), target.intermediate),
-      scoreScale: rescale ? 1 / Math.sqrt(headSize) : srcScale,
+      scoreScale: newScale(srcScale),
     };
   });
   if (headSize > m.headSize) {
@@ -107,9 +138,11 @@ export function planExtraction(m: BertModel, target: Arch, scorer: ImportanceSco
   }
   if (headSize !== m.headSize) {
     const s = m.layers[0].attention.scoreScale;
-    notes.push(rescale
-      ? `attention-score scale changed from ${s.toPrecision(6)} to 1/sqrt(${headSize}) = ${(1 / Math.sqrt(headSize)).toPrecision(6)}`
-      : `attention-score scale kept at the source's ${s.toPrecision(6)} (not 1/sqrt(${headSize})); pass --rescale-attention to change it`);
+    notes.push(mode === 'rescale'
+      ? `attention-score scale changed from ${s.toPrecision(6)} to 1/sqrt(${headSize}) = ${newScale(s).toPrecision(6)}`
+      : mode === 'mean'
+        ? `attention-score scale changed from ${s.toPrecision(6)} to ${newScale(s).toPrecision(6)} so merged heads' logits are averaged`
+        : `attention-score scale kept at the source's ${s.toPrecision(6)} (not 1/sqrt(${headSize})); see --attention-scale`);
   }
   if (target.hidden < m.arch.hidden) notes.push(`hidden ${m.arch.hidden} → ${target.hidden}: LayerNorm statistics are now taken over the ${target.hidden} kept channels`);
   return {

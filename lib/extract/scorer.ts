@@ -4,7 +4,7 @@
  * weight-based one. Higher is more important; the planner keeps the top k and preserves source order.
  */
 import type { BertModel, Linear } from '../bert/model.js';
-import { gram, initializerData, inputNorms2, matrixOf, outputNorms2 } from '../bert/weights.js';
+import { gram, initializerData, inOutMatrix, inputNorms2, matrixOf, outputNorms2 } from '../bert/weights.js';
 
 export interface ImportanceScorer {
   readonly name: string;
@@ -18,6 +18,11 @@ export interface ImportanceScorer {
   neurons(m: BertModel, layer: number): number[];
   /** One score per hidden (residual stream) channel. */
   hidden(m: BertModel): number[];
+  /**
+   * Optional: similarity of every pair of heads of a layer (symmetric, [heads][heads]), used to merge
+   * heads that attend alike when new heads are larger than the source's.
+   */
+  headSimilarity?(m: BertModel, layer: number): number[][];
 }
 
 /** Keeps the first k of everything: the reproducible baseline (`--strategy first`). */
@@ -47,6 +52,38 @@ function headGram(m: BertModel, l: Linear, h: number, d: number, side: 'out' | '
   // channels live in columns when (in_out, out side) or (out_in, in side)
   const inColumns = (l.layout === 'in_out') === (side === 'out');
   return gram(x, h * d, d, !inColumns);
+}
+
+/** Deterministic standard-normal probes [rows, cols] (Box–Muller over a small LCG). */
+function gaussianProbes(rows: number, cols: number, seed: number): Float32Array {
+  const out = new Float32Array(rows * cols);
+  let state = seed >>> 0;
+  const uniform = () => {
+    state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
+    return (state + 1) / 4294967297;
+  };
+  for (let i = 0; i < out.length; i += 2) {
+    const r = Math.sqrt(-2 * Math.log(uniform()));
+    const t = 2 * Math.PI * uniform();
+    out[i] = r * Math.cos(t);
+    if (i + 1 < out.length) out[i + 1] = r * Math.sin(t);
+  }
+  return out;
+}
+
+/** X·W for probes X [r, in] and a linear's W, as [r, out]. */
+function project(m: BertModel, l: Linear, x: Float32Array, r: number): Float32Array {
+  const w = inOutMatrix(m, l);
+  const out = new Float32Array(r * l.outDim);
+  for (let i = 0; i < r; i++) {
+    const o = out.subarray(i * l.outDim, (i + 1) * l.outDim);
+    for (let k = 0; k < l.inDim; k++) {
+      const xv = x[i * l.inDim + k];
+      const row = k * l.outDim;
+      for (let c = 0; c < l.outDim; c++) o[c] += xv * w[row + c];
+    }
+  }
+  return out;
 }
 
 function frobeniusOfProduct(ga: Float64Array, gb: Float64Array): number {
@@ -99,6 +136,31 @@ export const weightScorer: ImportanceScorer = {
     }
     const nq = normalized(qk), nv = normalized(vo);
     return nq.map((x, i) => x + nv[i]);
+  },
+  headSimilarity(m, layer) {
+    // cosine similarity of the heads' bilinear forms Q_h·K_hᵀ, estimated on Gaussian probes:
+    // for x, y ~ N(0, I), E[(xᵀQ1K1ᵀy)(xᵀQ2K2ᵀy)] = <Q1K1ᵀ, Q2K2ᵀ>_F
+    const a = m.layers[layer].attention;
+    const d = a.headSize, r = 48;
+    const x = gaussianProbes(r, m.arch.hidden, 1 + layer), y = gaussianProbes(r, m.arch.hidden, 1001 + layer);
+    const pq = project(m, a.q, x, r), pk = project(m, a.k, y, r);
+    const W = a.q.outDim;
+    const logits = Array.from({ length: a.heads }, (_, h) => {
+      const l = new Float64Array(r * r);
+      for (let i = 0; i < r; i++) for (let j = 0; j < r; j++) {
+        let s = 0;
+        for (let c = h * d; c < (h + 1) * d; c++) s += pq[i * W + c] * pk[j * W + c];
+        l[i * r + j] = s;
+      }
+      return l;
+    });
+    const norms = logits.map((l) => Math.sqrt(l.reduce((acc, v) => acc + v * v, 0)) || 1);
+    return logits.map((l1, h1) => logits.map((l2, h2) => {
+      if (h1 === h2) return 1;
+      let dot = 0;
+      for (let i = 0; i < l1.length; i++) dot += l1[i] * l2[i];
+      return dot / (norms[h1] * norms[h2]);
+    }));
   },
   attentionChannels(m, layer) {
     const a = m.layers[layer].attention;
