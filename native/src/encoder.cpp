@@ -1,0 +1,385 @@
+#include "encoder.h"
+
+#include <cstdlib>
+#include <cstring>
+
+namespace bort {
+
+void AlignedFree::operator()(float* p) const { std::free(p); }
+
+FloatBuf alloc_floats(size_t n) {
+  size_t bytes = (n ? n : 1) * sizeof(float);
+  bytes = (bytes + 63) / 64 * 64;
+  void* p = std::aligned_alloc(64, bytes);
+  if (!p) throw std::bad_alloc();
+  return FloatBuf(static_cast<float*>(p));
+}
+
+float* Encoder::Buf::get(size_t want) {
+  if (want > n || !p) {
+    p = alloc_floats(want);
+    n = want;
+  }
+  return p.get();
+}
+
+namespace {
+std::string at_layer(const char* base, int l) { return std::string(base) + "." + std::to_string(l); }
+int round_up(int x, int m) { return (x + m - 1) / m * m; }
+}  // namespace
+
+const float* Encoder::need(const WeightLookup& w, const std::string& name, size_t len) {
+  size_t got = 0;
+  const float* p = w(name, &got);
+  if (!p) throw ConfigError("weight '" + name + "' is missing (expected a Float32Array of " + std::to_string(len) + ")");
+  if (got != len)
+    throw ConfigError("weight '" + name + "' has " + std::to_string(got) + " values, expected " + std::to_string(len));
+  param_bytes_ += len * sizeof(float);
+  return p;
+}
+
+FloatBuf Encoder::copy_vec(const WeightLookup& w, const std::string& name, size_t len) {
+  const float* p = need(w, name, len);
+  FloatBuf b = alloc_floats(len);
+  std::memcpy(b.get(), p, len * sizeof(float));
+  packed_bytes_ += len * sizeof(float);
+  return b;
+}
+
+Encoder::Linear Encoder::pack_linear(const WeightLookup& w, const std::vector<std::string>& wnames,
+                                     const std::vector<std::string>& bnames, int K, const std::vector<int>& ns) {
+  Linear L;
+  L.K = K;
+  std::vector<PackSeg> segs;
+  for (size_t i = 0; i < wnames.size(); ++i) {
+    const float* p = need(w, wnames[i], (size_t)K * ns[i]);
+    segs.push_back({p, ns[i], (size_t)ns[i]});
+    L.N += ns[i];
+  }
+  const int NR = k_->NR;
+  const size_t psz = packed_size(K, L.N, NR);
+  L.w = alloc_floats(psz);
+  pack_b(L.w.get(), K, segs.data(), (int)segs.size(), NR);
+  const int npad = round_up(L.N, NR);
+  L.b = alloc_floats(npad);
+  float* b = L.b.get();
+  int off = 0;
+  for (size_t i = 0; i < bnames.size(); ++i) {
+    const float* p = need(w, bnames[i], ns[i]);
+    std::memcpy(b + off, p, sizeof(float) * ns[i]);
+    off += ns[i];
+  }
+  for (int j = off; j < npad; ++j) b[j] = 0.0f;
+  packed_bytes_ += (psz + npad) * sizeof(float);
+  return L;
+}
+
+Encoder::Encoder(const EncoderConfig& cfg, const WeightLookup& w, const Kernels* kernels) : cfg_(cfg), k_(kernels) {
+  auto pos = [](const char* n, int v) {
+    if (v <= 0) throw ConfigError(std::string("config.") + n + " must be a positive integer, got " + std::to_string(v));
+  };
+  pos("layers", cfg.layers);
+  pos("heads", cfg.heads);
+  pos("headSize", cfg.headSize);
+  pos("hidden", cfg.hidden);
+  pos("intermediate", cfg.intermediate);
+  pos("vocab", cfg.vocab);
+  pos("maxPositions", cfg.maxPositions);
+  if (cfg.typeVocab < 0) throw ConfigError("config.typeVocab must be >= 0");
+  if ((int)cfg.lnEps.size() != 2 * cfg.layers)
+    throw ConfigError("config.lnEps must have 2 entries per layer (" + std::to_string(2 * cfg.layers) + "), got " +
+                      std::to_string(cfg.lnEps.size()));
+  if (cfg.classifierLabels < 0) throw ConfigError("config.classifier.labels must be a positive integer");
+  if (cfg.classifierLabels > 0 && !cfg.pooler) throw ConfigError("config.classifier needs config.pooler (the classifier reads the pooled output)");
+  if (cfg.threads < 1) cfg_.threads = 1;
+  const size_t H = cfg.hidden, Wd = (size_t)cfg.heads * cfg.headSize, I = cfg.intermediate, V = cfg.vocab;
+
+  word_ = copy_vec(w, "word_emb", V * H);
+  pos_ = copy_vec(w, "pos_emb", (size_t)cfg.maxPositions * H);
+  if (cfg.typeVocab > 0) type_ = copy_vec(w, "type_emb", (size_t)cfg.typeVocab * H);
+  emb_g_ = copy_vec(w, "emb_ln_g", H);
+  emb_b_ = copy_vec(w, "emb_ln_b", H);
+  layers_.resize(cfg.layers);
+  for (int l = 0; l < cfg.layers; ++l) {
+    Layer& L = layers_[l];
+    L.qkv = pack_linear(w, {at_layer("q_w", l), at_layer("k_w", l), at_layer("v_w", l)},
+                        {at_layer("q_b", l), at_layer("k_b", l), at_layer("v_b", l)}, (int)H, {(int)Wd, (int)Wd, (int)Wd});
+    L.o = pack_linear(w, {at_layer("o_w", l)}, {at_layer("o_b", l)}, (int)Wd, {(int)H});
+    L.ln1g = copy_vec(w, at_layer("ln1_g", l), H);
+    L.ln1b = copy_vec(w, at_layer("ln1_b", l), H);
+    L.in = pack_linear(w, {at_layer("ffn_in_w", l)}, {at_layer("ffn_in_b", l)}, (int)H, {(int)I});
+    L.out = pack_linear(w, {at_layer("ffn_out_w", l)}, {at_layer("ffn_out_b", l)}, (int)I, {(int)H});
+    L.ln2g = copy_vec(w, at_layer("ln2_g", l), H);
+    L.ln2b = copy_vec(w, at_layer("ln2_b", l), H);
+  }
+  if (cfg.pooler) pooler_ = pack_linear(w, {"pooler_w"}, {"pooler_b"}, (int)H, {(int)H});
+  if (cfg.mlm) {
+    mlm_dense_ = pack_linear(w, {"mlm_w"}, {"mlm_b"}, (int)H, {(int)H});
+    mlm_g_ = copy_vec(w, "mlm_ln_g", H);
+    mlm_b_ = copy_vec(w, "mlm_ln_b", H);
+    decoder_ = pack_linear(w, {"decoder_w"}, {"decoder_b"}, (int)H, {(int)V});
+  }
+  if (cfg.classifierLabels > 0) cls_ = pack_linear(w, {"cls_w"}, {"cls_b"}, (int)H, {cfg.classifierLabels});
+  pool_.reset(new ThreadPool(cfg_.threads));
+}
+
+Encoder::~Encoder() = default;
+
+bool Encoder::closed() const {
+  std::lock_guard<std::mutex> lk(mu_);
+  return closed_;
+}
+
+void Encoder::close() {
+  std::lock_guard<std::mutex> lk(mu_);
+  if (closed_) return;
+  closed_ = true;
+  pool_.reset();
+  word_.reset(); pos_.reset(); type_.reset(); emb_g_.reset(); emb_b_.reset();
+  layers_.clear();
+  layers_.shrink_to_fit();
+  pooler_ = Linear(); mlm_dense_ = Linear(); decoder_ = Linear(); cls_ = Linear();
+  mlm_g_.reset(); mlm_b_.reset();
+  for (Buf* b : {&x_, &tmp_, &qkv_, &ctx_, &inter_, &madd_, &pooled_}) *b = Buf();
+  pk_.clear(); pv_.clear(); sc_.clear();
+}
+
+void Encoder::set_threads(int n) {
+  if (n < 1) throw ConfigError("threads must be a positive integer");
+  std::lock_guard<std::mutex> lk(mu_);
+  if (closed_) throw std::runtime_error("this encoder is closed");
+  cfg_.threads = n;
+  pool_.reset();
+  pool_.reset(new ThreadPool(n));
+}
+
+int Encoder::threads() const {
+  std::lock_guard<std::mutex> lk(mu_);
+  return cfg_.threads;
+}
+
+void Encoder::validate(const RunInputs& in) const {
+  if (in.batch <= 0) throw InputTypeError("batch must be a positive integer, got " + std::to_string(in.batch));
+  if (in.seq <= 0) throw InputTypeError("seq must be a positive integer, got " + std::to_string(in.seq));
+  if (in.seq > cfg_.maxPositions)
+    throw InputRangeError("seq " + std::to_string(in.seq) + " exceeds the model's " + std::to_string(cfg_.maxPositions) + " positions");
+  if (!in.ids) throw InputTypeError("ids is required");
+  const size_t n = (size_t)in.batch * in.seq;
+  for (size_t i = 0; i < n; ++i) {
+    const int32_t v = in.ids[i];
+    if (v < 0 || v >= cfg_.vocab)
+      throw InputRangeError("ids[" + std::to_string(i) + "] = " + std::to_string(v) + " is outside the vocabulary [0, " +
+                            std::to_string(cfg_.vocab) + ")");
+  }
+  if (in.types) {
+    if (cfg_.typeVocab == 0) throw InputTypeError("types were given but the model has no token-type embeddings; pass types: null");
+    for (size_t i = 0; i < n; ++i) {
+      const int32_t v = in.types[i];
+      if (v < 0 || v >= cfg_.typeVocab)
+        throw InputRangeError("types[" + std::to_string(i) + "] = " + std::to_string(v) + " is outside the token types [0, " +
+                              std::to_string(cfg_.typeVocab) + ")");
+    }
+  }
+}
+
+// ---------------------------------------------------------------- parallel building blocks
+
+void Encoder::gemm_raw(const GemmArgs& g) {
+  const int T = pool_->size();
+  const int MR = k_->MR, NR = k_->NR;
+  const int npan = (g.N + NR - 1) / NR;
+  // M blocks of at most ~96 rows, even sizes, whole micro-tiles
+  const int mblocks = (g.M + 95) / 96;
+  const int msz = round_up((g.M + mblocks - 1) / mblocks, MR);
+  const int mb = (g.M + msz - 1) / msz;
+  // N chunks so that there are about 4 tasks per thread (one thread: one chunk)
+  int nchunks = T == 1 ? 1 : (4 * T + mb - 1) / mb;
+  if (nchunks > npan) nchunks = npan;
+  if (nchunks < 1) nchunks = 1;
+  const int pchunk = (npan + nchunks - 1) / nchunks;
+  nchunks = (npan + pchunk - 1) / pchunk;
+  const Kernels* k = k_;
+  pool_->parallel_for(mb * nchunks, [&](int t, int) {
+    const int mi = t / nchunks, ni = t % nchunks;
+    const int m0 = mi * msz, m1 = m0 + msz < g.M ? m0 + msz : g.M;
+    const int n0 = ni * pchunk * NR;
+    int n1 = (ni + 1) * pchunk * NR;
+    if (n1 > g.N) n1 = g.N;
+    k->gemm_tile(g, m0, m1, n0, n1);
+  });
+}
+
+void Encoder::gemm(const float* A, size_t lda, const Linear& L, float* C, size_t ldc, int M, Epi epi, const float* R,
+                   size_t ldr) {
+  GemmArgs g;
+  g.A = A;
+  g.lda = lda;
+  g.B = L.w.get();
+  g.C = C;
+  g.ldc = ldc;
+  g.M = M;
+  g.N = L.N;
+  g.K = L.K;
+  g.epi = epi;
+  g.bias = L.b.get();
+  g.R = R;
+  g.ldr = ldr;
+  gemm_raw(g);
+}
+
+void Encoder::layernorm_rows(float* y, size_t ldy, const float* x, size_t ldx, int M, const float* g, const float* b,
+                             float eps) {
+  const int T = pool_->size();
+  const int chunks = M < 2 * T ? M : 2 * T;
+  const int per = (M + chunks - 1) / chunks;
+  const int n = cfg_.hidden;
+  const Kernels* k = k_;
+  pool_->parallel_for(chunks, [&](int t, int) {
+    const int r1 = (t + 1) * per < M ? (t + 1) * per : M;
+    for (int r = t * per; r < r1; ++r) k->layernorm(y + (size_t)r * ldy, x + (size_t)r * ldx, g, b, n, eps);
+  });
+}
+
+void Encoder::ensure_scratch(int B, int S) {
+  const size_t M = (size_t)B * S, H = cfg_.hidden, Wd = (size_t)cfg_.heads * cfg_.headSize, I = cfg_.intermediate;
+  x_.get(M * H);
+  tmp_.get(M * H);
+  qkv_.get(M * 3 * Wd);
+  ctx_.get(M * Wd);
+  inter_.get(M * I);
+  madd_.get(M);
+  pooled_.get((size_t)B * H);
+  const int T = pool_->size();
+  pk_.resize(T);
+  pv_.resize(T);
+  sc_.resize(T);
+  const int NR = k_->NR, d = cfg_.headSize;
+  for (int t = 0; t < T; ++t) {
+    pk_[t].get(packed_size(d, S, NR));
+    pv_[t].get(packed_size(S, d, NR));
+    sc_[t].get((size_t)64 * S);
+  }
+}
+
+// Scores, mask, softmax and P·V for every (batch, head), query rows in blocks of 64.
+void Encoder::attention(int B, int S) {
+  const int heads = cfg_.heads, d = cfg_.headSize;
+  const size_t Wd = (size_t)heads * d, ld = 3 * Wd;
+  const float* qkv = qkv_.p.get();
+  float* ctx = ctx_.p.get();
+  const float* madd = madd_.p.get();
+  const float scale = cfg_.scoreScale;
+  const Kernels* k = k_;
+  const int NR = k->NR;
+  pool_->parallel_for(B * heads, [&](int task, int tid) {
+    const int b = task / heads, h = task % heads;
+    const float* q = qkv + (size_t)b * S * ld + (size_t)h * d;
+    const float* kk = q + Wd;
+    const float* v = q + 2 * Wd;
+    float* pk = pk_[tid].p.get();
+    float* pv = pv_[tid].p.get();
+    float* sc = sc_[tid].p.get();
+    pack_bt(pk, d, S, kk, ld, NR);
+    PackSeg seg{v, d, ld};
+    pack_b(pv, S, &seg, 1, NR);
+    const float* mrow = madd + (size_t)b * S;
+    for (int q0 = 0; q0 < S; q0 += 64) {
+      const int qb = S - q0 < 64 ? S - q0 : 64;
+      GemmArgs g;
+      g.A = q + (size_t)q0 * ld;
+      g.lda = ld;
+      g.B = pk;
+      g.C = sc;
+      g.ldc = S;
+      g.M = qb;
+      g.N = S;
+      g.K = d;
+      k->gemm_tile(g, 0, qb, 0, S);
+      for (int r = 0; r < qb; ++r) k->softmax(sc + (size_t)r * S, S, scale, mrow);
+      GemmArgs c;
+      c.A = sc;
+      c.lda = S;
+      c.B = pv;
+      c.C = ctx + ((size_t)b * S + q0) * Wd + (size_t)h * d;
+      c.ldc = Wd;
+      c.M = qb;
+      c.N = d;
+      c.K = S;
+      k->gemm_tile(c, 0, qb, 0, d);
+    }
+  });
+}
+
+// ---------------------------------------------------------------- forward pass
+
+void Encoder::run(const RunInputs& in, const RunOutputs& out) {
+  std::lock_guard<std::mutex> lk(mu_);
+  if (closed_) throw std::runtime_error("this encoder is closed");
+  validate(in);
+  const int B = in.batch, S = in.seq, M = B * S;
+  const int H = cfg_.hidden, Wd = cfg_.heads * cfg_.headSize;
+  ensure_scratch(B, S);
+  float* x = x_.p.get();
+  float* tmp = tmp_.p.get();
+  float* qkv = qkv_.p.get();
+  float* ctx = ctx_.p.get();
+  float* inter = inter_.p.get();
+  float* madd = madd_.p.get();
+  const Kernels* k = k_;
+
+  // additive mask, exactly as the graph: (1 - mask) * maskValue
+  for (int i = 0; i < M; ++i) {
+    const float m = in.mask ? (float)in.mask[i] : 1.0f;
+    madd[i] = (1.0f - m) * cfg_.maskValue;
+  }
+
+  // embeddings: word + type + position, LayerNorm
+  {
+    const int T = pool_->size();
+    const int chunks = M < 2 * T ? M : 2 * T;
+    const int per = (M + chunks - 1) / chunks;
+    const float* word = word_.get();
+    const float* posn = pos_.get();
+    const float* type = type_.get();
+    pool_->parallel_for(chunks, [&](int t, int) {
+      const int r1 = (t + 1) * per < M ? (t + 1) * per : M;
+      for (int r = t * per; r < r1; ++r) {
+        const int s = r % S;
+        float* y = x + (size_t)r * H;
+        const float* tv = type ? type + (size_t)(in.types ? in.types[r] : 0) * H : nullptr;
+        k->add3(y, word + (size_t)in.ids[r] * H, posn + (size_t)s * H, tv, H);
+        k->layernorm(y, y, emb_g_.get(), emb_b_.get(), H, cfg_.embLnEps);
+      }
+    });
+  }
+
+  const int L = cfg_.layers;
+  float* xfinal = x;
+  for (int l = 0; l < L; ++l) {
+    const Layer& ly = layers_[l];
+    gemm(x, H, ly.qkv, qkv, 3 * (size_t)Wd, M, Epi::Bias);
+    attention(B, S);
+    gemm(ctx, Wd, ly.o, tmp, H, M, Epi::BiasResid, x, H);
+    layernorm_rows(x, H, tmp, H, M, ly.ln1g.get(), ly.ln1b.get(), cfg_.lnEps[2 * l]);
+    gemm(x, H, ly.in, inter, cfg_.intermediate, M, Epi::BiasGelu);
+    gemm(inter, cfg_.intermediate, ly.out, tmp, H, M, Epi::BiasResid, x, H);
+    float* dst = (l == L - 1 && out.hidden) ? out.hidden : x;
+    layernorm_rows(dst, H, tmp, H, M, ly.ln2g.get(), ly.ln2b.get(), cfg_.lnEps[2 * l + 1]);
+    xfinal = dst;
+  }
+  if (out.hidden && xfinal != out.hidden) std::memcpy(out.hidden, xfinal, sizeof(float) * (size_t)M * H);
+
+  if (cfg_.pooler && (out.pooled || out.cls)) {
+    float* pooled = out.pooled ? out.pooled : pooled_.p.get();
+    // the [CLS] row of each sequence: row b*S, so A = xfinal with row stride S*H
+    gemm(xfinal, (size_t)S * H, pooler_, pooled, H, B, Epi::BiasTanh);
+    if (cfg_.classifierLabels > 0 && out.cls) gemm(pooled, H, cls_, out.cls, cfg_.classifierLabels, B, Epi::Bias);
+  }
+  if (cfg_.mlm && out.mlm) {
+    gemm(xfinal, H, mlm_dense_, tmp, H, M, Epi::BiasGelu);
+    layernorm_rows(tmp, H, tmp, H, M, mlm_g_.get(), mlm_b_.get(), cfg_.mlmLnEps);
+    gemm(tmp, H, decoder_, out.mlm, cfg_.vocab, M, Epi::Bias);
+  }
+}
+
+}  // namespace bort

@@ -1,0 +1,131 @@
+// The BERT encoder (post-LN, erf GELU) on the packed kernels; no N-API here so the C++ tests can
+// drive it directly.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "kernels.h"
+#include "pool.h"
+
+namespace bort {
+
+struct EncoderConfig {
+  int layers = 0, heads = 0, headSize = 0, hidden = 0, intermediate = 0, vocab = 0, maxPositions = 0, typeVocab = 0;
+  float scoreScale = 1.0f, maskValue = -10000.0f, embLnEps = 1e-12f;
+  std::vector<float> lnEps;  // 2 per layer
+  bool pooler = false;
+  bool mlm = false;
+  float mlmLnEps = 1e-12f;
+  int classifierLabels = 0;  // 0 = no classifier
+  int threads = 1;
+};
+
+// Thrown for a bad configuration or weight (-> TypeError) or bad inputs (-> RangeError).
+struct ConfigError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+struct InputRangeError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+struct InputTypeError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// Looks a weight up by name; returns its data and sets *len, or returns null when absent.
+using WeightLookup = std::function<const float*(const std::string& name, size_t* len)>;
+
+struct AlignedFree {
+  void operator()(float* p) const;
+};
+using FloatBuf = std::unique_ptr<float[], AlignedFree>;
+FloatBuf alloc_floats(size_t n);
+
+struct RunInputs {
+  const int32_t* ids = nullptr;
+  const int32_t* mask = nullptr;   // null = all ones
+  const int32_t* types = nullptr;  // null = all zeros
+  int batch = 0, seq = 0;
+};
+
+struct RunOutputs {
+  float* hidden = nullptr;  // [B,S,H] (required)
+  float* pooled = nullptr;  // [B,H] when config.pooler
+  float* mlm = nullptr;     // [B,S,V] when config.mlm
+  float* cls = nullptr;     // [B,L] when config.classifierLabels
+};
+
+class Encoder {
+ public:
+  // Validates the configuration, packs every weight (copying from the lookup's memory, which may be
+  // released afterwards). Throws ConfigError.
+  Encoder(const EncoderConfig& cfg, const WeightLookup& weights, const Kernels* kernels);
+  ~Encoder();
+
+  const EncoderConfig& config() const { return cfg_; }
+  const Kernels& kernels() const { return *k_; }
+
+  // Checks shapes and index ranges (throws InputRangeError / InputTypeError); safe from any thread.
+  void validate(const RunInputs& in) const;
+  // Runs one forward pass; serialised on this encoder. Throws std::runtime_error when closed.
+  void run(const RunInputs& in, const RunOutputs& out);
+  // Frees the weights and the pool; later runs throw.
+  void close();
+  bool closed() const;
+  void set_threads(int n);
+  int threads() const;
+
+  size_t packed_bytes() const { return packed_bytes_; }
+  size_t param_bytes() const { return param_bytes_; }
+
+ private:
+  struct Linear {
+    FloatBuf w;  // packed [K,N]
+    FloatBuf b;  // padded to a whole panel
+    int K = 0, N = 0;
+  };
+  struct Layer {
+    Linear qkv, o, in, out;
+    FloatBuf ln1g, ln1b, ln2g, ln2b;
+  };
+
+  const float* need(const WeightLookup& w, const std::string& name, size_t len);
+  FloatBuf copy_vec(const WeightLookup& w, const std::string& name, size_t len);
+  Linear pack_linear(const WeightLookup& w, const std::vector<std::string>& wnames,
+                     const std::vector<std::string>& bnames, int K, const std::vector<int>& ns);
+  void gemm(const float* A, size_t lda, const Linear& L, float* C, size_t ldc, int M, Epi epi,
+            const float* R = nullptr, size_t ldr = 0);
+  void gemm_raw(const GemmArgs& g);
+  void layernorm_rows(float* y, size_t ldy, const float* x, size_t ldx, int M, const float* g, const float* b, float eps);
+  void attention(int B, int S);
+  void ensure_scratch(int B, int S);
+
+  EncoderConfig cfg_;
+  const Kernels* k_;
+  mutable std::mutex mu_;
+  std::unique_ptr<ThreadPool> pool_;
+  bool closed_ = false;
+
+  FloatBuf word_, pos_, type_, emb_g_, emb_b_;
+  std::vector<Layer> layers_;
+  Linear pooler_, mlm_dense_, decoder_, cls_;
+  FloatBuf mlm_g_, mlm_b_;
+  size_t packed_bytes_ = 0, param_bytes_ = 0;
+
+  // scratch, grown on demand, reused across runs
+  struct Buf {
+    FloatBuf p;
+    size_t n = 0;
+    float* get(size_t want);
+  };
+  Buf x_, tmp_, qkv_, ctx_, inter_, madd_, pooled_;
+  std::vector<Buf> pk_, pv_, sc_;  // per thread
+};
+
+}  // namespace bort

@@ -1,0 +1,319 @@
+// Generic kernel bodies, written once over a small vector-traits struct `V`.
+//
+// This header is included by each ISA file *inside its own namespace* (bort::avx512, bort::avx2, ...)
+// after it defines `V` (the vector type and its operations) and the constants MR (micro-tile rows),
+// NV (vectors per micro-tile row, so NR = NV * V::W) and KC (K block). Every ISA file therefore
+// compiles its own copy with its own flags, and the namespaces keep the symbols apart, so the linker
+// can never mix an AVX-512 instantiation into portable code. Nothing from the C++ standard library
+// with inline bodies is used here for the same reason.
+//
+// V must provide: F (vector type), W (lanes), load, store, set1, zero, add, sub, mul, div,
+// fmadd(a,b,c) = a*b+c, fnmadd(a,b,c) = c-a*b, max, min, round (to nearest), pow2i(n) (2^n for an
+// integral-valued float n in [-126,127]), abs, copysign(mag, sgn), lt_select(a,b,x,y) = a<b ? x : y,
+// reduce_add, reduce_max.
+
+#ifndef BORT_KERNELS_IMPL_BODY
+#error "include kernels_impl.h from an ISA file only"
+#endif
+
+using F = typename V::F;
+static constexpr int W = V::W;
+static constexpr int NR = NV * W;
+
+static inline int imin(int a, int b) { return a < b ? a : b; }
+
+// ---------------------------------------------------------------- math
+// exp: Cody-Waite range reduction and the Cephes degree-6 polynomial (about 1 ulp on the clamped
+// range); inputs below -87.33 give exactly 0, inputs above 88 saturate at exp(88).
+static inline F vexp(F x) {
+  const F lo = V::set1(-87.3365478515625f);
+  const F hi = V::set1(88.0f);
+  F xc = V::min(V::max(x, lo), hi);
+  F n = V::round(V::mul(xc, V::set1(1.44269504088896341f)));
+  F r = V::fnmadd(n, V::set1(0.693359375f), xc);
+  r = V::fnmadd(n, V::set1(-2.12194440e-4f), r);
+  F p = V::set1(1.9875691500e-4f);
+  p = V::fmadd(p, r, V::set1(1.3981999507e-3f));
+  p = V::fmadd(p, r, V::set1(8.3334519073e-3f));
+  p = V::fmadd(p, r, V::set1(4.1665795894e-2f));
+  p = V::fmadd(p, r, V::set1(1.6666665459e-1f));
+  p = V::fmadd(p, r, V::set1(5.0000001201e-1f));
+  F r2 = V::mul(r, r);
+  p = V::fmadd(p, r2, V::add(r, V::set1(1.0f)));
+  F res = V::mul(p, V::pow2i(n));
+  return V::lt_select(x, lo, V::zero(), res);
+}
+
+// erf: Abramowitz & Stegun 7.1.26 (|error| <= 1.5e-7), odd extension.
+static inline F verf(F x) {
+  const F one = V::set1(1.0f);
+  F ax = V::abs(x);
+  F t = V::div(one, V::fmadd(V::set1(0.3275911f), ax, one));
+  F y = V::set1(1.061405429f);
+  y = V::fmadd(y, t, V::set1(-1.453152027f));
+  y = V::fmadd(y, t, V::set1(1.421413741f));
+  y = V::fmadd(y, t, V::set1(-0.284496736f));
+  y = V::fmadd(y, t, V::set1(0.254829592f));
+  y = V::mul(y, t);
+  F e = vexp(V::sub(V::zero(), V::mul(ax, ax)));
+  F r = V::fnmadd(y, e, one);
+  return V::copysign(r, x);
+}
+
+// gelu(x) = 0.5 x (1 + erf(x / sqrt 2))
+static inline F vgelu(F x) {
+  F e = verf(V::mul(x, V::set1(0.70710678118654752f)));
+  return V::mul(V::mul(V::set1(0.5f), x), V::add(V::set1(1.0f), e));
+}
+
+// tanh(x) = sign(x) (1 - 2 / (exp(2|x|) + 1))
+static inline F vtanh(F x) {
+  F ax = V::min(V::abs(x), V::set1(9.0f));
+  F e = vexp(V::add(ax, ax));
+  F r = V::sub(V::set1(1.0f), V::div(V::set1(2.0f), V::add(e, V::set1(1.0f))));
+  return V::copysign(r, x);
+}
+
+// partial loads/stores for row tails, through a lane buffer
+static inline F load_n(const float* p, int n, float pad) {
+  alignas(64) float t[W];
+  for (int i = 0; i < W; ++i) t[i] = i < n ? p[i] : pad;
+  return V::load(t);
+}
+static inline void store_n(float* p, F v, int n) {
+  alignas(64) float t[W];
+  V::store(t, v);
+  for (int i = 0; i < n; ++i) p[i] = t[i];
+}
+
+template <F (*FN)(F)>
+static void map_inplace(float* x, size_t n) {
+  size_t i = 0;
+  for (; i + W <= n; i += W) V::store(x + i, FN(V::load(x + i)));
+  if (i < n) store_n(x + i, FN(load_n(x + i, (int)(n - i), 0.0f)), (int)(n - i));
+}
+static void k_gelu(float* x, size_t n) { map_inplace<vgelu>(x, n); }
+static void k_tanh(float* x, size_t n) { map_inplace<vtanh>(x, n); }
+static void k_exp(float* x, size_t n) { map_inplace<vexp>(x, n); }
+static void k_erf(float* x, size_t n) { map_inplace<verf>(x, n); }
+
+// ---------------------------------------------------------------- row kernels
+static void k_layernorm(float* y, const float* x, const float* g, const float* b, int n, float eps) {
+  F s0 = V::zero(), s1 = V::zero();
+  int i = 0;
+  for (; i + 2 * W <= n; i += 2 * W) {
+    s0 = V::add(s0, V::load(x + i));
+    s1 = V::add(s1, V::load(x + i + W));
+  }
+  for (; i + W <= n; i += W) s0 = V::add(s0, V::load(x + i));
+  float sum = V::reduce_add(V::add(s0, s1));
+  for (; i < n; ++i) sum += x[i];
+  const float mean = sum / (float)n;
+  const F vm = V::set1(mean);
+  F q0 = V::zero(), q1 = V::zero();
+  i = 0;
+  for (; i + 2 * W <= n; i += 2 * W) {
+    F d0 = V::sub(V::load(x + i), vm), d1 = V::sub(V::load(x + i + W), vm);
+    q0 = V::fmadd(d0, d0, q0);
+    q1 = V::fmadd(d1, d1, q1);
+  }
+  for (; i + W <= n; i += W) {
+    F d0 = V::sub(V::load(x + i), vm);
+    q0 = V::fmadd(d0, d0, q0);
+  }
+  float var = V::reduce_add(V::add(q0, q1));
+  for (; i < n; ++i) var += (x[i] - mean) * (x[i] - mean);
+  var /= (float)n;
+  const float rstd = 1.0f / __builtin_sqrtf(var + eps);
+  const F vr = V::set1(rstd);
+  i = 0;
+  for (; i + W <= n; i += W) {
+    F d = V::mul(V::sub(V::load(x + i), vm), vr);
+    V::store(y + i, V::fmadd(d, V::load(g + i), V::load(b + i)));
+  }
+  for (; i < n; ++i) y[i] = (x[i] - mean) * rstd * g[i] + b[i];
+}
+
+static void k_softmax(float* s, int n, float scale, const float* madd) {
+  const F vs = V::set1(scale);
+  const float ninf = -__builtin_inff();
+  F mx = V::set1(ninf);
+  int i = 0;
+  for (; i + W <= n; i += W) {
+    F t = V::mul(V::load(s + i), vs);
+    if (madd) t = V::add(t, V::load(madd + i));
+    V::store(s + i, t);
+    mx = V::max(mx, t);
+  }
+  if (i < n) {
+    F t = V::mul(load_n(s + i, n - i, 0.0f), vs);
+    if (madd) t = V::add(t, load_n(madd + i, n - i, 0.0f));
+    store_n(s + i, t, n - i);
+    mx = V::max(mx, load_n(s + i, n - i, ninf));
+  }
+  const F vmax = V::set1(V::reduce_max(mx));
+  F sum = V::zero();
+  i = 0;
+  for (; i + W <= n; i += W) {
+    F e = vexp(V::sub(V::load(s + i), vmax));
+    V::store(s + i, e);
+    sum = V::add(sum, e);
+  }
+  float tail = 0.0f;
+  if (i < n) {
+    F e = vexp(V::sub(load_n(s + i, n - i, 0.0f), vmax));
+    store_n(s + i, e, n - i);
+    for (int j = i; j < n; ++j) tail += s[j];
+  }
+  const F inv = V::set1(1.0f / (V::reduce_add(sum) + tail));
+  i = 0;
+  for (; i + W <= n; i += W) V::store(s + i, V::mul(V::load(s + i), inv));
+  const float invs = 1.0f / (V::reduce_add(sum) + tail);
+  for (; i < n; ++i) s[i] *= invs;
+}
+
+static void k_add3(float* y, const float* a, const float* b, const float* c, int n) {
+  int i = 0;
+  if (c) {
+    for (; i + W <= n; i += W) V::store(y + i, V::add(V::add(V::load(a + i), V::load(b + i)), V::load(c + i)));
+    for (; i < n; ++i) y[i] = a[i] + b[i] + c[i];
+  } else {
+    for (; i + W <= n; i += W) V::store(y + i, V::add(V::load(a + i), V::load(b + i)));
+    for (; i < n; ++i) y[i] = a[i] + b[i];
+  }
+}
+
+// ---------------------------------------------------------------- GEMM
+// Micro-kernel: C[M, NR] (+)= Ap[kc][MR] · Bp[kc][NR], then the epilogue on the last K block.
+// Ap is A packed for this micro-tile (rows interleaved, stride MR), Bp the packed weight panel.
+enum { FIRST = 1, LAST = 2 };
+
+template <int M>
+static inline void ukernel(int kc, const float* __restrict Ap, const float* __restrict Bp, float* __restrict C,
+                           size_t ldc, int flags, Epi epi, const float* __restrict bias, const float* __restrict R,
+                           size_t ldr) {
+  F acc[M][NV];
+  if (flags & FIRST) {
+#pragma GCC unroll 16
+    for (int i = 0; i < M; ++i)
+#pragma GCC unroll 8
+      for (int j = 0; j < NV; ++j) acc[i][j] = V::zero();
+  } else {
+#pragma GCC unroll 16
+    for (int i = 0; i < M; ++i)
+#pragma GCC unroll 8
+      for (int j = 0; j < NV; ++j) acc[i][j] = V::load(C + i * ldc + j * W);
+  }
+  for (int k = 0; k < kc; ++k) {
+    F b[NV];
+#pragma GCC unroll 8
+    for (int j = 0; j < NV; ++j) b[j] = V::load(Bp + j * W);
+#pragma GCC unroll 16
+    for (int i = 0; i < M; ++i) {
+      F a = V::set1(Ap[i]);
+#pragma GCC unroll 8
+      for (int j = 0; j < NV; ++j) acc[i][j] = V::fmadd(a, b[j], acc[i][j]);
+    }
+    Ap += MR;
+    Bp += NR;
+  }
+  if ((flags & LAST) && epi != Epi::None) {
+    F bv[NV];
+#pragma GCC unroll 8
+    for (int j = 0; j < NV; ++j) bv[j] = V::load(bias + j * W);
+#pragma GCC unroll 16
+    for (int i = 0; i < M; ++i)
+#pragma GCC unroll 8
+      for (int j = 0; j < NV; ++j) acc[i][j] = V::add(acc[i][j], bv[j]);
+    if (epi == Epi::BiasGelu) {
+      for (int i = 0; i < M; ++i)
+#pragma GCC unroll 8
+        for (int j = 0; j < NV; ++j) acc[i][j] = vgelu(acc[i][j]);
+    } else if (epi == Epi::BiasTanh) {
+      for (int i = 0; i < M; ++i)
+#pragma GCC unroll 8
+        for (int j = 0; j < NV; ++j) acc[i][j] = vtanh(acc[i][j]);
+    } else if (epi == Epi::BiasResid) {
+#pragma GCC unroll 16
+      for (int i = 0; i < M; ++i)
+#pragma GCC unroll 8
+        for (int j = 0; j < NV; ++j) acc[i][j] = V::add(acc[i][j], V::load(R + i * ldr + j * W));
+    }
+  }
+#pragma GCC unroll 16
+  for (int i = 0; i < M; ++i)
+#pragma GCC unroll 8
+    for (int j = 0; j < NV; ++j) V::store(C + i * ldc + j * W, acc[i][j]);
+}
+
+template <int M>
+static inline void ukernel_m(int m, int kc, const float* Ap, const float* Bp, float* C, size_t ldc, int flags, Epi epi,
+                             const float* bias, const float* R, size_t ldr) {
+  if (m == M) {
+    ukernel<M>(kc, Ap, Bp, C, ldc, flags, epi, bias, R, ldr);
+  } else if constexpr (M > 1) {
+    ukernel_m<M - 1>(m, kc, Ap, Bp, C, ldc, flags, epi, bias, R, ldr);
+  }
+}
+
+// Rows of A per L2 block; the packed A block is MC x KC floats on the stack.
+static constexpr int MC = ((96 + MR - 1) / MR) * MR;
+
+static void k_gemm_tile(const GemmArgs& g, int m0, int m1, int n0, int n1) {
+  alignas(64) float ap[MC * KC];
+  alignas(64) float ct[MR * NR];
+  alignas(64) float rt[MR * NR];
+  const int K = g.K;
+  for (int mb = m0; mb < m1; mb += MC) {
+    const int mc = imin(MC, m1 - mb);
+    for (int k0 = 0; k0 < K; k0 += KC) {
+      const int kc = imin(KC, K - k0);
+      const int flags = (k0 == 0 ? FIRST : 0) | (k0 + kc >= K ? LAST : 0);
+      // pack A rows [mb, mb+mc), columns [k0, k0+kc) as [tile][k][MR]
+      for (int t = 0; t < mc; t += MR) {
+        const int mr = imin(MR, mc - t);
+        float* dst = ap + (size_t)t * kc;
+        const float* src = g.A + (size_t)(mb + t) * g.lda + k0;
+        if (mr == MR) {
+          for (int k = 0; k < kc; ++k)
+#pragma GCC unroll 16
+            for (int i = 0; i < MR; ++i) dst[k * MR + i] = src[i * g.lda + k];
+        } else {
+          for (int k = 0; k < kc; ++k) {
+            for (int i = 0; i < mr; ++i) dst[k * MR + i] = src[i * g.lda + k];
+            for (int i = mr; i < MR; ++i) dst[k * MR + i] = 0.0f;
+          }
+        }
+      }
+      for (int n = n0; n < n1; n += NR) {
+        const float* bp = g.B + (size_t)(n / NR) * K * NR + (size_t)k0 * NR;
+        const int ncols = imin(NR, g.N - n);
+        const float* bias = g.bias ? g.bias + n : nullptr;
+        for (int t = 0; t < mc; t += MR) {
+          const int mr = imin(MR, mc - t);
+          const int m = mb + t;
+          float* c = g.C + (size_t)m * g.ldc + n;
+          const float* r = g.R ? g.R + (size_t)m * g.ldr + n : nullptr;
+          const float* a = ap + (size_t)t * kc;
+          if (ncols == NR) {
+            ukernel_m<MR>(mr, kc, a, bp, c, g.ldc, flags, g.epi, bias, r, g.ldr);
+          } else {
+            if (!(flags & FIRST))
+              for (int i = 0; i < mr; ++i)
+                for (int j = 0; j < NR; ++j) ct[i * NR + j] = j < ncols ? c[i * g.ldc + j] : 0.0f;
+            if ((flags & LAST) && r)
+              for (int i = 0; i < mr; ++i)
+                for (int j = 0; j < NR; ++j) rt[i * NR + j] = j < ncols ? r[i * g.ldr + j] : 0.0f;
+            ukernel_m<MR>(mr, kc, a, bp, ct, NR, flags, g.epi, bias, r ? rt : nullptr, NR);
+            for (int i = 0; i < mr; ++i)
+              for (int j = 0; j < ncols; ++j) c[i * g.ldc + j] = ct[i * NR + j];
+          }
+        }
+      }
+    }
+  }
+}
+
+static const Kernels kTable = {
+    ISA_NAME, MR, NR, KC, k_gemm_tile, k_layernorm, k_softmax, k_gelu, k_tanh, k_exp, k_erf, k_add3,
+};

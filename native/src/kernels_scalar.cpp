@@ -1,0 +1,52 @@
+// Portable scalar kernels (one lane): the fallback on any CPU, and the reference path BORT_ISA=scalar.
+#include <cstdint>
+#include <cstring>
+
+#include "kernels.h"
+
+namespace bort {
+namespace scalar {
+
+struct V {
+  using F = float;
+  static constexpr int W = 1;
+  static inline F load(const float* p) { return *p; }
+  static inline void store(float* p, F v) { *p = v; }
+  static inline F set1(float x) { return x; }
+  static inline F zero() { return 0.0f; }
+  static inline F add(F a, F b) { return a + b; }
+  static inline F sub(F a, F b) { return a - b; }
+  static inline F mul(F a, F b) { return a * b; }
+  static inline F div(F a, F b) { return a / b; }
+  static inline F fmadd(F a, F b, F c) { return a * b + c; }
+  static inline F fnmadd(F a, F b, F c) { return c - a * b; }
+  static inline F max(F a, F b) { return a > b ? a : b; }
+  static inline F min(F a, F b) { return a < b ? a : b; }
+  static inline F round(F x) { return __builtin_rintf(x); }
+  static inline F pow2i(F n) {
+    int32_t e = ((int32_t)n + 127) << 23;
+    float r;
+    std::memcpy(&r, &e, sizeof r);
+    return r;
+  }
+  static inline F abs(F x) { return __builtin_fabsf(x); }
+  static inline F copysign(F mag, F sgn) { return __builtin_copysignf(mag, sgn); }
+  static inline F lt_select(F a, F b, F x, F y) { return a < b ? x : y; }
+  static inline float reduce_add(F v) { return v; }
+  static inline float reduce_max(F v) { return v; }
+};
+
+static constexpr int MR = 4;
+static constexpr int NV = 4;
+static constexpr int KC = 256;
+#define ISA_NAME "scalar"
+#define BORT_KERNELS_IMPL_BODY
+#include "kernels_impl.h"
+#undef BORT_KERNELS_IMPL_BODY
+#undef ISA_NAME
+
+}  // namespace scalar
+
+const Kernels* kernels_scalar() { return &scalar::kTable; }
+
+}  // namespace bort

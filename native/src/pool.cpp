@@ -1,0 +1,89 @@
+#include "pool.h"
+
+#include <chrono>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define BORT_PAUSE() _mm_pause()
+#elif defined(__aarch64__)
+#define BORT_PAUSE() __asm__ __volatile__("yield")
+#else
+#define BORT_PAUSE() ((void)0)
+#endif
+
+namespace bort {
+
+namespace {
+// How long an idle worker spins (checking for the next job) before it sleeps.
+constexpr auto kSpin = std::chrono::microseconds(150);
+}  // namespace
+
+ThreadPool::ThreadPool(int threads) {
+  if (threads < 1) threads = 1;
+  workers_.reserve(threads - 1);
+  for (int t = 1; t < threads; ++t) workers_.emplace_back([this, t] { worker(t); });
+}
+
+ThreadPool::~ThreadPool() {
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    stop_.store(true);
+    generation_.fetch_add(1);
+  }
+  cv_.notify_all();
+  for (auto& w : workers_) w.join();
+}
+
+void ThreadPool::work(int tid) {
+  const Job job = job_;
+  for (;;) {
+    const int t = next_.fetch_add(1, std::memory_order_relaxed);
+    if (t >= job.ntasks) break;
+    job.call(job.ctx, t, tid);
+  }
+}
+
+void ThreadPool::dispatch(const Job& job) {
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    job_ = job;
+    next_.store(0, std::memory_order_relaxed);
+    pending_.store((int)workers_.size(), std::memory_order_relaxed);
+    generation_.fetch_add(1, std::memory_order_release);
+    if (sleepers_) cv_.notify_all();
+  }
+  work(0);
+  while (pending_.load(std::memory_order_acquire) != 0) BORT_PAUSE();
+}
+
+void ThreadPool::worker(int tid) {
+  uint64_t seen = 0;
+  for (;;) {
+    uint64_t g = generation_.load(std::memory_order_acquire);
+    if (g == seen) {
+      const auto until = std::chrono::steady_clock::now() + kSpin;
+      for (int i = 1; g == seen; ++i) {
+        BORT_PAUSE();
+        g = generation_.load(std::memory_order_acquire);
+        if ((i & 63) == 0 && std::chrono::steady_clock::now() > until) break;
+      }
+    }
+    if (g == seen) {
+      std::unique_lock<std::mutex> lk(mu_);
+      ++sleepers_;
+      cv_.wait(lk, [&] { return generation_.load(std::memory_order_acquire) != seen; });
+      --sleepers_;
+      g = generation_.load(std::memory_order_acquire);
+    }
+    seen = g;
+    if (stop_.load()) return;
+    {
+      // job_ is written under mu_ before the generation bump; reading it after observing the new
+      // generation (acquire) is ordered.
+      work(tid);
+    }
+    pending_.fetch_sub(1, std::memory_order_acq_rel);
+  }
+}
+
+}  // namespace bort

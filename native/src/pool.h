@@ -1,0 +1,62 @@
+// Persistent thread pool: `threads - 1` workers that live as long as the pool, plus the calling
+// thread, which always takes part. parallel_for hands out task indices through an atomic counter and
+// returns when every task has finished. Workers spin briefly between jobs (an encoder issues dozens
+// of jobs per run) and then sleep on a condition variable.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace bort {
+
+class ThreadPool {
+ public:
+  explicit ThreadPool(int threads);
+  ~ThreadPool();
+  ThreadPool(const ThreadPool&) = delete;
+  ThreadPool& operator=(const ThreadPool&) = delete;
+
+  int size() const { return (int)workers_.size() + 1; }
+
+  // fn(task, thread) for task in [0, ntasks); thread in [0, size()), 0 = the caller.
+  // Not reentrant: one parallel_for at a time per pool (the encoder serialises runs).
+  template <class Fn>
+  void parallel_for(int ntasks, Fn&& fn) {
+    if (ntasks <= 0) return;
+    if (ntasks == 1 || workers_.empty()) {
+      for (int t = 0; t < ntasks; ++t) fn(t, 0);
+      return;
+    }
+    Job job;
+    job.ntasks = ntasks;
+    job.ctx = &fn;
+    job.call = [](void* ctx, int task, int tid) { (*static_cast<Fn*>(ctx))(task, tid); };
+    dispatch(job);
+  }
+
+ private:
+  struct Job {
+    int ntasks = 0;
+    void* ctx = nullptr;
+    void (*call)(void*, int, int) = nullptr;
+  };
+  void dispatch(const Job& job);
+  void worker(int tid);
+  void work(int tid);
+
+  std::vector<std::thread> workers_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  Job job_;
+  std::atomic<uint64_t> generation_{0};
+  std::atomic<int> next_{0};
+  std::atomic<int> pending_{0};  // workers still inside the current job
+  std::atomic<bool> stop_{false};
+  int sleepers_ = 0;             // guarded by mu_
+};
+
+}  // namespace bort
