@@ -132,7 +132,7 @@ export function planExtraction(m: BertModel, target: Arch, scorer: ImportanceSco
     };
   });
   if (headSize > m.headSize) {
-    notes.push(`head size ${m.headSize} → ${headSize}: each new head merges ${headSize / m.headSize} source heads' channels (scores sum over them)`);
+    notes.push(`head size ${m.headSize} → ${headSize}: each new head merges ${headSize / m.headSize} source heads' channels${scorer.headSimilarity ? ', paired by similar Q·Kᵀ' : ''}`);
   } else if (headSize < m.headSize) {
     notes.push(`head size ${m.headSize} → ${headSize}: each new head keeps the ${headSize} most important channels of one source head`);
   }
