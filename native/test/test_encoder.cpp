@@ -1,1 +1,300 @@
-int main(){return 0;}
+// The whole encoder (every ISA, 1 and 3 threads) against a naive double-precision reference of the
+// same math: post-LN BERT, erf GELU, additive mask (1-mask)*maskValue, pooler, MLM head, classifier.
+#include <cmath>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "check.h"
+#include "encoder.h"
+
+using namespace bort;
+using check::Rng;
+using Weights = std::map<std::string, std::vector<float>>;
+using D = std::vector<double>;
+
+static Weights make_weights(const EncoderConfig& c, uint64_t seed) {
+  Rng r(seed);
+  Weights w;
+  const int H = c.hidden, Wd = c.heads * c.headSize, I = c.intermediate, V = c.vocab;
+  auto rnd = [&](const std::string& n, size_t len, float s) {
+    auto& v = w[n];
+    v.resize(len);
+    for (auto& x : v) x = r.uniform(-s, s);
+  };
+  auto gam = [&](const std::string& n, size_t len) {
+    auto& v = w[n];
+    v.resize(len);
+    for (auto& x : v) x = r.uniform(0.8f, 1.2f);
+  };
+  rnd("word_emb", (size_t)V * H, 1.0f);
+  rnd("pos_emb", (size_t)c.maxPositions * H, 0.5f);
+  if (c.typeVocab) rnd("type_emb", (size_t)c.typeVocab * H, 0.5f);
+  gam("emb_ln_g", H);
+  rnd("emb_ln_b", H, 0.1f);
+  for (int l = 0; l < c.layers; ++l) {
+    auto s = "." + std::to_string(l);
+    const float a = 1.0f / std::sqrt((float)H);
+    for (const char* n : {"q", "k", "v"}) {
+      rnd(std::string(n) + "_w" + s, (size_t)H * Wd, a);
+      rnd(std::string(n) + "_b" + s, Wd, 0.1f);
+    }
+    rnd("o_w" + s, (size_t)Wd * H, 1.0f / std::sqrt((float)Wd));
+    rnd("o_b" + s, H, 0.1f);
+    gam("ln1_g" + s, H);
+    rnd("ln1_b" + s, H, 0.1f);
+    rnd("ffn_in_w" + s, (size_t)H * I, a);
+    rnd("ffn_in_b" + s, I, 0.1f);
+    rnd("ffn_out_w" + s, (size_t)I * H, 1.0f / std::sqrt((float)I));
+    rnd("ffn_out_b" + s, H, 0.1f);
+    gam("ln2_g" + s, H);
+    rnd("ln2_b" + s, H, 0.1f);
+  }
+  if (c.pooler) {
+    rnd("pooler_w", (size_t)H * H, 1.0f / std::sqrt((float)H));
+    rnd("pooler_b", H, 0.1f);
+  }
+  if (c.mlm) {
+    rnd("mlm_w", (size_t)H * H, 1.0f / std::sqrt((float)H));
+    rnd("mlm_b", H, 0.1f);
+    gam("mlm_ln_g", H);
+    rnd("mlm_ln_b", H, 0.1f);
+    rnd("decoder_w", (size_t)H * V, 1.0f / std::sqrt((float)H));
+    rnd("decoder_b", V, 0.1f);
+  }
+  if (c.classifierLabels) {
+    rnd("cls_w", (size_t)H * c.classifierLabels, 1.0f / std::sqrt((float)H));
+    rnd("cls_b", c.classifierLabels, 0.1f);
+  }
+  return w;
+}
+
+// ---- naive reference
+static D linear(const D& x, int M, int K, const std::vector<float>& w, const std::vector<float>& b, int N) {
+  D y((size_t)M * N);
+  for (int i = 0; i < M; ++i)
+    for (int j = 0; j < N; ++j) {
+      double s = b[j];
+      for (int k = 0; k < K; ++k) s += x[(size_t)i * K + k] * w[(size_t)k * N + j];
+      y[(size_t)i * N + j] = s;
+    }
+  return y;
+}
+static void ln(D& x, int M, int N, const std::vector<float>& g, const std::vector<float>& b, double eps) {
+  for (int i = 0; i < M; ++i) {
+    double* r = &x[(size_t)i * N];
+    double mean = 0, var = 0;
+    for (int j = 0; j < N; ++j) mean += r[j];
+    mean /= N;
+    for (int j = 0; j < N; ++j) var += (r[j] - mean) * (r[j] - mean);
+    var /= N;
+    for (int j = 0; j < N; ++j) r[j] = (r[j] - mean) / std::sqrt(var + eps) * g[j] + b[j];
+  }
+}
+static double gelu(double x) { return 0.5 * x * (1 + std::erf(x / std::sqrt(2.0))); }
+
+struct RefOut {
+  D hidden, pooled, mlm, cls;
+};
+
+static RefOut reference(const EncoderConfig& c, Weights& w, const std::vector<int32_t>& ids, const std::vector<int32_t>* mask,
+                        const std::vector<int32_t>* types, int B, int S) {
+  const int H = c.hidden, Wd = c.heads * c.headSize, d = c.headSize, M = B * S;
+  D x((size_t)M * H);
+  for (int r = 0; r < M; ++r)
+    for (int j = 0; j < H; ++j) {
+      double v = w["word_emb"][(size_t)ids[r] * H + j] + w["pos_emb"][(size_t)(r % S) * H + j];
+      if (c.typeVocab) v += w["type_emb"][(size_t)(types ? (*types)[r] : 0) * H + j];
+      x[(size_t)r * H + j] = v;
+    }
+  ln(x, M, H, w["emb_ln_g"], w["emb_ln_b"], c.embLnEps);
+  for (int l = 0; l < c.layers; ++l) {
+    auto s = "." + std::to_string(l);
+    D q = linear(x, M, H, w["q_w" + s], w["q_b" + s], Wd);
+    D k = linear(x, M, H, w["k_w" + s], w["k_b" + s], Wd);
+    D v = linear(x, M, H, w["v_w" + s], w["v_b" + s], Wd);
+    D ctx((size_t)M * Wd);
+    for (int b = 0; b < B; ++b)
+      for (int h = 0; h < c.heads; ++h)
+        for (int i = 0; i < S; ++i) {
+          D sc(S);
+          double mx = -INFINITY;
+          for (int j = 0; j < S; ++j) {
+            double dot = 0;
+            for (int e = 0; e < d; ++e) dot += q[((size_t)b * S + i) * Wd + h * d + e] * k[((size_t)b * S + j) * Wd + h * d + e];
+            const float m = mask ? (float)(*mask)[b * S + j] : 1.0f;
+            sc[j] = dot * c.scoreScale + (double)((1.0f - m) * c.maskValue);
+            mx = std::fmax(mx, sc[j]);
+          }
+          double sum = 0;
+          for (auto& t : sc) sum += (t = std::exp(t - mx));
+          for (int e = 0; e < d; ++e) {
+            double acc = 0;
+            for (int j = 0; j < S; ++j) acc += sc[j] / sum * v[((size_t)b * S + j) * Wd + h * d + e];
+            ctx[((size_t)b * S + i) * Wd + h * d + e] = acc;
+          }
+        }
+    D a = linear(ctx, M, Wd, w["o_w" + s], w["o_b" + s], H);
+    for (size_t i = 0; i < a.size(); ++i) a[i] += x[i];
+    ln(a, M, H, w["ln1_g" + s], w["ln1_b" + s], c.lnEps[2 * l]);
+    x = a;
+    D f = linear(x, M, H, w["ffn_in_w" + s], w["ffn_in_b" + s], c.intermediate);
+    for (auto& t : f) t = gelu(t);
+    D o = linear(f, M, c.intermediate, w["ffn_out_w" + s], w["ffn_out_b" + s], H);
+    for (size_t i = 0; i < o.size(); ++i) o[i] += x[i];
+    ln(o, M, H, w["ln2_g" + s], w["ln2_b" + s], c.lnEps[2 * l + 1]);
+    x = o;
+  }
+  RefOut r;
+  r.hidden = x;
+  if (c.pooler) {
+    D cls((size_t)B * H);
+    for (int b = 0; b < B; ++b)
+      for (int j = 0; j < H; ++j) cls[(size_t)b * H + j] = x[(size_t)b * S * H + j];
+    r.pooled = linear(cls, B, H, w["pooler_w"], w["pooler_b"], H);
+    for (auto& t : r.pooled) t = std::tanh(t);
+    if (c.classifierLabels) r.cls = linear(r.pooled, B, H, w["cls_w"], w["cls_b"], c.classifierLabels);
+  }
+  if (c.mlm) {
+    D t = linear(x, M, H, w["mlm_w"], w["mlm_b"], H);
+    for (auto& e : t) e = gelu(e);
+    ln(t, M, H, w["mlm_ln_g"], w["mlm_ln_b"], c.mlmLnEps);
+    r.mlm = linear(t, M, H, w["decoder_w"], w["decoder_b"], c.vocab);
+  }
+  return r;
+}
+
+static WeightLookup lookup(Weights& w) {
+  return [&w](const std::string& n, size_t* len) -> const float* {
+    auto it = w.find(n);
+    if (it == w.end()) return nullptr;
+    *len = it->second.size();
+    return it->second.data();
+  };
+}
+
+static void run_case(const char* name, EncoderConfig c, int B, int S, bool use_mask, bool use_types, uint64_t seed) {
+  Weights w = make_weights(c, seed);
+  Rng r(seed + 100);
+  const int M = B * S;
+  std::vector<int32_t> ids(M), mask(M), types(M);
+  for (int i = 0; i < M; ++i) {
+    ids[i] = r.below(c.vocab);
+    types[i] = c.typeVocab ? r.below(c.typeVocab) : 0;
+  }
+  for (int b = 0; b < B; ++b)
+    for (int s = 0; s < S; ++s) mask[b * S + s] = s < S - b ? 1 : 0;  // sequence b has b padding tokens
+  RefOut ref = reference(c, w, ids, use_mask ? &mask : nullptr, use_types ? &types : nullptr, B, S);
+  for (const Kernels* k : check::all_tables())
+    for (int threads : {1, 3}) {
+      c.threads = threads;
+      Encoder enc(c, lookup(w), k);
+      std::vector<float> hidden((size_t)M * c.hidden), pooled((size_t)B * c.hidden), mlm((size_t)M * c.vocab),
+          cls((size_t)B * (c.classifierLabels ? c.classifierLabels : 1));
+      RunInputs in;
+      in.ids = ids.data();
+      in.mask = use_mask ? mask.data() : nullptr;
+      in.types = use_types ? types.data() : nullptr;
+      in.batch = B;
+      in.seq = S;
+      RunOutputs out;
+      out.hidden = hidden.data();
+      if (c.pooler) out.pooled = pooled.data();
+      if (c.mlm) out.mlm = mlm.data();
+      if (c.classifierLabels) out.cls = cls.data();
+      for (int rep = 0; rep < 2; ++rep) {  // the second run reuses the scratch
+        enc.run(in, out);
+        double e = check::max_abs_diff(hidden.data(), ref.hidden.data(), ref.hidden.size());
+        CHECK(e < 1e-4, "%s [%s, %d threads] hidden: max error %g", name, k->name, threads, e);
+        if (c.pooler) {
+          e = check::max_abs_diff(pooled.data(), ref.pooled.data(), ref.pooled.size());
+          CHECK(e < 1e-4, "%s [%s] pooled: max error %g", name, k->name, e);
+        }
+        if (c.classifierLabels) {
+          e = check::max_abs_diff(cls.data(), ref.cls.data(), ref.cls.size());
+          CHECK(e < 1e-4, "%s [%s] cls: max error %g", name, k->name, e);
+        }
+        if (c.mlm) {
+          e = check::max_abs_diff(mlm.data(), ref.mlm.data(), ref.mlm.size());
+          CHECK(e < 1e-4, "%s [%s] mlm: max error %g", name, k->name, e);
+        }
+      }
+      // input validation
+      std::vector<int32_t> bad = ids;
+      bad[M - 1] = c.vocab;
+      in.ids = bad.data();
+      bool threw = false;
+      try {
+        enc.run(in, out);
+      } catch (const InputRangeError&) {
+        threw = true;
+      }
+      CHECK(threw, "%s [%s] id == vocab was accepted", name, k->name);
+      in.ids = ids.data();
+      in.seq = c.maxPositions + 1;
+      threw = false;
+      try {
+        enc.validate(in);
+      } catch (const InputRangeError&) {
+        threw = true;
+      }
+      CHECK(threw, "%s [%s] seq > maxPositions was accepted", name, k->name);
+      in.seq = S;
+      enc.close();
+      threw = false;
+      try {
+        enc.run(in, out);
+      } catch (const std::runtime_error&) {
+        threw = true;
+      }
+      CHECK(threw, "%s [%s] run after close did not throw", name, k->name);
+    }
+}
+
+int main() {
+  EncoderConfig c;
+  c.layers = 2;
+  c.heads = 3;
+  c.headSize = 7;  // W = 21 != hidden
+  c.hidden = 20;
+  c.intermediate = 37;
+  c.vocab = 53;
+  c.maxPositions = 40;
+  c.typeVocab = 2;
+  c.scoreScale = 1.0f / std::sqrt(7.0f);
+  c.maskValue = -10000.0f;
+  c.embLnEps = 1e-12f;
+  c.lnEps = {1e-12f, 1e-5f, 1e-6f, 1e-12f};
+  c.pooler = true;
+  c.mlm = true;
+  c.mlmLnEps = 1e-12f;
+  c.classifierLabels = 3;
+  run_case("full heads, mask -1e4", c, 3, 9, true, true, 1);
+  c.maskValue = -3.4028234663852886e38f;
+  run_case("mask float-lowest, long seq", c, 2, 37, true, true, 2);
+  run_case("no mask, no types given", c, 2, 5, false, false, 3);
+  EncoderConfig e = c;
+  e.typeVocab = 0;
+  e.pooler = false;
+  e.mlm = false;
+  e.classifierLabels = 0;
+  e.layers = 1;
+  e.lnEps = {1e-12f, 1e-12f};
+  e.heads = 4;
+  e.headSize = 16;
+  e.hidden = 64;
+  e.intermediate = 96;
+  run_case("no type table, hidden only", e, 2, 33, true, false, 4);
+
+  // configuration errors name the weight
+  Weights w = make_weights(c, 9);
+  w.erase("k_w.1");
+  bool threw = false;
+  try {
+    Encoder enc(c, lookup(w), kernels_scalar());
+  } catch (const ConfigError& err) {
+    threw = std::string(err.what()).find("k_w.1") != std::string::npos;
+  }
+  CHECK(threw, "a missing weight is not reported by name");
+  return check::finish("test_encoder");
+}
