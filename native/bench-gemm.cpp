@@ -10,19 +10,24 @@
 
 using namespace bort;
 
+static int g_copies = 1;  // distinct packed B matrices cycled through (>1 defeats the L3 cache)
+
 static double bench(const Kernels* k, int M, int N, int K) {
   std::vector<float> A((size_t)M * K, 0.5f), B((size_t)K * N, 0.25f), C((size_t)M * N), bias(N + k->NR, 0.1f);
-  std::vector<float> Bp(packed_size(K, N, k->NR));
+  std::vector<std::vector<float>> Bps(g_copies, std::vector<float>(packed_size(K, N, k->NR)));
   PackSeg s{B.data(), N, (size_t)N};
-  pack_b(Bp.data(), K, &s, 1, k->NR);
+  for (auto& Bp : Bps) pack_b(Bp.data(), K, &s, 1, k->NR);
   GemmArgs g;
-  g.A = A.data(); g.lda = K; g.B = Bp.data(); g.C = C.data(); g.ldc = N; g.M = M; g.N = N; g.K = K;
+  g.A = A.data(); g.lda = K; g.B = Bps[0].data(); g.C = C.data(); g.ldc = N; g.M = M; g.N = N; g.K = K;
   g.epi = Epi::Bias; g.bias = bias.data();
-  k->gemm_tile(g, 0, M, 0, N);
+  std::vector<float> ws((size_t)k->MC * k->KC);
+  k->gemm_tile(g, 0, M, 0, N, ws.data());
   double best = 1e30;
   for (int r = 0; r < 7; ++r) {
+    g.B = Bps[(r + 1) % g_copies].data();
     auto t0 = std::chrono::steady_clock::now();
-    k->gemm_tile(g, 0, M, 0, N);
+    std::vector<float> ws((size_t)k->MC * k->KC);
+  k->gemm_tile(g, 0, M, 0, N, ws.data());
     double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (s < best) best = s;
   }
@@ -30,6 +35,7 @@ static double bench(const Kernels* k, int M, int N, int K) {
 }
 
 int main(int argc, char** argv) {
+  if (const char* c = std::getenv("BENCH_COPIES")) g_copies = atoi(c) > 0 ? atoi(c) : 1;
   std::vector<std::array<int, 3>> shapes;
   if (argc == 4) shapes.push_back({atoi(argv[1]), atoi(argv[2]), atoi(argv[3])});
   else shapes = {{128, 3072, 1024}, {128, 1024, 1024}, {128, 768, 1024}, {128, 1024, 768}, {32, 3072, 1024}, {128, 3072, 768}, {128, 768, 3072}, {1024, 1024, 1024}};

@@ -141,7 +141,7 @@ void Encoder::close() {
   pooler_ = Linear(); mlm_dense_ = Linear(); decoder_ = Linear(); cls_ = Linear();
   mlm_g_.reset(); mlm_b_.reset();
   for (Buf* b : {&x_, &tmp_, &qkv_, &ctx_, &inter_, &madd_, &pooled_}) *b = Buf();
-  pk_.clear(); pv_.clear(); sc_.clear();
+  pk_.clear(); pv_.clear(); sc_.clear(); ws_.clear();
 }
 
 void Encoder::set_threads(int n) {
@@ -188,8 +188,9 @@ void Encoder::gemm_raw(const GemmArgs& g) {
   const int T = pool_->size();
   const int MR = k_->MR, NR = k_->NR;
   const int npan = (g.N + NR - 1) / NR;
-  // M blocks of at most ~96 rows, even sizes, whole micro-tiles
-  const int mblocks = (g.M + 95) / 96;
+  // M blocks of at most MC rows (one block for the usual M <= 240: each weight is read once),
+  // even sizes, whole micro-tiles
+  const int mblocks = (g.M + k_->MC - 1) / k_->MC;
   const int msz = round_up((g.M + mblocks - 1) / mblocks, MR);
   const int mb = (g.M + msz - 1) / msz;
   // N chunks so that there are about 4 tasks per thread (one thread: one chunk)
@@ -199,13 +200,13 @@ void Encoder::gemm_raw(const GemmArgs& g) {
   const int pchunk = (npan + nchunks - 1) / nchunks;
   nchunks = (npan + pchunk - 1) / pchunk;
   const Kernels* k = k_;
-  pool_->parallel_for(mb * nchunks, [&](int t, int) {
+  pool_->parallel_for(mb * nchunks, [&](int t, int tid) {
     const int mi = t / nchunks, ni = t % nchunks;
     const int m0 = mi * msz, m1 = m0 + msz < g.M ? m0 + msz : g.M;
     const int n0 = ni * pchunk * NR;
     int n1 = (ni + 1) * pchunk * NR;
     if (n1 > g.N) n1 = g.N;
-    k->gemm_tile(g, m0, m1, n0, n1);
+    k->gemm_tile(g, m0, m1, n0, n1, ws_[tid].p.get());
   });
 }
 
@@ -253,11 +254,13 @@ void Encoder::ensure_scratch(int B, int S) {
   pk_.resize(T);
   pv_.resize(T);
   sc_.resize(T);
+  ws_.resize(T);
   const int NR = k_->NR, d = cfg_.headSize;
   for (int t = 0; t < T; ++t) {
     pk_[t].get(packed_size(d, S, NR));
     pv_[t].get(packed_size(S, d, NR));
     sc_[t].get((size_t)64 * S);
+    ws_[t].get((size_t)k_->MC * k_->KC);
   }
 }
 
@@ -294,7 +297,7 @@ void Encoder::attention(int B, int S) {
       g.M = qb;
       g.N = S;
       g.K = d;
-      k->gemm_tile(g, 0, qb, 0, S);
+      k->gemm_tile(g, 0, qb, 0, S, ws_[tid].p.get());
       for (int r = 0; r < qb; ++r) k->softmax(sc + (size_t)r * S, S, scale, mrow);
       GemmArgs c;
       c.A = sc;
@@ -305,7 +308,7 @@ void Encoder::attention(int B, int S) {
       c.M = qb;
       c.N = d;
       c.K = S;
-      k->gemm_tile(c, 0, qb, 0, d);
+      k->gemm_tile(c, 0, qb, 0, d, ws_[tid].p.get());
     }
   });
 }

@@ -125,7 +125,7 @@ class Encoder {
     float* get(size_t want);
   };
   Buf x_, tmp_, qkv_, ctx_, inter_, madd_, pooled_;
-  std::vector<Buf> pk_, pv_, sc_;  // per thread
+  std::vector<Buf> pk_, pv_, sc_, ws_;  // per thread
 };
 
 }  // namespace bort

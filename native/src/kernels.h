@@ -38,10 +38,12 @@ struct Kernels {
   int MR;            // micro-tile rows
   int NR;            // micro-tile columns == packed panel width
   int KC;            // K block
+  int MC;            // rows of A packed at a time (the L2 block); gemm_tile's workspace is MC*KC floats
 
   // Computes rows [m0,m1) and columns [n0,n1) of the GEMM (n0 a multiple of NR; n1 a multiple of NR
-  // or N). Blocks K by KC internally; the epilogue is applied on the last K block.
-  void (*gemm_tile)(const GemmArgs& g, int m0, int m1, int n0, int n1);
+  // or N). Blocks K by KC internally; the epilogue is applied on the last K block. `ws` is the
+  // calling thread's workspace of at least MC*KC floats (A is packed there).
+  void (*gemm_tile)(const GemmArgs& g, int m0, int m1, int n0, int n1, float* ws);
 
   // y[i] = LN(x[i]) for one row of n: (x-mean)/sqrt(var+eps)*g + b, biased variance. y may equal x.
   void (*layernorm)(float* y, const float* x, const float* g, const float* b, int n, float eps);

@@ -256,11 +256,12 @@ static inline void ukernel_m(int m, int kc, const float* Ap, const float* Bp, fl
   }
 }
 
-// Rows of A per L2 block; the packed A block is MC x KC floats on the stack.
-static constexpr int MC = ((96 + MR - 1) / MR) * MR;
+// Rows of A per L2 block: the packed A block (MC x KC floats, about 240 KiB) stays in L2 while the
+// weight panels stream through L1, so for the usual M <= 240 every weight is read once per GEMM.
+static constexpr int MC = ((240 + MR - 1) / MR) * MR;
 
-static void k_gemm_tile(const GemmArgs& g, int m0, int m1, int n0, int n1) {
-  alignas(64) float ap[MC * KC];
+static void k_gemm_tile(const GemmArgs& g, int m0, int m1, int n0, int n1, float* ws) {
+  float* const ap = ws;
   alignas(64) float ct[MR * NR];
   alignas(64) float rt[MR * NR];
   const int K = g.K;
@@ -315,5 +316,5 @@ static void k_gemm_tile(const GemmArgs& g, int m0, int m1, int n0, int n1) {
 }
 
 static const Kernels kTable = {
-    ISA_NAME, MR, NR, KC, k_gemm_tile, k_layernorm, k_softmax, k_gelu, k_tanh, k_exp, k_erf, k_add3,
+    ISA_NAME, MR, NR, KC, MC, k_gemm_tile, k_layernorm, k_softmax, k_gelu, k_tanh, k_exp, k_erf, k_add3,
 };

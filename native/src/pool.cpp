@@ -53,7 +53,20 @@ void ThreadPool::dispatch(const Job& job) {
     if (sleepers_) cv_.notify_all();
   }
   work(0);
-  while (pending_.load(std::memory_order_acquire) != 0) BORT_PAUSE();
+  // wait for the workers: spin briefly, then sleep (a descheduled worker must not cost a spinning core)
+  if (pending_.load(std::memory_order_acquire) != 0) {
+    const auto until = std::chrono::steady_clock::now() + kSpin;
+    for (int i = 1; pending_.load(std::memory_order_acquire) != 0; ++i) {
+      BORT_PAUSE();
+      if ((i & 63) == 0 && std::chrono::steady_clock::now() > until) {
+        std::unique_lock<std::mutex> lk(mu_);
+        caller_waiting_ = true;
+        done_cv_.wait(lk, [&] { return pending_.load(std::memory_order_acquire) == 0; });
+        caller_waiting_ = false;
+        break;
+      }
+    }
+  }
 }
 
 void ThreadPool::worker(int tid) {
@@ -82,7 +95,10 @@ void ThreadPool::worker(int tid) {
       // generation (acquire) is ordered.
       work(tid);
     }
-    pending_.fetch_sub(1, std::memory_order_acq_rel);
+    if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+      std::lock_guard<std::mutex> lk(mu_);
+      if (caller_waiting_) done_cv_.notify_one();
+    }
   }
 }
 

@@ -56,7 +56,9 @@ class ThreadPool {
   std::atomic<int> next_{0};
   std::atomic<int> pending_{0};  // workers still inside the current job
   std::atomic<bool> stop_{false};
+  std::condition_variable done_cv_;
   int sleepers_ = 0;             // guarded by mu_
+  bool caller_waiting_ = false;  // guarded by mu_
 };
 
 }  // namespace bort

@@ -15,7 +15,7 @@ static double ref_gelu(double x) { return 0.5 * x * (1.0 + std::erf(x / std::sqr
 
 static void test_gemm(const Kernels* k) {
   Rng rng(1);
-  const int Ms[] = {1, 3, 7, 13, 32, 100, 130};
+  const int Ms[] = {1, 3, 7, 13, 32, 100, 130, 300};
   const int Ns[] = {1, 5, 16, 33, 64, 100};
   const int Ks[] = {1, 9, 64, 300, 520};
   const Epi epis[] = {Epi::None, Epi::Bias, Epi::BiasGelu, Epi::BiasResid, Epi::BiasTanh};
@@ -57,9 +57,10 @@ static void test_gemm(const Kernels* k) {
         const int npan = (N + k->NR - 1) / k->NR;
         const int nsplit = (npan / 2) * k->NR;
         const int msplit = M / 2;
-        k->gemm_tile(g, 0, msplit, 0, nsplit);
-        k->gemm_tile(g, 0, msplit, nsplit, N);
-        k->gemm_tile(g, msplit, M, 0, N);
+        std::vector<float> ws((size_t)k->MC * k->KC);
+        k->gemm_tile(g, 0, msplit, 0, nsplit, ws.data());
+        k->gemm_tile(g, 0, msplit, nsplit, N, ws.data());
+        k->gemm_tile(g, msplit, M, 0, N, ws.data());
         double worst = 0;
         bool pad_ok = true;
         for (int i = 0; i < M; ++i) {
@@ -100,7 +101,8 @@ static void test_pack_bt(const Kernels* k) {
   g.M = S;
   g.N = S;
   g.K = d;
-  k->gemm_tile(g, 0, S, 0, S);
+  std::vector<float> ws((size_t)k->MC * k->KC);
+  k->gemm_tile(g, 0, S, 0, S, ws.data());
   double worst = 0;
   for (int i = 0; i < S; ++i)
     for (int j = 0; j < S; ++j) {
