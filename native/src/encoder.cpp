@@ -3,16 +3,39 @@
 #include <cstdlib>
 #include <cstring>
 
+#if defined(__unix__) || defined(__APPLE__)
+#include <sys/mman.h>
+#define BORT_MMAP 1
+#endif
+
 namespace bort {
 
-void AlignedFree::operator()(float* p) const { std::free(p); }
+void AlignedFree::operator()(float* p) const {
+#if defined(BORT_MMAP)
+  if (mapped) {
+    munmap(p, mapped);
+    return;
+  }
+#endif
+  std::free(p);
+}
 
 FloatBuf alloc_floats(size_t n) {
   size_t bytes = (n ? n : 1) * sizeof(float);
   bytes = (bytes + 63) / 64 * 64;
+#if defined(BORT_MMAP)
+  if (bytes >= ((size_t)1 << 20)) {
+    void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) throw std::bad_alloc();
+#if defined(MADV_HUGEPAGE)
+    madvise(p, bytes, MADV_HUGEPAGE);
+#endif
+    return FloatBuf(static_cast<float*>(p), AlignedFree{bytes});
+  }
+#endif
   void* p = std::aligned_alloc(64, bytes);
   if (!p) throw std::bad_alloc();
-  return FloatBuf(static_cast<float*>(p));
+  return FloatBuf(static_cast<float*>(p), AlignedFree{0});
 }
 
 float* Encoder::Buf::get(size_t want) {

@@ -41,7 +41,10 @@ struct InputTypeError : std::runtime_error {
 // Looks a weight up by name; returns its data and sets *len, or returns null when absent.
 using WeightLookup = std::function<const float*(const std::string& name, size_t* len)>;
 
+// Buffers of 1 MiB and more are mapped directly (page exact, returned to the OS on free, transparent
+// huge pages requested: the weights stream through the TLB every run); smaller ones are aligned malloc.
 struct AlignedFree {
+  size_t mapped = 0;  // bytes mapped, 0 = malloc'd
   void operator()(float* p) const;
 };
 using FloatBuf = std::unique_ptr<float[], AlignedFree>;

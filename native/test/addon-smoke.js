@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // Smoke test of the bort_native addon against a naive JS reference of the same math.
-//   node native/test/addon-smoke.js        (after `npx cmake-js compile` or `npx node-gyp rebuild`)
+//   node --expose-gc native/test/addon-smoke.js   (after `npx cmake-js compile` or `npx node-gyp rebuild`;
+//   --expose-gc adds the resident-memory check)
 // Prints "N passed, M failed" and exits non-zero on any failure.
 'use strict';
 const path = require('node:path');
@@ -280,6 +281,27 @@ async function main() {
     const e = addon.createEncoder(big, bw);
     ok(e.packedBytes <= 1.15 * bytes, `packed ${e.packedBytes} bytes for ${bytes} parameter bytes`);
     e.close();
+  }
+
+  // resident memory after load: packed weights only (JS arrays dropped and collected)
+  if (global.gc) {
+    const big = { ...baseCfg, hidden: 512, heads: 8, headSize: 64, intermediate: 2048, vocab: 8000, maxPositions: 512, layers: 6,
+      lnEps: new Array(12).fill(1e-12), mlm: null, classifier: null };
+    const settle = async () => { for (let i = 0; i < 3; i++) { global.gc(); await new Promise((r) => setTimeout(r, 30)); } };
+    await settle();
+    const rss0 = process.memoryUsage().rss;
+    let bw = makeModel(big, 15);
+    let bytes = 0;
+    for (const k of Object.keys(bw)) bytes += bw[k].byteLength;
+    const e = addon.createEncoder(big, bw);
+    bw = null;
+    await settle();
+    const grew = process.memoryUsage().rss - rss0;
+    ok(grew <= 1.15 * bytes, `RSS grew ${(grew / 2 ** 20).toFixed(1)} MiB after loading ${(bytes / 2 ** 20).toFixed(1)} MiB of parameters`);
+    console.log(`memory: RSS grew ${(grew / bytes).toFixed(3)}x the fp32 parameter bytes after load`);
+    e.close();
+  } else {
+    console.log('memory: run with node --expose-gc to check resident memory after load');
   }
 
   // the event loop keeps turning during a long run
