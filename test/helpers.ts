@@ -2,6 +2,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
+import { afterAll } from 'vitest';
 
 export const ROOT = path.resolve(__dirname, '..');
 export const SHARED = path.resolve(ROOT, '..', 'shared');
@@ -28,8 +29,9 @@ export function referenceOutput(name: string, output: string): Float32Array {
 }
 
 const created: string[] = [];
-process.on('exit', () => {
-  for (const d of created) fs.rmSync(d, { recursive: true, force: true });
+// registered in every test file that imports these helpers
+afterAll(() => {
+  for (const d of created.splice(0)) fs.rmSync(d, { recursive: true, force: true });
 });
 
 /** A fresh temporary folder, removed when the test process exits. */
