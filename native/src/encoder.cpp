@@ -163,7 +163,7 @@ void Encoder::close() {
   layers_.shrink_to_fit();
   pooler_ = Linear(); mlm_dense_ = Linear(); decoder_ = Linear(); cls_ = Linear();
   mlm_g_.reset(); mlm_b_.reset();
-  for (Buf* b : {&x_, &tmp_, &qkv_, &ctx_, &inter_, &madd_, &pooled_}) *b = Buf();
+  for (Buf* b : {&x_, &tmp_, &qkv_, &ctx_, &inter_, &madd_, &pooled_, &apack_}) *b = Buf();
   pk_.clear(); pv_.clear(); sc_.clear(); ws_.clear();
 }
 
@@ -223,13 +223,28 @@ void Encoder::gemm_raw(const GemmArgs& g) {
   const int pchunk = (npan + nchunks - 1) / nchunks;
   nchunks = (npan + pchunk - 1) / pchunk;
   const Kernels* k = k_;
+  GemmArgs ga = g;
+  if (nchunks > 1 && !g.Ap) {
+    // several tasks share each A block: pack A once, in parallel, instead of once per task
+    const int tiles = (g.M + MR - 1) / MR;
+    float* ap = apack_.get((size_t)tiles * MR * g.K);
+    const int parts = tiles < 2 * T ? tiles : 2 * T;
+    const int per = (tiles + parts - 1) / parts;
+    pool_->parallel_for(parts, [&](int t, int) {
+      const int m0 = t * per * MR;
+      int m1 = (t + 1) * per * MR;
+      if (m1 > g.M) m1 = g.M;
+      if (m0 < m1) k->pack_a(g.A, g.lda, m0, m1, g.K, ap);
+    });
+    ga.Ap = ap;
+  }
   pool_->parallel_for(mb * nchunks, [&](int t, int tid) {
     const int mi = t / nchunks, ni = t % nchunks;
     const int m0 = mi * msz, m1 = m0 + msz < g.M ? m0 + msz : g.M;
     const int n0 = ni * pchunk * NR;
     int n1 = (ni + 1) * pchunk * NR;
     if (n1 > g.N) n1 = g.N;
-    k->gemm_tile(g, m0, m1, n0, n1, ws_[tid].p.get());
+    k->gemm_tile(ga, m0, m1, n0, n1, ws_[tid].p.get());
   });
 }
 

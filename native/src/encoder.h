@@ -127,7 +127,7 @@ class Encoder {
     size_t n = 0;
     float* get(size_t want);
   };
-  Buf x_, tmp_, qkv_, ctx_, inter_, madd_, pooled_;
+  Buf x_, tmp_, qkv_, ctx_, inter_, madd_, pooled_, apack_;
   std::vector<Buf> pk_, pv_, sc_, ws_;  // per thread
 };
 

@@ -31,6 +31,9 @@ struct GemmArgs {
   const float* bias = nullptr; // length >= round_up(N, NR) (padding read, never stored)
   const float* R = nullptr;    // residual, row stride ldr (BiasResid)
   size_t ldr = 0;
+  // Optional: A already packed by pack_a ([ceil(M/MR)][K][MR]); then tiles must start at a multiple
+  // of MR and A/lda are not read.
+  const float* Ap = nullptr;
 };
 
 struct Kernels {
@@ -44,6 +47,10 @@ struct Kernels {
   // or N). Blocks K by KC internally; the epilogue is applied on the last K block. `ws` is the
   // calling thread's workspace of at least MC*KC floats (A is packed there).
   void (*gemm_tile)(const GemmArgs& g, int m0, int m1, int n0, int n1, float* ws);
+
+  // Packs rows [m0,m1) of A (m0 a multiple of MR) into dst laid out [ceil(M/MR)][K][MR]
+  // (zero rows past m1), the layout gemm_tile reads through GemmArgs::Ap.
+  void (*pack_a)(const float* A, size_t lda, int m0, int m1, int K, float* dst);
 
   // y[i] = LN(x[i]) for one row of n: (x-mean)/sqrt(var+eps)*g + b, biased variance. y may equal x.
   void (*layernorm)(float* y, const float* x, const float* g, const float* b, int n, float eps);

@@ -260,8 +260,35 @@ static inline void ukernel_m(int m, int kc, const float* Ap, const float* Bp, fl
 // weight panels stream through L1, so for the usual M <= 240 every weight is read once per GEMM.
 static constexpr int MC = ((240 + MR - 1) / MR) * MR;
 
+// Packs rows [m0, m0+mc) and columns [k0, k0+kc) of A as [tile][k][MR], tile stride tstride floats.
+static inline void pack_a_block(const float* A, size_t lda, int m0, int mc, int k0, int kc, float* ap, size_t tstride) {
+  for (int t = 0; t < mc; t += MR) {
+    const int mr = imin(MR, mc - t);
+    float* dst = ap + (size_t)(t / MR) * tstride;
+    const float* src = A + (size_t)(m0 + t) * lda + k0;
+    if (mr == MR) {
+      for (int k = 0; k < kc; ++k)
+#pragma GCC unroll 16
+        for (int i = 0; i < MR; ++i) dst[k * MR + i] = src[i * lda + k];
+    } else {
+      for (int k = 0; k < kc; ++k) {
+        for (int i = 0; i < mr; ++i) dst[k * MR + i] = src[i * lda + k];
+        for (int i = mr; i < MR; ++i) dst[k * MR + i] = 0.0f;
+      }
+    }
+  }
+}
+
+static void k_pack_a(const float* A, size_t lda, int m0, int m1, int K, float* dst) {
+  // whole K per tile, transposed in chunks of 64 columns so the source rows stay in L1
+  float* base = dst + (size_t)(m0 / MR) * K * MR;
+  for (int k0 = 0; k0 < K; k0 += 64) {
+    const int kc = imin(64, K - k0);
+    pack_a_block(A, lda, m0, m1 - m0, k0, kc, base + (size_t)k0 * MR, (size_t)K * MR);
+  }
+}
+
 static void k_gemm_tile(const GemmArgs& g, int m0, int m1, int n0, int n1, float* ws) {
-  float* const ap = ws;
   alignas(64) float ct[MR * NR];
   alignas(64) float rt[MR * NR];
   const int K = g.K;
@@ -270,21 +297,16 @@ static void k_gemm_tile(const GemmArgs& g, int m0, int m1, int n0, int n1, float
     for (int k0 = 0; k0 < K; k0 += KC) {
       const int kc = imin(KC, K - k0);
       const int flags = (k0 == 0 ? FIRST : 0) | (k0 + kc >= K ? LAST : 0);
-      // pack A rows [mb, mb+mc), columns [k0, k0+kc) as [tile][k][MR]
-      for (int t = 0; t < mc; t += MR) {
-        const int mr = imin(MR, mc - t);
-        float* dst = ap + (size_t)t * kc;
-        const float* src = g.A + (size_t)(mb + t) * g.lda + k0;
-        if (mr == MR) {
-          for (int k = 0; k < kc; ++k)
-#pragma GCC unroll 16
-            for (int i = 0; i < MR; ++i) dst[k * MR + i] = src[i * g.lda + k];
-        } else {
-          for (int k = 0; k < kc; ++k) {
-            for (int i = 0; i < mr; ++i) dst[k * MR + i] = src[i * g.lda + k];
-            for (int i = mr; i < MR; ++i) dst[k * MR + i] = 0.0f;
-          }
-        }
+      // A rows [mb, mb+mc), columns [k0, k0+kc) as [tile][k][MR]: prepacked, or packed here
+      const float* apk;
+      size_t tstride;
+      if (g.Ap) {
+        apk = g.Ap + (size_t)(mb / MR) * K * MR + (size_t)k0 * MR;
+        tstride = (size_t)K * MR;
+      } else {
+        pack_a_block(g.A, g.lda, mb, mc, k0, kc, ws, (size_t)kc * MR);
+        apk = ws;
+        tstride = (size_t)kc * MR;
       }
       for (int n = n0; n < n1; n += NR) {
         const float* bp = g.B + (size_t)(n / NR) * K * NR + (size_t)k0 * NR;
@@ -295,7 +317,7 @@ static void k_gemm_tile(const GemmArgs& g, int m0, int m1, int n0, int n1, float
           const int m = mb + t;
           float* c = g.C + (size_t)m * g.ldc + n;
           const float* r = g.R ? g.R + (size_t)m * g.ldr + n : nullptr;
-          const float* a = ap + (size_t)t * kc;
+          const float* a = apk + (size_t)(t / MR) * tstride;
           if (ncols == NR) {
             ukernel_m<MR>(mr, kc, a, bp, c, g.ldc, flags, g.epi, bias, r, g.ldr);
           } else {
@@ -316,5 +338,5 @@ static void k_gemm_tile(const GemmArgs& g, int m0, int m1, int n0, int n1, float
 }
 
 static const Kernels kTable = {
-    ISA_NAME, MR, NR, KC, MC, k_gemm_tile, k_layernorm, k_softmax, k_gelu, k_tanh, k_exp, k_erf, k_add3,
+    ISA_NAME, MR, NR, KC, MC, k_gemm_tile, k_pack_a, k_layernorm, k_softmax, k_gelu, k_tanh, k_exp, k_erf, k_add3,
 };

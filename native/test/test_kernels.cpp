@@ -61,6 +61,20 @@ static void test_gemm(const Kernels* k) {
         k->gemm_tile(g, 0, msplit, 0, nsplit, ws.data());
         k->gemm_tile(g, 0, msplit, nsplit, N, ws.data());
         k->gemm_tile(g, msplit, M, 0, N, ws.data());
+        // the same GEMM from a prepacked A must give identical results
+        std::vector<float> C2(C), Ap((size_t)((M + k->MR - 1) / k->MR) * k->MR * K);
+        {
+          const int mid = ((M / 2) / k->MR) * k->MR;
+          k->pack_a(A.data(), lda, 0, mid, K, Ap.data());
+          k->pack_a(A.data(), lda, mid, M, K, Ap.data());
+          GemmArgs g2 = g;
+          g2.A = nullptr;
+          g2.Ap = Ap.data();
+          g2.C = C2.data();
+          k->gemm_tile(g2, 0, M, 0, N, ws.data());
+        }
+        CHECK(std::memcmp(C.data(), C2.data(), sizeof(float) * C.size()) == 0, "%s gemm M=%d N=%d K=%d: prepacked A differs",
+              k->name, M, N, K);
         double worst = 0;
         bool pad_ok = true;
         for (int i = 0; i < M; ++i) {
