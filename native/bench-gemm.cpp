@@ -16,7 +16,7 @@ static double bench(const Kernels* k, int M, int N, int K) {
   std::vector<float> A((size_t)M * K, 0.5f), B((size_t)K * N, 0.25f), C((size_t)M * N), bias(N + k->NR, 0.1f);
   std::vector<std::vector<float>> Bps(g_copies, std::vector<float>(packed_size(K, N, k->NR)));
   PackSeg s{B.data(), N, (size_t)N};
-  for (auto& Bp : Bps) pack_b(Bp.data(), K, &s, 1, k->NR);
+  for (auto& Bp : Bps) pack_b(Bp.data(), K, &s, 1, k->NR, k->KC);
   GemmArgs g;
   g.A = A.data(); g.lda = K; g.B = Bps[0].data(); g.C = C.data(); g.ldc = N; g.M = M; g.N = N; g.K = K;
   g.epi = Epi::Bias; g.bias = bias.data();

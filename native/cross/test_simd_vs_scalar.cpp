@@ -66,6 +66,17 @@ void record(const Kernels* k, double rel, const std::string& what) {
   CHECK(rel <= kRel, "%s vs scalar, %s: relative difference %.3g > %g", k->name, what.c_str(), rel, kRel);
 }
 
+// pack_b with or without the K-block argument (the packed layout gained KC blocking; either
+// signature builds, whichever kernels.h declares).
+template <class Seg>
+auto pack_b_for(int, const Kernels* k, float* dst, int K, const Seg* seg) -> decltype(pack_b(dst, K, seg, 1, k->NR, k->KC)) {
+  return pack_b(dst, K, seg, 1, k->NR, k->KC);
+}
+template <class Seg>
+auto pack_b_for(long, const Kernels* k, float* dst, int K, const Seg* seg) -> decltype(pack_b(dst, K, seg, 1, k->NR)) {
+  return pack_b(dst, K, seg, 1, k->NR);
+}
+
 std::vector<float> random_vec(Rng& r, size_t n, float lo, float hi) {
   std::vector<float> v(n);
   for (auto& x : v) x = r.uniform(lo, hi);
@@ -78,7 +89,7 @@ std::vector<float> run_gemm(const Kernels* k, const std::vector<float>& A, size_
                             bool packA) {
   PackSeg seg{B.data(), N, (size_t)N};
   std::vector<float> Bp(packed_size(K, N, k->NR));
-  pack_b(Bp.data(), K, &seg, 1, k->NR);
+  pack_b_for(0, k, Bp.data(), K, &seg);
   std::vector<float> padded_bias((size_t)N + k->NR, 0.0f);
   std::copy(bias.begin(), bias.end(), padded_bias.begin());
   std::vector<float> C((size_t)M * N, 0.0f);

@@ -82,7 +82,7 @@ Encoder::Linear Encoder::pack_linear(const WeightLookup& w, const std::vector<st
   const int NR = k_->NR;
   const size_t psz = packed_size(K, L.N, NR);
   L.w = alloc_floats(psz);
-  pack_b(L.w.get(), K, segs.data(), (int)segs.size(), NR);
+  pack_b(L.w.get(), K, segs.data(), (int)segs.size(), NR, k_->KC);
   const int npad = round_up(L.N, NR);
   L.b = alloc_floats(npad);
   float* b = L.b.get();
@@ -320,9 +320,9 @@ void Encoder::attention(int B, int S) {
     float* pk = pk_[tid].p.get();
     float* pv = pv_[tid].p.get();
     float* sc = sc_[tid].p.get();
-    pack_bt(pk, d, S, kk, ld, NR);
+    pack_bt(pk, d, S, kk, ld, NR, k->KC);
     PackSeg seg{v, d, ld};
-    pack_b(pv, S, &seg, 1, NR);
+    pack_b(pv, S, &seg, 1, NR, k->KC);
     const float* mrow = madd + (size_t)b * S;
     for (int q0 = 0; q0 < S; q0 += 64) {
       const int qb = S - q0 < 64 ? S - q0 : 64;

@@ -23,7 +23,7 @@ enum class Epi : int {
 struct GemmArgs {
   const float* A = nullptr;   // row-major, row stride lda
   size_t lda = 0;
-  const float* B = nullptr;   // packed panels: [ceil(N/NR)][K][NR], zero padded in N
+  const float* B = nullptr;   // packed by pack_b: [K/KC blocks][ceil(N/NR) panels][kc][NR], zero padded in N
   float* C = nullptr;         // row-major, row stride ldc
   size_t ldc = 0;
   int M = 0, N = 0, K = 0;
@@ -86,20 +86,23 @@ const Kernels* kernels_for(Isa i);
 const Kernels* active_kernels(const char** err);
 
 // ---- packing (pack.cpp, portable) ----
+// Packed layout of a [K,N] matrix: K is cut in blocks of KC rows (the last may be shorter); inside a
+// block, the panels of NR columns follow each other, each [kc][NR]. So the panel for (k0, column n)
+// starts at k0*Npad + (n/NR)*kc*NR with Npad = N rounded up to NR, and a GEMM task that sweeps its
+// panels for one K block reads one contiguous stream (friendly to the hardware prefetchers).
 // Size in floats of a packed [K,N] matrix for panel width NR.
 inline size_t packed_size(int K, int N, int NR) {
   return (size_t)((N + NR - 1) / NR) * (size_t)K * (size_t)NR;
 }
-// Packs columns [0,N) of a virtual [K,N] matrix whose column c is read as src(k, c) into
-// panels [N/NR][K][NR], zero-padding the last panel.
-// `segs` lets several row-major [K, n_i] matrices be packed side by side (e.g. Q|K|V).
+// Packs the columns of several row-major [K, n_i] matrices side by side (e.g. Q|K|V) as one [K, sum n_i]
+// matrix, zero-padding the last panel.
 struct PackSeg {
   const float* p;  // row-major [K, n]
   int n;           // columns
   size_t ld;       // row stride (>= n)
 };
-void pack_b(float* dst, int K, const PackSeg* segs, int nsegs, int NR);
+void pack_b(float* dst, int K, const PackSeg* segs, int nsegs, int NR, int KC);
 // Transposed pack: B[k][j] = src[j*ld + k] for j in [0,N), k in [0,K) (K rows of attention keys).
-void pack_bt(float* dst, int K, int N, const float* src, size_t ld, int NR);
+void pack_bt(float* dst, int K, int N, const float* src, size_t ld, int NR, int KC);
 
 }  // namespace bort

@@ -292,6 +292,7 @@ static void k_gemm_tile(const GemmArgs& g, int m0, int m1, int n0, int n1, float
   alignas(64) float ct[MR * NR];
   alignas(64) float rt[MR * NR];
   const int K = g.K;
+  const size_t npad = (size_t)((g.N + NR - 1) / NR) * NR;
   for (int mb = m0; mb < m1; mb += MC) {
     const int mc = imin(MC, m1 - mb);
     for (int k0 = 0; k0 < K; k0 += KC) {
@@ -309,7 +310,7 @@ static void k_gemm_tile(const GemmArgs& g, int m0, int m1, int n0, int n1, float
         tstride = (size_t)kc * MR;
       }
       for (int n = n0; n < n1; n += NR) {
-        const float* bp = g.B + (size_t)(n / NR) * K * NR + (size_t)k0 * NR;
+        const float* bp = g.B + (size_t)k0 * npad + (size_t)(n / NR) * kc * NR;
         const int ncols = imin(NR, g.N - n);
         const float* bias = g.bias ? g.bias + n : nullptr;
         for (int t = 0; t < mc; t += MR) {

@@ -39,7 +39,7 @@ static void test_gemm(const Kernels* k) {
         if (n1) segs.push_back({B1.data(), n1, (size_t)n1});
         segs.push_back({B2.data(), n2, (size_t)n2});
         std::vector<float> Bp(packed_size(K, N, k->NR));
-        pack_b(Bp.data(), K, segs.data(), (int)segs.size(), k->NR);
+        pack_b(Bp.data(), K, segs.data(), (int)segs.size(), k->NR, k->KC);
         GemmArgs g;
         g.A = A.data();
         g.lda = lda;
@@ -105,7 +105,7 @@ static void test_pack_bt(const Kernels* k) {
   for (auto& v : Q) v = rng.uniform(-1, 1);
   for (auto& v : Kt) v = rng.uniform(-1, 1);
   std::vector<float> pk(packed_size(d, S, k->NR));
-  pack_bt(pk.data(), d, S, Kt.data(), ld, k->NR);
+  pack_bt(pk.data(), d, S, Kt.data(), ld, k->NR, k->KC);
   GemmArgs g;
   g.A = Q.data();
   g.lda = ld;

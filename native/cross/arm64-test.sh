@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Cross-compiles the native kernels and their C++ tests for linux-arm64 (Debian's g++-aarch64-linux-gnu,
+# static executables) and runs them under qemu-aarch64, so the NEON kernels really execute:
+#   test_kernels         every kernel table (scalar, neon) against a naive double-precision reference
+#   test_encoder         the whole encoder on every table against a naive reference
+#   test_simd_vs_scalar  neon against scalar on identical inputs, 1e-5 relative (--require neon)
+# BORT_ISA=neon is set, so dispatch must also accept NEON as the active table.
+#
+#   bash native/cross/arm64-test.sh                  fails when a tool is missing
+#   bash native/cross/arm64-test.sh --if-available   skips (exit 0, with a message) when a tool is missing
+# Build folder: native/build-cross-arm64 (or $BORT_ARM64_BUILD).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+build=${BORT_ARM64_BUILD:-$root/native/build-cross-arm64}
+
+qemu=$(command -v qemu-aarch64 || command -v qemu-aarch64-static || true)
+missing=()
+command -v aarch64-linux-gnu-g++ > /dev/null || missing+=("aarch64-linux-gnu-g++ (apt-get install g++-aarch64-linux-gnu)")
+[ -n "$qemu" ] || missing+=("qemu-aarch64 (apt-get install qemu-user or qemu-user-static)")
+command -v cmake > /dev/null || missing+=("cmake (apt-get install cmake)")
+if [ ${#missing[@]} -gt 0 ]; then
+  for m in "${missing[@]}"; do echo "arm64-test: missing $m" >&2; done
+  if [ "${1:-}" = "--if-available" ]; then
+    echo "arm64-test: SKIPPED (cross tools not installed)"
+    exit 0
+  fi
+  exit 1
+fi
+
+echo "arm64-test: cross-compiling into ${build#$root/}"
+cmake -S "$root/native/cross" -B "$build" -DCMAKE_BUILD_TYPE=Release \
+  -DCMAKE_TOOLCHAIN_FILE="$root/native/cross/aarch64-linux-gnu.cmake" > /dev/null
+cmake --build "$build" -j "$(nproc)" --target test_kernels test_encoder test_simd_vs_scalar > /dev/null
+
+# The NEON table must be real vector code: fused multiply-adds on 4-lane registers in the binary.
+fmla=$(aarch64-linux-gnu-objdump -d "$build/test_simd_vs_scalar" | grep -c 'fmla.*v[0-9]*\.4s' || true)
+if [ "$fmla" -lt 10 ]; then
+  echo "arm64-test: FAIL: test_simd_vs_scalar holds $fmla NEON fmla instructions" >&2
+  exit 1
+fi
+
+status=0
+run() {
+  local name=$1; shift
+  local log
+  echo "arm64-test: qemu-aarch64 $name $*"
+  if ! log=$(BORT_ISA=neon "$qemu" "$build/$name" "$@" 2>&1); then status=1; fi
+  printf '%s\n' "$log" | sed 's/^/  /'
+  LAST_LOG=$log
+}
+run bort/test_kernels
+if ! grep -q '^testing neon' <<< "$LAST_LOG"; then
+  echo "arm64-test: FAIL: test_kernels did not test the neon table" >&2
+  status=1
+fi
+run bort/test_encoder
+run test_simd_vs_scalar --require neon
+if ! grep -q '^neon vs scalar: worst relative difference' <<< "$LAST_LOG"; then
+  echo "arm64-test: FAIL: no neon-vs-scalar comparison ran" >&2
+  status=1
+fi
+if [ $status -eq 0 ]; then echo "arm64-test: PASSED ($fmla NEON fmla instructions in the tested binary)"; else echo "arm64-test: FAILED" >&2; fi
+exit $status
