@@ -144,19 +144,24 @@ Encoder::Encoder(const EncoderConfig& cfg, const WeightLookup& w, const Kernels*
   }
   if (cfg.classifierLabels > 0) cls_ = pack_linear(w, {"cls_w"}, {"cls_b"}, (int)H, {cfg.classifierLabels});
   pool_.reset(new ThreadPool(cfg_.threads));
+  want_threads_.store(cfg_.threads);
 }
 
 Encoder::~Encoder() = default;
 
-bool Encoder::closed() const {
-  std::lock_guard<std::mutex> lk(mu_);
-  return closed_;
+bool Encoder::closed() const { return closed_.load(); }
+
+// Never blocks on a run in flight: marks the encoder closed (queued runs then fail) and frees now if
+// idle, else the running call frees everything when it finishes.
+void Encoder::close() {
+  closed_.store(true);
+  std::unique_lock<std::mutex> lk(mu_, std::try_to_lock);
+  if (lk.owns_lock()) release_locked();
 }
 
-void Encoder::close() {
-  std::lock_guard<std::mutex> lk(mu_);
-  if (closed_) return;
-  closed_ = true;
+void Encoder::release_locked() {
+  if (released_) return;
+  released_ = true;
   pool_.reset();
   word_.reset(); pos_.reset(); type_.reset(); emb_g_.reset(); emb_b_.reset();
   layers_.clear();
@@ -167,19 +172,14 @@ void Encoder::close() {
   pk_.clear(); pv_.clear(); sc_.clear(); ws_.clear();
 }
 
+// Takes effect at the start of the next run (never blocks on a run in flight).
 void Encoder::set_threads(int n) {
   if (n < 1) throw ConfigError("threads must be a positive integer");
-  std::lock_guard<std::mutex> lk(mu_);
   if (closed_) throw std::runtime_error("this encoder is closed");
-  cfg_.threads = n;
-  pool_.reset();
-  pool_.reset(new ThreadPool(n));
+  want_threads_.store(n);
 }
 
-int Encoder::threads() const {
-  std::lock_guard<std::mutex> lk(mu_);
-  return cfg_.threads;
-}
+int Encoder::threads() const { return want_threads_.load(); }
 
 void Encoder::validate(const RunInputs& in) const {
   if (in.batch <= 0) throw InputTypeError("batch must be a positive integer, got " + std::to_string(in.batch));
@@ -355,7 +355,22 @@ void Encoder::attention(int B, int S) {
 
 void Encoder::run(const RunInputs& in, const RunOutputs& out) {
   std::lock_guard<std::mutex> lk(mu_);
-  if (closed_) throw std::runtime_error("this encoder is closed");
+  if (closed_) {
+    release_locked();
+    throw std::runtime_error("this encoder is closed");
+  }
+  // close() during this run: free the weights when it ends (also on an exception)
+  struct ReleaseIfClosed {
+    Encoder* e;
+    ~ReleaseIfClosed() {
+      if (e->closed_) e->release_locked();
+    }
+  } release_guard{this};
+  if (want_threads_.load() != pool_->size()) {
+    pool_.reset();
+    pool_.reset(new ThreadPool(want_threads_.load()));
+    cfg_.threads = pool_->size();
+  }
   validate(in);
   const int B = in.batch, S = in.seq, M = B * S;
   const int H = cfg_.hidden, Wd = cfg_.heads * cfg_.headSize;

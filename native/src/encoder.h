@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -78,7 +79,8 @@ class Encoder {
   void validate(const RunInputs& in) const;
   // Runs one forward pass; serialised on this encoder. Throws std::runtime_error when closed.
   void run(const RunInputs& in, const RunOutputs& out);
-  // Frees the weights and the pool; later runs throw.
+  // Frees the weights and the pool (at the end of a run in flight, without waiting for it); later
+  // runs throw.
   void close();
   bool closed() const;
   void set_threads(int n);
@@ -108,12 +110,15 @@ class Encoder {
   void layernorm_rows(float* y, size_t ldy, const float* x, size_t ldx, int M, const float* g, const float* b, float eps);
   void attention(int B, int S);
   void ensure_scratch(int B, int S);
+  void release_locked();
 
   EncoderConfig cfg_;
   const Kernels* k_;
   mutable std::mutex mu_;
   std::unique_ptr<ThreadPool> pool_;
-  bool closed_ = false;
+  std::atomic<bool> closed_{false};
+  bool released_ = false;  // guarded by mu_
+  std::atomic<int> want_threads_{1};
 
   FloatBuf word_, pos_, type_, emb_g_, emb_b_;
   std::vector<Layer> layers_;

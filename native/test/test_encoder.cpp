@@ -1,7 +1,10 @@
 // The whole encoder (every ISA, 1 and 3 threads) against a naive double-precision reference of the
 // same math: post-LN BERT, erf GELU, additive mask (1-mask)*maskValue, pooler, MLM head, classifier.
+#include <atomic>
+#include <chrono>
 #include <cmath>
 #include <map>
+#include <thread>
 #include <string>
 #include <vector>
 
@@ -285,6 +288,52 @@ int main() {
   e.hidden = 64;
   e.intermediate = 96;
   run_case("no type table, hidden only", e, 2, 33, true, false, 4);
+
+  // close() while a run is in flight returns at once; the run finishes, then the weights are freed
+  {
+    EncoderConfig b = e;
+    b.layers = 2;
+    b.lnEps = {1e-12f, 1e-12f, 1e-12f, 1e-12f};
+    b.hidden = 256;
+    b.intermediate = 1024;
+    b.maxPositions = 256;
+    b.threads = 2;
+    Weights bw = make_weights(b, 21);
+    Encoder enc(b, lookup(bw), active_kernels(nullptr));
+    const int B = 4, S = 256;
+    std::vector<int32_t> ids(B * S, 1);
+    std::vector<float> hidden((size_t)B * S * b.hidden);
+    RunInputs in;
+    in.ids = ids.data();
+    in.batch = B;
+    in.seq = S;
+    RunOutputs out;
+    out.hidden = hidden.data();
+    enc.set_threads(3);  // applies at the next run
+    std::atomic<int> state{0};
+    std::thread t([&] {
+      try {
+        enc.run(in, out);
+        state = 1;
+      } catch (const std::exception&) {
+        state = 2;
+      }
+    });
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    auto t0 = std::chrono::steady_clock::now();
+    enc.close();
+    double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    t.join();
+    CHECK(state != 0, "the run in flight at close did not end");
+    CHECK(ms < 50, "close() blocked %.1f ms on the run in flight", ms);
+    bool threw = false;
+    try {
+      enc.run(in, out);
+    } catch (const std::runtime_error&) {
+      threw = true;
+    }
+    CHECK(threw, "run after close (in flight) did not throw");
+  }
 
   // configuration errors name the weight
   Weights w = make_weights(c, 9);
