@@ -276,6 +276,7 @@ int main() {
   c.maskValue = -3.4028234663852886e38f;
   run_case("mask float-lowest, long seq", c, 2, 37, true, true, 2);
   run_case("no mask, no types given", c, 2, 5, false, false, 3);
+  run_case("one token", c, 1, 1, true, true, 5);
   EncoderConfig e = c;
   e.typeVocab = 0;
   e.pooler = false;
