@@ -43,7 +43,7 @@ struct V {
   static inline float reduce_max(F v) { return _mm512_reduce_max_ps(v); }
 };
 
-static constexpr int MR = 12;
+static constexpr int MR = 8;
 static constexpr int NV = 2;
 static constexpr int KC = 256;
 #define ISA_NAME "avx512"
