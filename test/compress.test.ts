@@ -139,6 +139,19 @@ describe('head size changes', () => {
   });
 });
 
+describe('external data', () => {
+  it('writes the compressed model with external data on request, and onnxruntime runs it', async () => {
+    const dir = tmpDir();
+    const out = path.join(dir, 'ext.onnx');
+    const s = await compress(path.join(FIXTURES, 'bert-tiny-extdata', 'model.onnx'), { arch: '1,2,32,64', output: out, externalData: true });
+    expect(s.dataFile).toBe(path.join(dir, 'ext.onnx.data'));
+    expect(fs.statSync(out).size + fs.statSync(s.dataFile!).size).toBeGreaterThanOrEqual(s.target.weightBytes);
+    expect(inspect(out).arch).toEqual({ layers: 1, heads: 2, hidden: 32, intermediate: 64 });
+    const r = await runOrt(out, fixture('bert-tiny-op14').inputs);
+    expect(r.last_hidden_state.dims).toEqual([2, 16, 32]);
+  });
+});
+
 describe('the teacher', () => {
   it('extracts to 3,4,256,512 and 2,8,256,256 with both strategies', async () => {
     const dir = tmpDir();
