@@ -1,6 +1,7 @@
 // C++ encoder benchmark (no Node): random weights, median latency and GFLOP/s per shape.
-//   bort_bench_encoder [bort|base|large] [threads] [runs]
+//   bort_bench_encoder [bort|base|large] [threads] [runs] [BxS]
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -59,7 +60,12 @@ int main(int argc, char** argv) {
   Encoder enc(c, get, k);
   w.clear();
   std::printf("%s isa=%s threads=%d\n", model.c_str(), k->name, threads);
-  const int shapes[][2] = {{1, 128}, {8, 128}, {1, 32}};
+  std::vector<std::array<int, 2>> shapes = {{1, 128}, {8, 128}, {1, 32}};
+  if (argc > 4) {  // e.g. 1x32
+    int b = 1, s = 128;
+    std::sscanf(argv[4], "%dx%d", &b, &s);
+    shapes = {{b, s}};
+  }
   for (auto& sh : shapes) {
     const int B = sh[0], S = sh[1], M = B * S;
     std::vector<int32_t> ids(M), mask(M, 1), types(M, 0);

@@ -14,8 +14,28 @@
 namespace bort {
 
 namespace {
-// How long an idle worker spins (checking for the next job) before it sleeps.
-constexpr auto kSpin = std::chrono::microseconds(150);
+// Waiting (for the next job, or for the workers to finish one): spin with pause for kSpin, then
+// yield the core for kYield (a descheduled thread of ours may be waiting for it), then sleep.
+constexpr auto kSpin = std::chrono::microseconds(30);
+constexpr auto kYield = std::chrono::microseconds(200);
+
+// Waits until done() holds or the time is up; true if done.
+template <class Done>
+bool spin_then_yield(Done done) {
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int i = 1;; ++i) {
+    if (done()) return true;
+    if ((i & 31) == 0) {
+      const auto el = std::chrono::steady_clock::now() - t0;
+      if (el > kSpin + kYield) return false;
+      if (el > kSpin) {
+        std::this_thread::yield();
+        continue;
+      }
+    }
+    BORT_PAUSE();
+  }
+}
 }  // namespace
 
 ThreadPool::ThreadPool(int threads) {
@@ -54,18 +74,12 @@ void ThreadPool::dispatch(const Job& job) {
   }
   work(0);
   // wait for the workers: spin briefly, then sleep (a descheduled worker must not cost a spinning core)
-  if (pending_.load(std::memory_order_acquire) != 0) {
-    const auto until = std::chrono::steady_clock::now() + kSpin;
-    for (int i = 1; pending_.load(std::memory_order_acquire) != 0; ++i) {
-      BORT_PAUSE();
-      if ((i & 63) == 0 && std::chrono::steady_clock::now() > until) {
-        std::unique_lock<std::mutex> lk(mu_);
-        caller_waiting_ = true;
-        done_cv_.wait(lk, [&] { return pending_.load(std::memory_order_acquire) == 0; });
-        caller_waiting_ = false;
-        break;
-      }
-    }
+  auto finished = [&] { return pending_.load(std::memory_order_acquire) == 0; };
+  if (!spin_then_yield(finished)) {
+    std::unique_lock<std::mutex> lk(mu_);
+    caller_waiting_ = true;
+    done_cv_.wait(lk, finished);
+    caller_waiting_ = false;
   }
 }
 
@@ -74,12 +88,7 @@ void ThreadPool::worker(int tid) {
   for (;;) {
     uint64_t g = generation_.load(std::memory_order_acquire);
     if (g == seen) {
-      const auto until = std::chrono::steady_clock::now() + kSpin;
-      for (int i = 1; g == seen; ++i) {
-        BORT_PAUSE();
-        g = generation_.load(std::memory_order_acquire);
-        if ((i & 63) == 0 && std::chrono::steady_clock::now() > until) break;
-      }
+      spin_then_yield([&] { return (g = generation_.load(std::memory_order_acquire)) != seen; });
     }
     if (g == seen) {
       std::unique_lock<std::mutex> lk(mu_);
