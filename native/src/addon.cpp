@@ -7,6 +7,7 @@
 //   isas() -> the ISAs this CPU and build can run
 #include <napi.h>
 
+#include <deque>
 #include <memory>
 #include <string>
 #include <thread>
@@ -92,13 +93,26 @@ struct Instance {
 };
 
 // ---------------------------------------------------------------- run worker
+class RunWorker;
+
+// Runs of one encoder go to the libuv pool one at a time (they would serialise on the encoder
+// anyway): overlapping calls wait here, on the JS thread, instead of each blocking a libuv thread
+// that file system and crypto work also need. Touched only on the JS thread.
+struct RunQueue {
+  std::deque<RunWorker*> waiting;
+  bool busy = false;
+  void submit(RunWorker* w);
+  void done();
+};
+
 class RunWorker : public Napi::AsyncWorker {
  public:
-  RunWorker(Napi::Env env, std::shared_ptr<Encoder> enc, bort::RunInputs in, std::vector<int32_t> ids,
-            std::vector<int32_t> mask, std::vector<int32_t> types)
+  RunWorker(Napi::Env env, std::shared_ptr<Encoder> enc, std::shared_ptr<RunQueue> queue, bort::RunInputs in,
+            std::vector<int32_t> ids, std::vector<int32_t> mask, std::vector<int32_t> types)
       : Napi::AsyncWorker(env, "bort.run"),
         deferred_(Napi::Promise::Deferred::New(env)),
         enc_(std::move(enc)),
+        queue_(std::move(queue)),
         in_(in),
         ids_(std::move(ids)),
         mask_(std::move(mask)),
@@ -128,10 +142,16 @@ class RunWorker : public Napi::AsyncWorker {
     Napi::Env env = Env();
     Napi::Object r = Napi::Object::New(env);
     for (auto& o : outs_) r.Set(o.first, o.second.Value());
+    outs_.clear();
     deferred_.Resolve(r);
+    queue_->done();
   }
 
-  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+  void OnError(const Napi::Error& e) override {
+    outs_.clear();
+    deferred_.Reject(e.Value());
+    queue_->done();
+  }
 
  private:
   float* alloc(Napi::Env env, const char* name, size_t n) {
@@ -142,11 +162,31 @@ class RunWorker : public Napi::AsyncWorker {
 
   Napi::Promise::Deferred deferred_;
   std::shared_ptr<Encoder> enc_;
+  std::shared_ptr<RunQueue> queue_;
   bort::RunInputs in_;
   std::vector<int32_t> ids_, mask_, types_;
   bort::RunOutputs out_;
   std::vector<std::pair<std::string, Napi::ObjectReference>> outs_;
 };
+
+void RunQueue::submit(RunWorker* w) {
+  if (busy) {
+    waiting.push_back(w);
+  } else {
+    busy = true;
+    w->Queue();
+  }
+}
+
+void RunQueue::done() {
+  busy = false;
+  if (!waiting.empty()) {
+    RunWorker* w = waiting.front();
+    waiting.pop_front();
+    busy = true;
+    w->Queue();
+  }
+}
 
 // ---------------------------------------------------------------- NativeEncoder
 class NativeEncoder : public Napi::ObjectWrap<NativeEncoder> {
@@ -239,9 +279,9 @@ class NativeEncoder : public Napi::ObjectWrap<NativeEncoder> {
       } catch (const bort::InputTypeError& e) {
         throw Napi::TypeError::New(env, e.what());
       }
-      RunWorker* w = new RunWorker(env, enc_, in, std::move(ids), std::move(mask), std::move(types));
+      RunWorker* w = new RunWorker(env, enc_, queue_, in, std::move(ids), std::move(mask), std::move(types));
       Napi::Promise p = w->Promise();
-      w->Queue();
+      queue_->submit(w);
       return p;
     } catch (const Napi::Error& e) {
       return reject(e);
@@ -272,6 +312,7 @@ class NativeEncoder : public Napi::ObjectWrap<NativeEncoder> {
   }
 
   std::shared_ptr<Encoder> enc_;
+  std::shared_ptr<RunQueue> queue_ = std::make_shared<RunQueue>();
 };
 
 Napi::Value CreateEncoder(const Napi::CallbackInfo& info) {

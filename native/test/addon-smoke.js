@@ -5,6 +5,7 @@
 // Prints "N passed, M failed" and exits non-zero on any failure.
 'use strict';
 const path = require('node:path');
+const fs = require('node:fs');
 const { spawnSync } = require('node:child_process');
 
 const ROOT = path.resolve(__dirname, '..', '..');
@@ -317,6 +318,17 @@ async function main() {
     clearInterval(timer);
     ok(ticks >= 3, `event loop ticked ${ticks} times during a ${ms.toFixed(1)} ms run`);
     console.log(`event loop: ${ticks} timer ticks during a ${ms.toFixed(1)} ms run`);
+    // overlapping runs hold at most one libuv thread: file system work still completes promptly
+    const small = inputsFor(big, 2, 256, 16);
+    const runsP = Promise.all([1, 2, 3, 4, 5, 6].map(() => e.run(small)));
+    const f0 = process.hrtime.bigint();
+    await Promise.all([1, 2, 3, 4].map(() => fs.promises.readFile(__filename)));
+    const fsMs = Number(process.hrtime.bigint() - f0) / 1e6;
+    const r0 = process.hrtime.bigint();
+    await runsP;
+    const allMs = Number(process.hrtime.bigint() - r0) / 1e6 + fsMs;
+    ok(fsMs < allMs / 2, `4 readFile calls took ${fsMs.toFixed(1)} ms while 6 runs took ${allMs.toFixed(1)} ms`);
+    console.log(`libuv pool: 4 readFile calls took ${fsMs.toFixed(1)} ms during 6 overlapping runs (${allMs.toFixed(1)} ms)`);
     e.close();
   }
 
