@@ -1,8 +1,7 @@
 #!/usr/bin/env node
 // Latency and GFLOP/s of the native encoder on random weights, for the reference shapes.
 //   node native/bench-encoder.js [--threads 2] [--runs 10] [--model bort|base|large|all] [--shape 1x128,8x128,1x32]
-//   node native/bench-encoder.js --ort     (also times onnxruntime-node on the same synthetic ... not built here)
-// FLOPs counted as in lib/runtime/bench.ts: 2*T*(4*H*W... ) with the pooler, no MLM head.
+// FLOPs: 2*T*(4*H*W + 2*H*I) + 4*B*S*S*W per layer, plus the pooler (multiply-add = 2).
 'use strict';
 const path = require('node:path');
 const addon = require('node-gyp-build')(path.resolve(__dirname, '..'));
@@ -57,20 +56,21 @@ async function main() {
       ...m, headSize: m.hidden / m.heads, vocab: 30522, maxPositions: 512, typeVocab: 2, scoreScale: 1 / Math.sqrt(m.hidden / m.heads),
       maskValue: -10000, embLnEps: 1e-12, lnEps: new Array(2 * m.layers).fill(1e-12), pooler: true, mlm: null, classifier: null, threads,
     };
+    const settle = async () => { for (let i = 0; i < 3; i++) { global.gc?.(); await new Promise((r) => setTimeout(r, 30)); } };
+    await settle();
+    const rss0 = process.memoryUsage().rss;
     let w = makeWeights(c);
     let paramBytes = 0;
     for (const k of Object.keys(w)) paramBytes += w[k].byteLength;
-    global.gc?.();
-    const rss0 = process.memoryUsage().rss;
     const t0 = process.hrtime.bigint();
     const enc = addon.createEncoder(c, w);
     const loadMs = Number(process.hrtime.bigint() - t0) / 1e6;
     w = null;
-    global.gc?.();
-    const rss1 = process.memoryUsage().rss;
+    await settle();
+    const grew = process.memoryUsage().rss - rss0;
     console.log(`${name}: params ${(paramBytes / 2 ** 20).toFixed(0)} MiB, packed ${(enc.packedBytes / 2 ** 20).toFixed(0)} MiB` +
-      ` (${(enc.packedBytes / paramBytes).toFixed(3)}x), load ${loadMs.toFixed(0)} ms` +
-      (global.gc ? `, RSS after load and GC of the JS arrays: ${((rss1) / 2 ** 20).toFixed(0)} MiB (${(rss1 / paramBytes).toFixed(2)}x params; before: ${(rss0 / 2 ** 20).toFixed(0)} MiB)` : ''));
+      ` (${(enc.packedBytes / paramBytes).toFixed(3)}x), createEncoder ${loadMs.toFixed(0)} ms` +
+      (global.gc ? `, RSS growth after load with the JS arrays collected: ${(grew / paramBytes).toFixed(3)}x params` : ' (run with --expose-gc for RSS)'));
     for (const [B, S] of shapes) {
       const n = B * S;
       const ids = new Int32Array(n), mask = new Int32Array(n).fill(1), types = new Int32Array(n);

@@ -82,7 +82,15 @@ Encoder::Linear Encoder::pack_linear(const WeightLookup& w, const std::vector<st
   const int NR = k_->NR;
   const size_t psz = packed_size(K, L.N, NR);
   L.w = alloc_floats(psz);
-  pack_b(L.w.get(), K, segs.data(), (int)segs.size(), NR, k_->KC);
+  // packing is split by panels over the pool (the constructor runs on the JS thread: keep it short)
+  const int panels = (L.N + NR - 1) / NR;
+  const int parts = panels < 4 * pool_->size() ? panels : 4 * pool_->size();
+  const int per = (panels + parts - 1) / parts;
+  float* dst = L.w.get();
+  const int KC = k_->KC;
+  pool_->parallel_for(parts, [&](int t, int) {
+    pack_b_panels(dst, K, segs.data(), (int)segs.size(), NR, KC, t * per, (t + 1) * per);
+  });
   const int npad = round_up(L.N, NR);
   L.b = alloc_floats(npad);
   float* b = L.b.get();
@@ -116,6 +124,7 @@ Encoder::Encoder(const EncoderConfig& cfg, const WeightLookup& w, const Kernels*
   if (cfg.classifierLabels > 0 && !cfg.pooler) throw ConfigError("config.classifier needs config.pooler (the classifier reads the pooled output)");
   if (cfg.threads < 1) cfg_.threads = 1;
   const size_t H = cfg.hidden, Wd = (size_t)cfg.heads * cfg.headSize, I = cfg.intermediate, V = cfg.vocab;
+  pool_.reset(new ThreadPool(cfg_.threads));
 
   word_ = copy_vec(w, "word_emb", V * H);
   pos_ = copy_vec(w, "pos_emb", (size_t)cfg.maxPositions * H);
@@ -143,7 +152,6 @@ Encoder::Encoder(const EncoderConfig& cfg, const WeightLookup& w, const Kernels*
     decoder_ = pack_linear(w, {"decoder_w"}, {"decoder_b"}, (int)H, {(int)V});
   }
   if (cfg.classifierLabels > 0) cls_ = pack_linear(w, {"cls_w"}, {"cls_b"}, (int)H, {cfg.classifierLabels});
-  pool_.reset(new ThreadPool(cfg_.threads));
   want_threads_.store(cfg_.threads);
 }
 

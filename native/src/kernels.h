@@ -102,6 +102,8 @@ struct PackSeg {
   size_t ld;       // row stride (>= n)
 };
 void pack_b(float* dst, int K, const PackSeg* segs, int nsegs, int NR, int KC);
+// The same for panels [p0, p1) only (so packing can be split across threads).
+void pack_b_panels(float* dst, int K, const PackSeg* segs, int nsegs, int NR, int KC, int p0, int p1);
 // Transposed pack: B[k][j] = src[j*ld + k] for j in [0,N), k in [0,K) (K rows of attention keys).
 void pack_bt(float* dst, int K, int N, const float* src, size_t ld, int NR, int KC);
 

@@ -8,11 +8,17 @@ namespace bort {
 void pack_b(float* dst, int K, const PackSeg* segs, int nsegs, int NR, int KC) {
   int N = 0;
   for (int s = 0; s < nsegs; ++s) N += segs[s].n;
+  pack_b_panels(dst, K, segs, nsegs, NR, KC, 0, (N + NR - 1) / NR);
+}
+
+void pack_b_panels(float* dst, int K, const PackSeg* segs, int nsegs, int NR, int KC, int p0, int p1) {
+  int N = 0;
+  for (int s = 0; s < nsegs; ++s) N += segs[s].n;
   const int panels = (N + NR - 1) / NR;
   const size_t npad = (size_t)panels * NR;
   for (int k0 = 0; k0 < K; k0 += KC) {
     const int kc = K - k0 < KC ? K - k0 : KC;
-    for (int p = 0; p < panels; ++p) {
+    for (int p = p0; p < p1 && p < panels; ++p) {
       float* out = dst + (size_t)k0 * npad + (size_t)p * kc * NR;
       std::memset(out, 0, sizeof(float) * (size_t)kc * NR);
       // the panel's columns [c0, c0+NR) as runs inside the segments
