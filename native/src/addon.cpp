@@ -1,4 +1,5 @@
-// N-API binding (node-addon-api, C++ exceptions enabled: NAPI_CPP_EXCEPTIONS).
+// N-API binding (node-addon-api; NAPI_CPP_EXCEPTIONS + NODE_ADDON_API_CPP_EXCEPTIONS_ALL: any C++ exception
+// that reaches the boundary becomes a JS Error).
 //
 //   createEncoder(config, weights) -> NativeEncoder   (weights packed/copied; JS may drop its arrays)
 //   handle.run({ ids, mask, types, batch, seq }) -> Promise<{ hidden, pooled?, mlm?, cls? }>
@@ -220,6 +221,10 @@ class NativeEncoder : public Napi::ObjectWrap<NativeEncoder> {
       throw Napi::TypeError::New(env, e.what());
     } catch (const std::bad_alloc&) {
       throw Napi::RangeError::New(env, "out of memory while packing the weights");
+    } catch (const Napi::Error&) {
+      throw;
+    } catch (const std::exception& e) {
+      throw Napi::Error::New(env, std::string("createEncoder failed: ") + e.what());
     }
   }
 
@@ -287,6 +292,8 @@ class NativeEncoder : public Napi::ObjectWrap<NativeEncoder> {
       return reject(e);
     } catch (const std::bad_alloc&) {
       return reject(Napi::RangeError::New(env, "out of memory allocating the outputs"));
+    } catch (const std::exception& e) {
+      return reject(Napi::Error::New(env, e.what()));
     }
   }
 
@@ -301,7 +308,11 @@ class NativeEncoder : public Napi::ObjectWrap<NativeEncoder> {
     double d = info[0].As<Napi::Number>().DoubleValue();
     if (!(d >= 1 && d <= 1024) || d != (double)(int)d) throw Napi::RangeError::New(env, "setThreads(n): n must be an integer in [1, 1024]");
     if (!enc_ || enc_->closed()) throw Napi::Error::New(env, "this encoder is closed");
-    enc_->set_threads((int)d);
+    try {
+      enc_->set_threads((int)d);
+    } catch (const std::exception& e) {
+      throw Napi::Error::New(env, e.what());
+    }
     return env.Undefined();
   }
 
