@@ -49,7 +49,7 @@ struct V {
 
 static constexpr int MR = 6;
 static constexpr int NV = 2;
-static constexpr int KC = 256;
+static constexpr int KC = 512;
 #define ISA_NAME "avx2"
 #define BORT_KERNELS_IMPL_BODY
 #include "kernels_impl.h"

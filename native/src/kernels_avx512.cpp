@@ -45,7 +45,7 @@ struct V {
 
 static constexpr int MR = 8;
 static constexpr int NV = 2;
-static constexpr int KC = 256;
+static constexpr int KC = 512;
 #define ISA_NAME "avx512"
 #define BORT_KERNELS_IMPL_BODY
 #include "kernels_impl.h"
