@@ -14,6 +14,8 @@ export interface BenchOptions {
   warmup?: number;
   /** Compare with onnxruntime-node when it is installed (default true). */
   compareOrt?: boolean;
+  /** Idle time before each timed run, letting the other engine's threads go quiet (default 100 ms). */
+  pauseMs?: number;
 }
 
 export interface BenchResult {
@@ -85,7 +87,11 @@ export async function benchmark(model: string, opts: BenchOptions = {}): Promise
     ortFeeds = {};
     for (const n of session.inputNames) ortFeeds[n] = new ort.Tensor('int64', ourFeeds[n]?.data ?? zeros, dims);
   }
+  // Each timed run starts after a short pause, so that neither engine's worker threads (onnxruntime's
+  // spin-wait after a run above all) are still busy on the cores when the other engine starts.
+  const pause = () => new Promise((r) => setTimeout(r, opts.pauseMs ?? 100));
   const time = async (fn: () => Promise<unknown>) => {
+    await pause();
     const t0 = process.hrtime.bigint();
     await fn();
     return Number(process.hrtime.bigint() - t0) / 1e6;
