@@ -5,7 +5,7 @@
  * resident memory after loading each model against its fp32 parameter bytes, and our own
  * BERT-large → Bort speedup.
  *
- *   npm run build && npx tsx bench/encoder-vs-ort.ts [--threads 2] [--runs 10] [--models bort,base,large]
+ *   npm run build && npx tsx bench/encoder-vs-ort.ts [--threads 2] [--runs 10] [--models bort,base,large] [--memory-only]
  */
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -30,17 +30,24 @@ const CONFIGS = [[1, 128], [8, 128], [1, 32]];
 const cli = path.resolve(__dirname, '..', 'dist', 'cli', 'main.js');
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bort-encbench-'));
 
-/** Peak and post-load RSS of a child that only loads the model into the engine. */
-function loadMemory(model: string): { rssAfterLoad: number; paramBytes: number } {
+/**
+ * Resident memory of a child that only loads the model into the engine: its RSS before loading (Node
+ * and the library), after loading (file buffer released, garbage collected), and the growth.
+ */
+function loadMemory(model: string): { rssBefore: number; rssAfterLoad: number; paramBytes: number } {
   const code = `
     const { Encoder, inspect } = require(${JSON.stringify(path.resolve(__dirname, '..', 'dist', 'index.js'))});
+    require(${JSON.stringify(path.resolve(__dirname, '..', 'dist', 'runtime', 'native.js'))}).native();
     (async () => {
-      const info = inspect(process.argv[1]);
+      global.gc();
+      const rssBefore = process.memoryUsage().rss;
       const enc = await Encoder.load(process.argv[1], { threads: ${threads} });
-      if (global.gc) { global.gc(); global.gc(); }
+      global.gc(); global.gc();
       await new Promise((r) => setTimeout(r, 200));
-      if (global.gc) global.gc();
-      console.log(JSON.stringify({ rssAfterLoad: process.memoryUsage().rss, paramBytes: info.params * 4 }));
+      global.gc();
+      const rssAfterLoad = process.memoryUsage().rss;
+      const info = inspect(process.argv[1]);
+      console.log(JSON.stringify({ rssBefore, rssAfterLoad, paramBytes: info.params * 4 }));
       enc.close();
     })();`;
   const r = spawnSync(process.execPath, ['--expose-gc', '-e', code, model], { encoding: 'utf8' });
@@ -55,7 +62,9 @@ try {
     const file = path.join(dir, `${m.key}.onnx`);
     synth({ arch: m.arch, vocab: 30522, output: file });
     const mem = loadMemory(file);
-    console.log(`${m.label}: RSS after load ${(mem.rssAfterLoad / 1e6).toFixed(0)} MB = ${(mem.rssAfterLoad / mem.paramBytes).toFixed(3)} × fp32 parameter bytes (${(mem.paramBytes / 1e6).toFixed(0)} MB)`);
+    const growth = mem.rssAfterLoad - mem.rssBefore;
+    console.log(`${m.label}: fp32 parameters ${(mem.paramBytes / 1e6).toFixed(0)} MB; RSS ${(mem.rssBefore / 1e6).toFixed(0)} MB before load, ${(mem.rssAfterLoad / 1e6).toFixed(0)} MB after (${(mem.rssAfterLoad / mem.paramBytes).toFixed(3)} × parameter bytes; growth ${(growth / 1e6).toFixed(0)} MB = ${(growth / mem.paramBytes).toFixed(3)} ×)`);
+    if (args.includes('--memory-only')) { fs.rmSync(file, { force: true }); continue; }
     results[m.key] = {};
     for (const [b, s] of CONFIGS) {
       const r = spawnSync(process.execPath, [cli, 'bench', file, '--batch', String(b), '--seq', String(s), '--threads', String(threads), '--runs', String(runs), '--json'], { encoding: 'utf8', maxBuffer: 1 << 24 });
