@@ -60,10 +60,3 @@ export function archParameters(a: Arch, h: HeadsConfig): number {
   for (const labels of h.classifiers) total += H * labels + labels;
   return total;
 }
-
-export function headsConfigOf(m: BertModel): HeadsConfig {
-  return {
-    vocab: m.vocab, positions: m.maxPositions, typeVocab: m.typeVocab, pooler: !!m.pooler, mlm: !!m.mlm,
-    classifiers: m.classifiers.map((c) => c.linear.outDim),
-  };
-}

@@ -130,13 +130,6 @@ export function intValues(t: TensorProto): Int64[] {
   return Array.from(t.int32Data);
 }
 
-/** Scalar numeric value of a one-element tensor. */
-export function scalarValue(t: TensorProto): number {
-  const v = t.dataType === DataType.FLOAT && (!t.rawData || t.rawData.byteLength === 0) ? Array.from(t.floatData) : intValues(t);
-  if (v.length !== 1) throw new Error(`tensor '${t.name}' is not a scalar`);
-  return Number(v[0]);
-}
-
 function emptyTensor(name: string, dims: number[], dataType: number): TensorProto {
   return {
     name, dims, dataType, floatData: [], int32Data: [], int64Data: [], doubleData: [], uint64Data: [],
@@ -155,8 +148,4 @@ export function makeInt64Tensor(name: string, dims: number[], values: ArrayLike<
   const arr = BigInt64Array.from(values as ArrayLike<number | bigint>, (v) => BigInt(v));
   t.rawData = new Uint8Array(arr.buffer);
   return t;
-}
-
-export function makeScalarFloat(name: string, value: number): TensorProto {
-  return makeFloatTensor(name, [], Float32Array.of(value));
 }
