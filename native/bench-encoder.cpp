@@ -1,5 +1,5 @@
 // C++ encoder benchmark (no Node): random weights, median latency and GFLOP/s per shape.
-//   bort_bench_encoder [bort|base|large] [threads] [runs] [BxS]
+//   bort_bench_encoder [bort|base|large] [threads] [runs] [BxS]   (env BORT_BENCH_PAUSE_MS: idle before each run)
 #include <algorithm>
 #include <array>
 #include <chrono>
@@ -9,6 +9,7 @@
 #include <cstring>
 #include <map>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "encoder.h"
@@ -19,6 +20,8 @@ int main(int argc, char** argv) {
   std::string model = argc > 1 ? argv[1] : "bort";
   const int threads = argc > 2 ? atoi(argv[2]) : 2;
   const int runs = argc > 3 ? atoi(argv[3]) : 10;
+  const int pause_ms = getenv("BORT_BENCH_PAUSE_MS") ? atoi(getenv("BORT_BENCH_PAUSE_MS")) : 0;
+  std::vector<float> flush(getenv("BORT_BENCH_FLUSH_MB") ? (size_t)atoi(getenv("BORT_BENCH_FLUSH_MB")) << 18 : 0);
   EncoderConfig c;
   if (model == "base") { c.layers = 12; c.heads = 12; c.hidden = 768; c.intermediate = 3072; }
   else if (model == "large") { c.layers = 24; c.heads = 16; c.hidden = 1024; c.intermediate = 4096; }
@@ -76,9 +79,26 @@ int main(int argc, char** argv) {
     for (int i = 0; i < 2; ++i) enc.run(in, out);
     std::vector<double> t;
     for (int i = 0; i < runs; ++i) {
+      // BORT_BENCH_PAUSE_MS: idle before each timed run (as the JS bench does), so the pool's
+      // workers have gone to sleep and the run pays their wake-up
+      // BORT_BENCH_FLUSH_MB: write that much memory first (evicts the caches, as another engine's
+      // run between ours would)
+      if (!flush.empty()) {
+        for (size_t j = 0; j < flush.size(); j += 16) flush[j] += 1.0f;
+      }
+      if (pause_ms > 0 && getenv("BORT_BENCH_PAUSE_SPIN")) {  // busy pause (keeps this core awake)
+        const auto te = std::chrono::steady_clock::now() + std::chrono::milliseconds(pause_ms);
+        while (std::chrono::steady_clock::now() < te) {}
+      } else if (pause_ms > 0) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(pause_ms));
+      }
       auto t0 = std::chrono::steady_clock::now();
       enc.run(in, out);
       t.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+    }
+    if (getenv("BORT_BENCH_VERBOSE")) {
+      for (double x : t) std::printf(" %.2f", x);
+      std::printf("\n");
     }
     std::sort(t.begin(), t.end());
     const double med = t[t.size() / 2];

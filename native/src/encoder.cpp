@@ -2,6 +2,30 @@
 
 #include <cstdlib>
 #include <cstring>
+#ifdef BORT_PROFILE
+// -DBORT_PROFILE: wall time per step of run() (summed over layers), printed at exit; one encoder only
+#include <chrono>
+#include <cstdio>
+namespace {
+struct Prof {
+  double t[9] = {};
+  int n = 0;
+  ~Prof() {
+    const char* nm[] = {"emb", "qkv", "attn", "o", "ln1", "in", "out", "ln2", "pool"};
+    for (int i = 0; i < 9; ++i) std::fprintf(stderr, "%s %.3f ms/run\n", nm[i], t[i] / (n ? n : 1));
+  }
+} g_prof;
+std::chrono::steady_clock::time_point g_t0;
+inline void ptick(int i) {
+  const auto t = std::chrono::steady_clock::now();
+  if (i >= 0) g_prof.t[i] += std::chrono::duration<double, std::milli>(t - g_t0).count();
+  g_t0 = t;
+}
+}  // namespace
+#define PTICK(i) ptick(i)
+#else
+#define PTICK(i) ((void)0)
+#endif
 
 #if defined(__unix__) || defined(__APPLE__)
 #include <sys/mman.h>
@@ -232,8 +256,9 @@ void Encoder::gemm_raw(const GemmArgs& g) {
   nchunks = (npan + pchunk - 1) / pchunk;
   const Kernels* k = k_;
   GemmArgs ga = g;
-  if (nchunks > 1 && !g.Ap) {
+  if (nchunks > 1 && !g.Ap && !k->direct_a) {
     // several tasks share each A block: pack A once, in parallel, instead of once per task
+    // (kernels with direct_a read A in place: no pack pass, no extra barrier)
     const int tiles = (g.M + MR - 1) / MR;
     float* ap = apack_.get((size_t)tiles * MR * g.K);
     const int parts = tiles < 2 * T ? tiles : 2 * T;
@@ -380,6 +405,12 @@ void Encoder::run(const RunInputs& in, const RunOutputs& out) {
     cfg_.threads = pool_->size();
   }
   validate(in);
+  // the caller on its CPU and the workers on the others for the whole run (released on any exit)
+  struct RunScope {
+    ThreadPool* p;
+    ~RunScope() { p->end_run(); }
+  } run_scope{pool_.get()};
+  pool_->begin_run();
   const int B = in.batch, S = in.seq, M = B * S;
   const int H = cfg_.hidden, Wd = cfg_.heads * cfg_.headSize;
   ensure_scratch(B, S);
@@ -398,6 +429,7 @@ void Encoder::run(const RunInputs& in, const RunOutputs& out) {
   }
 
   // embeddings: word + type + position, LayerNorm
+  PTICK(-1);
   {
     const int T = pool_->size();
     const int chunks = M < 2 * T ? M : 2 * T;
@@ -417,18 +449,26 @@ void Encoder::run(const RunInputs& in, const RunOutputs& out) {
     });
   }
 
+  PTICK(0);
   const int L = cfg_.layers;
   float* xfinal = x;
   for (int l = 0; l < L; ++l) {
     const Layer& ly = layers_[l];
     gemm(x, H, ly.qkv, qkv, 3 * (size_t)Wd, M, Epi::Bias);
+    PTICK(1);
     attention(B, S);
+    PTICK(2);
     gemm(ctx, Wd, ly.o, tmp, H, M, Epi::BiasResid, x, H);
+    PTICK(3);
     layernorm_rows(x, H, tmp, H, M, ly.ln1g.get(), ly.ln1b.get(), cfg_.lnEps[2 * l]);
+    PTICK(4);
     gemm(x, H, ly.in, inter, cfg_.intermediate, M, Epi::BiasGelu);
+    PTICK(5);
     gemm(inter, cfg_.intermediate, ly.out, tmp, H, M, Epi::BiasResid, x, H);
+    PTICK(6);
     float* dst = (l == L - 1 && out.hidden) ? out.hidden : x;
     layernorm_rows(dst, H, tmp, H, M, ly.ln2g.get(), ly.ln2b.get(), cfg_.lnEps[2 * l + 1]);
+    PTICK(7);
     xfinal = dst;
   }
   if (out.hidden && xfinal != out.hidden) std::memcpy(out.hidden, xfinal, sizeof(float) * (size_t)M * H);
@@ -439,6 +479,10 @@ void Encoder::run(const RunInputs& in, const RunOutputs& out) {
     gemm(xfinal, (size_t)S * H, pooler_, pooled, H, B, Epi::BiasTanh);
     if (cfg_.classifierLabels > 0 && out.cls) gemm(pooled, H, cls_, out.cls, cfg_.classifierLabels, B, Epi::Bias);
   }
+  PTICK(8);
+#ifdef BORT_PROFILE
+  g_prof.n++;
+#endif
   if (cfg_.mlm && out.mlm) {
     gemm(xfinal, H, mlm_dense_, tmp, H, M, Epi::BiasGelu);
     layernorm_rows(tmp, H, tmp, H, M, mlm_g_.get(), mlm_b_.get(), cfg_.mlmLnEps);

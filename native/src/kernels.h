@@ -42,10 +42,12 @@ struct Kernels {
   int NR;            // micro-tile columns == packed panel width
   int KC;            // K block
   int MC;            // rows of A packed at a time (the L2 block); gemm_tile's workspace is MC*KC floats
+  bool direct_a;     // gemm_tile reads an unpacked A in place (else it packs it into ws per K block)
 
   // Computes rows [m0,m1) and columns [n0,n1) of the GEMM (n0 a multiple of NR; n1 a multiple of NR
-  // or N). Blocks K by KC internally; the epilogue is applied on the last K block. `ws` is the
-  // calling thread's workspace of at least MC*KC floats (A is packed there).
+  // or N). Blocks K by KC internally; the epilogue is applied on the last K block. Unless GemmArgs::Ap
+  // gives A prepacked, A is read in place (direct_a) or packed into `ws`, the calling thread's
+  // workspace of at least MC*KC floats.
   void (*gemm_tile)(const GemmArgs& g, int m0, int m1, int n0, int n1, float* ws);
 
   // Packs rows [m0,m1) of A (m0 a multiple of MR) into dst laid out [ceil(M/MR)][K][MR]

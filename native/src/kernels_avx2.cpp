@@ -50,6 +50,9 @@ struct V {
 static constexpr int MR = 6;
 static constexpr int NV = 2;
 static constexpr int KC = 512;
+// GEMM reads A in place (no pack pass): measured no slower per tile on this ISA, and it saves the
+// encoder a pack pass and a barrier per GEMM
+static constexpr bool DIRECT_A = true;
 #define ISA_NAME "avx2"
 #define BORT_KERNELS_IMPL_BODY
 #include "kernels_impl.h"

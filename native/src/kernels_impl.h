@@ -188,8 +188,10 @@ static void k_add3(float* y, const float* a, const float* b, const float* c, int
 // Ap is A packed for this micro-tile (rows interleaved, stride MR), Bp the packed weight panel.
 enum { FIRST = 1, LAST = 2 };
 
-template <int M>
-static inline void ukernel(int kc, const float* __restrict Ap, const float* __restrict Bp, float* __restrict C,
+// DIRECT: Ap is not packed but row-major A itself (row i at Ap + i*lda): for the small M of
+// inference the A block stays in L2 either way, and skipping the pack saves its pass and a barrier.
+template <int M, bool DIRECT>
+static inline void ukernel(int kc, const float* __restrict Ap, size_t lda, const float* __restrict Bp, float* __restrict C,
                            size_t ldc, int flags, Epi epi, const float* __restrict bias, const float* __restrict R,
                            size_t ldr) {
   F acc[M][NV];
@@ -210,11 +212,11 @@ static inline void ukernel(int kc, const float* __restrict Ap, const float* __re
     for (int j = 0; j < NV; ++j) b[j] = V::load(Bp + j * W);
 #pragma GCC unroll 16
     for (int i = 0; i < M; ++i) {
-      F a = V::set1(Ap[i]);
+      F a = V::set1(DIRECT ? Ap[i * lda] : Ap[i]);
 #pragma GCC unroll 8
       for (int j = 0; j < NV; ++j) acc[i][j] = V::fmadd(a, b[j], acc[i][j]);
     }
-    Ap += MR;
+    Ap += DIRECT ? 1 : MR;
     Bp += NR;
   }
   if ((flags & LAST) && epi != Epi::None) {
@@ -246,13 +248,13 @@ static inline void ukernel(int kc, const float* __restrict Ap, const float* __re
     for (int j = 0; j < NV; ++j) V::store(C + i * ldc + j * W, acc[i][j]);
 }
 
-template <int M>
-static inline void ukernel_m(int m, int kc, const float* Ap, const float* Bp, float* C, size_t ldc, int flags, Epi epi,
-                             const float* bias, const float* R, size_t ldr) {
+template <int M, bool DIRECT>
+static inline void ukernel_m(int m, int kc, const float* Ap, size_t lda, const float* Bp, float* C, size_t ldc, int flags,
+                             Epi epi, const float* bias, const float* R, size_t ldr) {
   if (m == M) {
-    ukernel<M>(kc, Ap, Bp, C, ldc, flags, epi, bias, R, ldr);
+    ukernel<M, DIRECT>(kc, Ap, lda, Bp, C, ldc, flags, epi, bias, R, ldr);
   } else if constexpr (M > 1) {
-    ukernel_m<M - 1>(m, kc, Ap, Bp, C, ldc, flags, epi, bias, R, ldr);
+    ukernel_m<M - 1, DIRECT>(m, kc, Ap, lda, Bp, C, ldc, flags, epi, bias, R, ldr);
   }
 }
 
@@ -288,7 +290,8 @@ static void k_pack_a(const float* A, size_t lda, int m0, int m1, int K, float* d
   }
 }
 
-static void k_gemm_tile(const GemmArgs& g, int m0, int m1, int n0, int n1, float* ws) {
+template <bool DIRECT>
+static void gemm_tile_impl(const GemmArgs& g, int m0, int m1, int n0, int n1, float* ws) {
   alignas(64) float ct[MR * NR];
   alignas(64) float rt[MR * NR];
   const int K = g.K;
@@ -298,10 +301,13 @@ static void k_gemm_tile(const GemmArgs& g, int m0, int m1, int n0, int n1, float
     for (int k0 = 0; k0 < K; k0 += KC) {
       const int kc = imin(KC, K - k0);
       const int flags = (k0 == 0 ? FIRST : 0) | (k0 + kc >= K ? LAST : 0);
-      // A rows [mb, mb+mc), columns [k0, k0+kc) as [tile][k][MR]: prepacked, or packed here
+      // A rows [mb, mb+mc), columns [k0, k0+kc): in place (tile stride MR rows), prepacked, or packed here
       const float* apk;
       size_t tstride;
-      if (g.Ap) {
+      if (DIRECT) {
+        apk = g.A + (size_t)mb * g.lda + k0;
+        tstride = (size_t)MR * g.lda;
+      } else if (g.Ap) {
         apk = g.Ap + (size_t)(mb / MR) * K * MR + (size_t)k0 * MR;
         tstride = (size_t)K * MR;
       } else {
@@ -320,7 +326,7 @@ static void k_gemm_tile(const GemmArgs& g, int m0, int m1, int n0, int n1, float
           const float* r = g.R ? g.R + (size_t)m * g.ldr + n : nullptr;
           const float* a = apk + (size_t)(t / MR) * tstride;
           if (ncols == NR) {
-            ukernel_m<MR>(mr, kc, a, bp, c, g.ldc, flags, g.epi, bias, r, g.ldr);
+            ukernel_m<MR, DIRECT>(mr, kc, a, g.lda, bp, c, g.ldc, flags, g.epi, bias, r, g.ldr);
           } else {
             if (!(flags & FIRST))
               for (int i = 0; i < mr; ++i)
@@ -328,7 +334,7 @@ static void k_gemm_tile(const GemmArgs& g, int m0, int m1, int n0, int n1, float
             if ((flags & LAST) && r)
               for (int i = 0; i < mr; ++i)
                 for (int j = 0; j < NR; ++j) rt[i * NR + j] = j < ncols ? r[i * g.ldr + j] : 0.0f;
-            ukernel_m<MR>(mr, kc, a, bp, ct, NR, flags, g.epi, bias, r ? rt : nullptr, NR);
+            ukernel_m<MR, DIRECT>(mr, kc, a, g.lda, bp, ct, NR, flags, g.epi, bias, r ? rt : nullptr, NR);
             for (int i = 0; i < mr; ++i)
               for (int j = 0; j < ncols; ++j) c[i * g.ldc + j] = ct[i * NR + j];
           }
@@ -338,6 +344,13 @@ static void k_gemm_tile(const GemmArgs& g, int m0, int m1, int n0, int n1, float
   }
 }
 
+// A prepacked (GemmArgs::Ap) is read packed; otherwise, where DIRECT_A, in place (no pack pass: the
+// rows a task touches stay in L2 and their streams prefetch well), else packed per K block into ws.
+static void k_gemm_tile(const GemmArgs& g, int m0, int m1, int n0, int n1, float* ws) {
+  if (DIRECT_A && !g.Ap) gemm_tile_impl<true>(g, m0, m1, n0, n1, ws);
+  else gemm_tile_impl<false>(g, m0, m1, n0, n1, ws);
+}
+
 static const Kernels kTable = {
-    ISA_NAME, MR, NR, KC, MC, k_gemm_tile, k_pack_a, k_layernorm, k_softmax, k_gelu, k_tanh, k_exp, k_erf, k_add3,
+    ISA_NAME, MR, NR, KC, MC, DIRECT_A, k_gemm_tile, k_pack_a, k_layernorm, k_softmax, k_gelu, k_tanh, k_exp, k_erf, k_add3,
 };

@@ -2,6 +2,11 @@
 
 #include <chrono>
 
+#if defined(__linux__)
+#include <pthread.h>
+#include <sched.h>
+#endif
+
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 #define BORT_PAUSE() _mm_pause()
@@ -40,6 +45,14 @@ bool spin_then_yield(Done done) {
 
 ThreadPool::ThreadPool(int threads) {
   if (threads < 1) threads = 1;
+#if defined(__linux__)
+  // the CPUs this process may run on (as the creating thread sees them)
+  cpu_set_t all;
+  CPU_ZERO(&all);
+  if (sched_getaffinity(0, sizeof all, &all) == 0)
+    for (int c = 0; c < CPU_SETSIZE; ++c)
+      if (CPU_ISSET(c, &all)) cpus_.push_back(c);
+#endif
   workers_.reserve(threads - 1);
   for (int t = 1; t < threads; ++t) workers_.emplace_back([this, t] { worker(t); });
 }
@@ -52,6 +65,41 @@ ThreadPool::~ThreadPool() {
   }
   cv_.notify_all();
   for (auto& w : workers_) w.join();
+}
+
+void ThreadPool::begin_run() {
+#if defined(__linux__)
+  caller_pinned_ = false;
+  if (workers_.empty() || (int)cpus_.size() < size()) return;
+  const int c = sched_getcpu();
+  if (c < 0) return;
+  bool ours = false;
+  for (int cpu : cpus_) ours |= cpu == c;
+  if (!ours) return;
+  // the caller stays on its CPU for the run (restored in end_run): otherwise, woken by a worker
+  // after a wait, it may be placed on that worker's CPU
+  cpu_set_t one;
+  CPU_ZERO(&one);
+  CPU_SET(c, &one);
+  CPU_ZERO(&caller_mask_);
+  if (sched_getaffinity(0, sizeof caller_mask_, &caller_mask_) == 0 && CPU_COUNT(&caller_mask_) > 1 &&
+      sched_setaffinity(0, sizeof one, &one) == 0)
+    caller_pinned_ = true;
+  if (c == caller_cpu_) return;
+  caller_cpu_ = c;
+  cpu_set_t m;
+  CPU_ZERO(&m);
+  for (int cpu : cpus_)
+    if (cpu != c) CPU_SET(cpu, &m);
+  for (auto& w : workers_) pthread_setaffinity_np(w.native_handle(), sizeof m, &m);
+#endif
+}
+
+void ThreadPool::end_run() {
+#if defined(__linux__)
+  if (caller_pinned_) sched_setaffinity(0, sizeof caller_mask_, &caller_mask_);
+  caller_pinned_ = false;
+#endif
 }
 
 void ThreadPool::work(int tid) {
