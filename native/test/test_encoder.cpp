@@ -11,6 +11,10 @@
 #include "check.h"
 #include "encoder.h"
 
+#if defined(__linux__)
+#include <sched.h>
+#endif
+
 using namespace bort;
 using check::Rng;
 using Weights = std::map<std::string, std::vector<float>>;
@@ -189,7 +193,7 @@ static void run_case(const char* name, EncoderConfig c, int B, int S, bool use_m
     for (int s = 0; s < S; ++s) mask[b * S + s] = s < S - b ? 1 : 0;  // sequence b has b padding tokens
   RefOut ref = reference(c, w, ids, use_mask ? &mask : nullptr, use_types ? &types : nullptr, B, S);
   for (const Kernels* k : check::all_tables())
-    for (int threads : {1, 3}) {
+    for (int threads : {1, 2, 3}) {  // 2 on a 2-CPU machine: the run pins its caller (ThreadPool::begin_run)
       c.threads = threads;
       Encoder enc(c, lookup(w), k);
       std::vector<float> hidden((size_t)M * c.hidden), pooled((size_t)B * c.hidden), mlm((size_t)M * c.vocab),
@@ -206,7 +210,18 @@ static void run_case(const char* name, EncoderConfig c, int B, int S, bool use_m
       if (c.mlm) out.mlm = mlm.data();
       if (c.classifierLabels) out.cls = cls.data();
       for (int rep = 0; rep < 2; ++rep) {  // the second run reuses the scratch
+#if defined(__linux__)
+        cpu_set_t before, after;
+        CPU_ZERO(&before);
+        CPU_ZERO(&after);
+        sched_getaffinity(0, sizeof before, &before);
+#endif
         enc.run(in, out);
+#if defined(__linux__)
+        sched_getaffinity(0, sizeof after, &after);
+        CHECK(CPU_EQUAL(&before, &after), "%s [%s, %d threads] the caller's CPU mask was not restored after the run", name,
+              k->name, threads);
+#endif
         double e = check::max_abs_diff(hidden.data(), ref.hidden.data(), ref.hidden.size());
         CHECK(e < 1e-4, "%s [%s, %d threads] hidden: max error %g", name, k->name, threads, e);
         if (c.pooler) {
