@@ -147,5 +147,6 @@ describe('CLI commands', () => {
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/arch {4}6,12,768,3072 → 3,8,512,768/);
     expect(r.stdout).toMatch(/arch {8}3,8,512,768/);
+    expect(r.stdout).toMatch(/student +3,8,512,768 +median [\d.]+ ms/);
   });
 });

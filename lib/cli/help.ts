@@ -66,8 +66,8 @@ Options:
 
 const DEMO = `bort-compress demo
 
-Synthesises a 6-layer BERT in a temporary folder, inspects it, extracts a 3,8,512,768 student and
-inspects that. Needs nothing but this package.`;
+Synthesises a 6-layer BERT in a temporary folder, inspects it, extracts a 3,8,512,768 student, inspects
+that, and times both on the native engine. Needs nothing but this package.`;
 
 export function commandHelp(cmd: string): string {
   return ({ compress: COMPRESS, inspect: INSPECT, synth: SYNTH, demo: DEMO, bench: BENCH } as Record<string, string>)[cmd] ?? HELP;

@@ -188,6 +188,16 @@ async function demo(out: Out, progress: Progress): Promise<void> {
     printCompress(c, out);
     out(`\n$ bort-compress inspect ${student}`);
     printInspect(inspect(student), out);
+    out('\nRunning both on the native engine (batch 1 × seq 128, all cores):');
+    try {
+      for (const [label, file] of [['teacher', teacher], ['student', student]]) {
+        const r = await benchmark(file, { batch: 1, seq: 128, runs: 10, warmup: 2, compareOrt: false, pauseMs: 0 });
+        out(`  ${label.padEnd(8)} ${formatArch(r.arch).padEnd(16)} median ${r.ours.medianMs.toFixed(1)} ms (${r.ours.gflops.toFixed(0)} GFLOP/s, ${r.isa}, ${r.threads} threads)`);
+      }
+    } catch (e) {
+      if (!(e instanceof BortError)) throw e;
+      out(`  skipped: ${e.message}`);
+    }
     out(`\n(demo files in ${dir} are removed now)`);
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
