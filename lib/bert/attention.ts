@@ -31,6 +31,11 @@ function walkBack(ix: GraphIndex, tensor: string, isTarget: (t: string) => boole
   return undefined;
 }
 
+/** The tensor a walkBack path ends on: the input of its last node that satisfies `isTarget` (or `start`). */
+function pathEnd(path: NodeProto[], start: string, isTarget: (t: string) => boolean): string {
+  return path.length ? path[path.length - 1].input.find(isTarget) ?? start : start;
+}
+
 function producerOp(ix: GraphIndex, t: string, op: string): boolean {
   return ix.producer.get(t)?.opType === op;
 }
@@ -100,30 +105,31 @@ export function recognizeAttention(ix: GraphIndex, o: Linear, candidates: Linear
   const isProjection = (t: string) => byOutput.has(t);
 
   // output projection ← head merge ← context MatMul
-  const mergePath = walkBack(ix, o.input, (t) => isActivationMatMul(ix, t));
+  const isMatMul = (t: string) => isActivationMatMul(ix, t);
+  const isSoftmax = (t: string) => producerOp(ix, t, 'Softmax');
+  const mergePath = walkBack(ix, o.input, isMatMul);
   if (!mergePath) throw missing('the context MatMul (softmax · V) before the output projection');
-  const ctxTensor = mergePath.length ? mergePath[mergePath.length - 1].input.find((i) => isActivationMatMul(ix, i)) ?? o.input : o.input;
+  const ctxTensor = pathEnd(mergePath, o.input, isMatMul);
   const ctx = ix.producer.get(ctxTensor)!;
   // context = probs · V
-  const probsPath = walkBack(ix, ctx.input[0], (t) => producerOp(ix, t, 'Softmax'));
+  const probsPath = walkBack(ix, ctx.input[0], isSoftmax);
   if (!probsPath) throw missing('the Softmax feeding the context MatMul');
-  const probsTensor = probsPath.length ? probsPath[probsPath.length - 1].input.find((i) => producerOp(ix, i, 'Softmax'))! : ctx.input[0];
+  const probsTensor = pathEnd(probsPath, ctx.input[0], isSoftmax);
   const softmax = ix.producer.get(probsTensor)!;
   const vPath = walkBack(ix, ctx.input[1], isProjection);
   if (!vPath) throw missing('the V projection');
-  const vOut = vPath.length ? vPath[vPath.length - 1].input.find(isProjection)! : ctx.input[1];
+  const vOut = pathEnd(vPath, ctx.input[1], isProjection);
   // softmax ← (mask add, scale) ← scores MatMul
-  const scoresPath = walkBack(ix, softmax.input[0], (t) => isActivationMatMul(ix, t));
+  const scoresPath = walkBack(ix, softmax.input[0], isMatMul);
   if (!scoresPath) throw missing('the Q·Kᵀ MatMul feeding the Softmax');
-  const scoresTensor = scoresPath.length ? scoresPath[scoresPath.length - 1].input.find((i) => isActivationMatMul(ix, i))! : softmax.input[0];
+  const scoresTensor = pathEnd(scoresPath, softmax.input[0], isMatMul);
   const scores = ix.producer.get(scoresTensor)!;
   const qPath = walkBack(ix, scores.input[0], isProjection);
   const kPath = walkBack(ix, scores.input[1], isProjection);
   if (!qPath) throw missing('the Q projection');
   if (!kPath) throw missing('the K projection');
-  const endOf = (path: NodeProto[], start: string) => (path.length ? path[path.length - 1].input.find(isProjection)! : start);
-  const q = byOutput.get(endOf(qPath, scores.input[0]))!;
-  const k = byOutput.get(endOf(kPath, scores.input[1]))!;
+  const q = byOutput.get(pathEnd(qPath, scores.input[0], isProjection))!;
+  const k = byOutput.get(pathEnd(kPath, scores.input[1], isProjection))!;
   const v = byOutput.get(vOut)!;
   if (q === k || q === v || k === v) throw missing('three distinct Q, K and V projections');
 

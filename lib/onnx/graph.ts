@@ -3,7 +3,7 @@
  * initializers or constants, and attribute access. Recognition walks the data flow with it.
  */
 import { AttributeType, type AttributeProto, type GraphProto, type NodeProto, type TensorProto } from './types.js';
-import { intValues, floatData, tensorDims } from './tensor.js';
+import { intValues, floatData, makeFloatTensor, makeInt64Tensor, tensorDims } from './tensor.js';
 
 export class GraphIndex {
   readonly producer = new Map<string, NodeProto>();
@@ -40,11 +40,11 @@ export class GraphIndex {
       const a = p.attribute.find((x) => x.name === 'value');
       if (a?.t) return a.t;
       const f = p.attribute.find((x) => x.name === 'value_float');
-      if (f) return { name, dims: [], dataType: 1, floatData: [f.f ?? 0], int32Data: [], int64Data: [], doubleData: [], uint64Data: [], stringData: [], externalData: [], metadataProps: [] };
+      if (f) return makeFloatTensor(name, [], Float32Array.of(f.f ?? 0));
       const i = p.attribute.find((x) => x.name === 'value_int');
-      if (i) return { name, dims: [], dataType: 7, floatData: [], int32Data: [], int64Data: [BigInt(i.i ?? 0)], doubleData: [], uint64Data: [], stringData: [], externalData: [], metadataProps: [] };
+      if (i) return makeInt64Tensor(name, [], [i.i ?? 0]);
       const is = p.attribute.find((x) => x.name === 'value_ints');
-      if (is) return { name, dims: [is.ints.length], dataType: 7, floatData: [], int32Data: [], int64Data: is.ints.map((v) => BigInt(v)), doubleData: [], uint64Data: [], stringData: [], externalData: [], metadataProps: [] };
+      if (is) return makeInt64Tensor(name, [is.ints.length], is.ints);
     }
     return undefined;
   }

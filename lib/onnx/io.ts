@@ -42,8 +42,9 @@ export function readWholeFile(file: string): Buffer {
     throw fileError(file, e);
   }
   try {
-    const size = fs.fstatSync(fd).size;
-    if (fs.fstatSync(fd).isDirectory()) throw new BortError(`${file} is a directory`, 'give the path of an .onnx file');
+    const stat = fs.fstatSync(fd);
+    const size = stat.size;
+    if (stat.isDirectory()) throw new BortError(`${file} is a directory`, 'give the path of an .onnx file');
     const buf = Buffer.allocUnsafe(size);
     let done = 0;
     while (done < size) {
@@ -276,7 +277,8 @@ export function saveModel(model: ModelProto, file: string, opts: SaveOptions = {
   const dataName = `${path.basename(target)}.data`;
   let wantExternal = opts.externalData === true;
   const limit = opts.protobufLimit ?? PROTOBUF_LIMIT;
-  if (opts.externalData === undefined && encodedSize('ModelProto', model as unknown as Msg) > limit) wantExternal = true;
+  const inlineSize = opts.externalData === true ? undefined : encodedSize('ModelProto', model as unknown as Msg);
+  if (opts.externalData === undefined && inlineSize! > limit) wantExternal = true;
   if (wantExternal) {
     const ext = externalize(model.graph!, dataName);
     toWrite = { ...model, graph: ext.graph };
@@ -284,7 +286,7 @@ export function saveModel(model: ModelProto, file: string, opts: SaveOptions = {
     pieces = ext.pieces;
     dataBytes = ext.dataBytes;
   }
-  const size = encodedSize('ModelProto', toWrite as unknown as Msg);
+  const size = wantExternal ? encodedSize('ModelProto', toWrite as unknown as Msg) : inlineSize!;
   if (size > limit) {
     throw new BortError(`the model would be ${size} bytes, above protobuf's 2 GB limit`, 'save it with external data (--external-data)');
   }
