@@ -3,14 +3,31 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { afterAll } from 'vitest';
+import { synth } from '../lib/synth/bert.js';
 
 export const ROOT = path.resolve(__dirname, '..');
-export const SHARED = path.resolve(ROOT, '..', 'shared');
-export const FIXTURES = path.join(SHARED, 'fixtures');
-export const REAL = path.join(SHARED, 'real-exports', 'bert_toy_pretraining_pt1.1_opset12.onnx');
-export const TEACHER = path.join(SHARED, 'teacher', 'teacher-mlm.onnx');
+/** Test inputs live in the repository (copied from ../shared, which a user's clone does not have). */
+export const FIXTURES = path.join(ROOT, 'test', 'fixtures');
+export const REAL_EXPORTS = path.join(FIXTURES, 'real-exports');
+export const REAL = path.join(REAL_EXPORTS, 'bert_toy_pretraining_pt1.1_opset12.onnx');
 
-export const FIXTURE_NAMES = ['bert-tiny-op11', 'bert-tiny-op14', 'bert-tiny-op17', 'bert-tiny-mlm-op14', 'bert-tiny-cls-op14', 'bert-small-op14'];
+/** Models with PyTorch reference outputs (see test/fixtures/README.md). */
+export const FIXTURE_NAMES = ['bert-tiny-op11', 'bert-tiny-op14', 'bert-tiny-op17', 'bert-tiny-mlm-op14', 'bert-tiny-cls-op14'];
+
+let teacherPath: string | undefined;
+/**
+ * A masked-LM with the shared teacher's shape (6 layers, 8 heads, hidden 256, intermediate 1024, 8,000
+ * words, 128 positions, decoder tied to the word table), random weights, written once per test process.
+ * The trained teacher (35 MB) stays out of the repository; benchmarks use it from ../shared.
+ */
+export function teacherShaped(): string {
+  if (!teacherPath) {
+    const file = path.join(tmpDir('bort-teacher-'), 'teacher-shaped.onnx');
+    synth({ arch: '6,8,256,1024', vocab: 8000, maxPositions: 128, head: 'mlm', seed: 2020, output: file });
+    teacherPath = file;
+  }
+  return teacherPath;
+}
 
 export interface FixtureSpec {
   config: { layers: number; heads: number; hidden: number; intermediate: number; vocab: number; opset: number; head: string };
@@ -32,6 +49,7 @@ const created: string[] = [];
 // registered in every test file that imports these helpers
 afterAll(() => {
   for (const d of created.splice(0)) fs.rmSync(d, { recursive: true, force: true });
+  teacherPath = undefined;
 });
 
 /** A fresh temporary folder, removed when the test process exits. */

@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 const ROOT = path.resolve(__dirname, '..');
-const FIXTURES = path.resolve(ROOT, '..', 'shared', 'fixtures');
+const FIXTURES = path.join(ROOT, 'test', 'fixtures');
 const PREBUILD = `prebuilds/linux-${os.arch()}/bort-compress.napi.glibc.node`;
 const HIDDEN = ['cc', 'gcc', 'g++', 'c++', 'clang', 'clang++', 'make', 'gmake', 'cmake', 'ninja'];
 const hasCross = onPath('aarch64-linux-gnu-g++', process.env.PATH ?? '');

@@ -3,7 +3,7 @@ import { buildSynthModel, planExtraction, recognize, weightScorer, firstScorer }
 import { topK } from '../lib/extract/plan.js';
 import { matrixOf } from '../lib/bert/weights.js';
 import { loadModel } from '../lib/onnx/io.js';
-import { TEACHER } from './helpers.js';
+import { teacherShaped } from './helpers.js';
 
 describe('extraction plans', () => {
   it('topK keeps the k best in source order, ties to the lower index', () => {
@@ -12,7 +12,7 @@ describe('extraction plans', () => {
   });
 
   it('first keeps the first k of everything', () => {
-    const m = recognize(loadModel(TEACHER).model);
+    const m = recognize(loadModel(teacherShaped()).model);
     const p = planExtraction(m, { layers: 3, heads: 4, hidden: 128, intermediate: 100 }, firstScorer);
     expect(p.layers.map((l) => l.source)).toEqual([0, 1, 2]);
     expect(p.hidden).toEqual(Array.from({ length: 128 }, (_, i) => i));
@@ -22,7 +22,7 @@ describe('extraction plans', () => {
   });
 
   it('importance keeps the neurons with the largest in·out weight norms', () => {
-    const m = recognize(loadModel(TEACHER).model);
+    const m = recognize(loadModel(teacherShaped()).model);
     const p = planExtraction(m, { layers: 6, heads: 8, hidden: 256, intermediate: 64 }, weightScorer);
     const f = m.layers[0].ffn;
     const win = matrixOf(m, f.in.weight), wout = matrixOf(m, f.out.weight);
