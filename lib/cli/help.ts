@@ -1,4 +1,6 @@
 /** Help texts. */
+import { SYNTH_VARIANT_HELP } from '../synth/cli-flags.js';
+
 export const HELP = `bort-compress — extract a small, fast BERT (Bort-style sub-architecture) from a BERT ONNX model
 
 Usage:
@@ -46,11 +48,13 @@ Options:
   --head H           base (hidden states + pooler, default), mlm (masked-LM logits) or cls (classifier)
   --opset N          11–17 (default 14; 17 uses LayerNormalization)
   --positions P      position table size (default 512)
-  --type-vocab T     token types (default 2; 0 for no token_type_ids input)
+  --type-vocab T     token types (default 2, RoBERTa 1; 0 for no token-type table)
   --labels L         classifier labels (default 2)
   --seed S           random seed (default 1234)
   --external-data    write weights to OUT.onnx.data
-  --json             print the summary as JSON`;
+  --json             print the summary as JSON
+
+${SYNTH_VARIANT_HELP}`;
 
 const BENCH = `bort-compress bench MODEL.onnx [--batch B] [--seq S] [--threads T] [--runs N] [--json]
 

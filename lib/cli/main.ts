@@ -10,6 +10,7 @@ import { parseArgs } from 'node:util';
 import { compress, type CompressSummary } from '../compress.js';
 import { inspect, type InspectSummary } from '../inspect.js';
 import { synth } from '../synth/bert.js';
+import { SYNTH_VARIANT_FLAGS, synthHead, synthVariantOptions } from '../synth/cli-flags.js';
 import { benchmark, type BenchResult } from '../runtime/bench.js';
 import { BortError } from '../errors.js';
 import { formatArch, parseArch } from '../extract/arch.js';
@@ -104,6 +105,8 @@ async function run(argv: string[], out: Out): Promise<void> {
         seq: { type: 'string' },
         threads: { type: 'string' },
         runs: { type: 'string' },
+        // synth: exporter variants (lib/synth/cli-flags.ts)
+        ...SYNTH_VARIANT_FLAGS,
       },
     });
   } catch (e) {
@@ -121,15 +124,16 @@ async function run(argv: string[], out: Out): Promise<void> {
     return;
   }
   if (sub === 'synth') {
-    const head = o.head ?? 'base';
-    if (!['base', 'mlm', 'cls'].includes(head)) throw new BortError(`--head '${head}' is unknown`, 'use --head base, mlm or cls');
+    const head = synthHead(o.head);
     const arch = parseArch(need(o.arch, '--arch D,A,H,I', 'synth'));
     const output = need(o.output ?? positionals[0], 'the output path (-o OUT)', 'synth');
     progress.step('writing random model');
     const s = synth({
-      arch, output, vocab: int(o.vocab, 'vocab', 30522), head: head as 'base', opset: int(o.opset, 'opset', 14),
-      seed: int(o.seed, 'seed', 1234), maxPositions: int(o.positions, 'positions', 512), typeVocab: int(o['type-vocab'], 'type-vocab', 2),
+      arch, output, vocab: int(o.vocab, 'vocab', 30522), head, opset: int(o.opset, 'opset', 14),
+      seed: int(o.seed, 'seed', 1234), maxPositions: int(o.positions, 'positions', 512),
+      typeVocab: o['type-vocab'] === undefined ? undefined : int(o['type-vocab'], 'type-vocab', 2),
       labels: int(o.labels, 'labels', 2), externalData: o['external-data'] ? true : undefined,
+      ...synthVariantOptions(o),
     });
     progress.done();
     if (o.json) out(JSON.stringify(s, null, 2));
