@@ -188,6 +188,18 @@ describe('library: a custom ImportanceScorer from the public API alone', () => {
     expect(imports).toEqual(['../lib/index.js']);
   });
 
+  it('a scorer that returns the wrong number of scores, or a NaN, is named in a TypeError', () => {
+    const m = recognize(buildSynthModel({ arch: '2,4,32,64', vocab: 50 }));
+    const target = { layers: 1, heads: 2, hidden: 16, intermediate: 32 };
+    const short = { ...firstScorer, name: 'short', neurons: () => [1, 2, 3] };
+    expect(() => planExtraction(m, target, short)).toThrow(TypeError);
+    expect(() => planExtraction(m, target, short)).toThrow(/scorer 'short': neurons\(m, 0\) returned 3 scores for 64 neurons/);
+    const nan = { ...firstScorer, name: 'nan', hidden: () => new Array(32).fill(NaN) };
+    expect(() => planExtraction(m, target, nan)).toThrow(/scorer 'nan': hidden\(m\) returned NaN at 0; scores must be numbers/);
+    const sim = { ...firstScorer, name: 'sim', headSimilarity: () => [[1]] };
+    expect(() => planExtraction(m, { ...target, heads: 1 }, sim)).toThrow(/scorer 'sim': headSimilarity\(m, 0\) must be a 4×4 array/);
+  });
+
   it('compress() takes it, and plan + applyPlan + saveModel give the same model', async () => {
     const dir = tmpDir();
     const target = { layers: 1, heads: 2, hidden: 32, intermediate: 100 };
