@@ -37,8 +37,8 @@ export interface PlanOptions {
   /**
    * Score scale when the head size changes. 'keep': the source's; 'rescale': 1/sqrt(new head size);
    * 'mean': the source's divided by new/old head size, so a merged head's logits are the mean of its
-   * source heads' logits (exact when they agree). Default: 'mean' when heads are merged (measured on
-   * the teacher: it halves KL(teacher ‖ student) against 'keep', see BENCHMARKS.md), 'keep' otherwise.
+   * source heads' logits (exact when they agree; test/extract-numeric.test.ts). Default: 'mean' when
+   * heads are merged (the teacher measurements in BENCHMARKS.md), 'keep' otherwise.
    */
   attentionScale?: 'keep' | 'rescale' | 'mean';
 }
