@@ -5,16 +5,29 @@
  * import { compress, inspect, synth } from 'bort-compress';
  * await compress('bert-large.onnx', { arch: '4,8,1024,768', output: 'bort.onnx' });
  * ```
+ *
+ * Every type an exported function, class or interface uses is exported here too, so that custom
+ * scorers and plans can be written against this module alone (test/cli-surface.test.ts checks it).
  */
 export { compress, defaultOutput, type CompressOptions, type CompressSummary } from './compress.js';
 export { inspect, type InspectSummary } from './inspect.js';
 export { synth, buildSynthModel, type SynthOptions, type SynthSummary } from './synth/bert.js';
+export type { Family, SynthHead, TokenTypeForm, PositionForm, FusedForm } from './synth/options.js';
 export { BortError } from './errors.js';
 export { parseArch, formatArch } from './extract/arch.js';
 export { archParameters, type HeadsConfig } from './bert/params.js';
 export { recognize } from './bert/recognize.js';
-export type { Arch, BertModel } from './bert/model.js';
-export { planExtraction, type ExtractionPlan, type PlanOptions } from './extract/plan.js';
+export type {
+  Arch, BertModel, Linear, LayerNorm, ShapeSite, ScaleSite, Attention, Ffn, Layer, Embedding, Embeddings, Pooler,
+  MaskedLmHead, Classifier, OutputRole,
+} from './bert/model.js';
+export { planExtraction, type ExtractionPlan, type LayerPlan, type PlanOptions } from './extract/plan.js';
 export { weightScorer, firstScorer, type ImportanceScorer } from './extract/scorer.js';
-export { loadModel, saveModel, type LoadedModel, type SaveOptions } from './onnx/io.js';
+export { applyPlan, type RewriteStats } from './rewrite/apply.js';
+export { loadModel, saveModel, type LoadedModel, type SaveOptions, type SaveResult } from './onnx/io.js';
+export type { GraphIndex } from './onnx/graph.js';
+export type {
+  ModelProto, GraphProto, NodeProto, TensorProto, AttributeProto, ValueInfoProto, TypeProto, Dimension, OperatorSetId,
+  StringStringEntry, Int64,
+} from './onnx/types.js';
 export { Encoder, type EncoderOptions, type TensorInput, type TensorOutput } from './runtime/encoder.js';

@@ -90,6 +90,8 @@ describe('closed-form parameter counts', () => {
   });
 });
 
+// What the smaller models compute is checked against hand-built references in extract-numeric.test.ts;
+// here: the summary, the scale constant written, and that onnxruntime runs the result.
 describe('head size changes', () => {
   const dir = tmpDir();
   const src = path.join(dir, 'src.onnx');
@@ -129,13 +131,6 @@ describe('head size changes', () => {
     expect(inspect(out).arch).toEqual({ layers: 2, heads: 8, hidden: 64, intermediate: 100 });
     const b = await runOrt(out, inputs);
     expect(b.pooler_output.dims).toEqual([2, 64]);
-  });
-
-  it('merging heads changes the attention function (scores are summed over merged heads)', async () => {
-    const out = path.join(dir, 'merged2.onnx');
-    await compress(src, { arch: '3,4,128,256', output: out });
-    const [a, b] = await Promise.all([runOrt(src, inputs), runOrt(out, inputs)]);
-    expect(maxAbsDiff(a.last_hidden_state.data, b.last_hidden_state.data)).toBeGreaterThan(1e-4);
   });
 });
 

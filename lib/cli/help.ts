@@ -1,19 +1,20 @@
 /** Help texts. */
 import { SYNTH_VARIANT_HELP } from '../synth/cli-flags.js';
-
 export const HELP = `bort-compress — extract a small, fast BERT (Bort-style sub-architecture) from a BERT ONNX model
 
 Usage:
   bort-compress IN.onnx --arch D,A,H,I [-o OUT.onnx] [--strategy importance|first] [--json]
+  bort-compress compress IN.onnx --arch D,A,H,I ...   (the same, with the command named)
   bort-compress inspect MODEL.onnx [--json]
-  bort-compress synth --arch D,A,H,I --vocab V [--head base|mlm|cls] -o OUT.onnx
-  bort-compress bench MODEL.onnx [--batch B] [--seq S] [--threads T] [--json]
+  bort-compress synth --arch D,A,H,I [--vocab V] [--head base|mlm|cls|qa|token-cls] -o OUT.onnx
+  bort-compress bench MODEL.onnx [--batch B] [--seq S] [--threads T] [--runs N] [--json]
   bort-compress demo
+  bort-compress --version
 
 An architecture is (D layers, A attention heads, H hidden size, I intermediate size); the head size is H/A.
 BERT-large is 24,16,1024,4096; Bort is 4,8,1024,768.
 
-Run 'bort-compress COMMAND --help' for a command's options.`;
+Run 'bort-compress COMMAND --help' (or 'bort-compress help COMMAND') for a command's options.`;
 
 const COMPRESS = `bort-compress IN.onnx --arch D,A,H,I [options]
 
@@ -31,28 +32,38 @@ Options:
                             rescale: 1/sqrt(new head size), the BERT convention
       --rescale-attention   same as --attention-scale rescale
       --external-data       write weights to OUT.onnx.data (automatic above 2 GB)
-      --json                print the summary as JSON`;
+      --json                print the summary as JSON
+  -h, --help                this text`;
 
 const INSPECT = `bort-compress inspect MODEL.onnx [--json]
 
 Recognises the BERT structure of MODEL.onnx and prints its architecture, vocabulary, parameters, heads,
-inputs and outputs. --json prints one object with {"arch": {"layers", "heads", "hidden", "intermediate"},
-"vocab", "params", ...}.`;
+inputs and outputs.
 
-const SYNTH = `bort-compress synth --arch D,A,H,I [--vocab V] [--head base|mlm|cls] -o OUT.onnx
+Options:
+      --json      print one object: {"arch": {"layers", "heads", "hidden", "intermediate"}, "vocab", "params", ...}
+  -h, --help      this text`;
+
+const SYNTH = `bort-compress synth --arch D,A,H,I [--vocab V] [--head base|mlm|cls|qa|token-cls] -o OUT.onnx
 
 Writes a randomly initialised BERT in the node pattern of a stock PyTorch export, at any size.
 
 Options:
-  --vocab V          vocabulary size (default 30522)
-  --head H           base (hidden states + pooler, default), mlm (masked-LM logits) or cls (classifier)
-  --opset N          11–17 (default 14; 17 uses LayerNormalization)
-  --positions P      position table size (default 512)
-  --type-vocab T     token types (default 2, RoBERTa 1; 0 for no token-type table)
-  --labels L         classifier labels (default 2)
-  --seed S           random seed (default 1234)
-  --external-data    write weights to OUT.onnx.data
-  --json             print the summary as JSON
+  -a, --arch D,A,H,I     layers, heads, hidden size, intermediate size (H divisible by A)
+  -o, --output OUT.onnx  output path
+      --vocab V          vocabulary size (default 30522; 1 to 1,000,000)
+      --head H           base (hidden states + pooler, default), mlm (masked-LM logits), cls (classifier),
+                         qa (start_logits, end_logits) or token-cls (per-token logits)
+      --opset N          11–17 (default 14; 17 uses LayerNormalization)
+      --positions P      position table size (default 512; 1 to 65,536)
+      --type-vocab T     token types (default 2, RoBERTa 1; 0 for no token-type table; at most 1,024)
+      --labels L         classifier labels (default 2; 1 to 100,000)
+      --seed S           random seed (default 1234; 0 to 4,294,967,295)
+      --external-data    write weights to OUT.onnx.data
+      --json             print the summary as JSON
+  -h, --help             this text
+
+Every weight may hold at most 2^28 values and the model 2^30 parameters.
 
 ${SYNTH_VARIANT_HELP}`;
 
@@ -63,15 +74,20 @@ inputs with the same thread count (graphOptimizationLevel 'all'), alternating ru
 warm-up. Prints medians of N runs (default 10), GFLOP/s and the ratio ort/ours.
 
 Options:
-  --batch B     batch size (default 1)
-  --seq S       sequence length (default 128)
-  --threads T   threads for both engines (default: all cores)
-  --runs N      timed runs of each engine (default 10, at least 10)`;
+      --batch B     batch size (default 1; 1 to 1,024, and batch × seq at most 65,536)
+      --seq S       sequence length (default 128; at most the model's positions)
+      --threads T   threads for both engines (default: all cores; 1 to 256)
+      --runs N      timed runs of each engine (default 10; 10 to 10,000)
+      --json        print the result as JSON
+  -h, --help        this text`;
 
 const DEMO = `bort-compress demo
 
 Synthesises a 6-layer BERT in a temporary folder, inspects it, extracts a 3,8,512,768 student, inspects
-that, and times both on the native engine. Needs nothing but this package.`;
+that, and times both on the native engine. Needs nothing but this package.
+
+Options:
+  -h, --help    this text`;
 
 export function commandHelp(cmd: string): string {
   return ({ compress: COMPRESS, inspect: INSPECT, synth: SYNTH, demo: DEMO, bench: BENCH } as Record<string, string>)[cmd] ?? HELP;

@@ -10,12 +10,15 @@ import { parseArgs } from 'node:util';
 import { compress, type CompressSummary } from '../compress.js';
 import { inspect, type InspectSummary } from '../inspect.js';
 import { synth } from '../synth/bert.js';
-import { SYNTH_VARIANT_FLAGS, synthHead, synthVariantOptions } from '../synth/cli-flags.js';
+import { synthHead, synthVariantOptions } from '../synth/cli-flags.js';
 import { benchmark, type BenchResult } from '../runtime/bench.js';
-import { BortError } from '../errors.js';
+import { BortError, quoteName } from '../errors.js';
 import { formatArch, parseArch } from '../extract/arch.js';
 import { formatBytes, formatCount } from './format.js';
 import { HELP, commandHelp } from './help.js';
+import { COMMANDS, MAX_BENCH_TOKENS, OPTIONS, intOption, type Command } from './options.js';
+import { checkSynthSize } from './synth-size.js';
+import { closestName } from './suggest.js';
 import { Progress } from './progress.js';
 
 type Out = (line: string) => void;
@@ -56,84 +59,80 @@ function printBench(r: BenchResult, out: Out): void {
 }
 
 function need(v: string | undefined, what: string, cmd: string): string {
-  if (!v) throw new BortError(`missing ${what}`, `see bort-compress ${cmd} --help`);
+  if (!v) throw new BortError(`missing ${what}`, `see bort-compress ${cmd ? cmd + ' ' : ''}--help`);
   return v;
 }
 
-function int(v: string | undefined, name: string, dflt: number): number {
-  if (v === undefined) return dflt;
-  if (!/^\d+$/.test(v)) throw new BortError(`--${name} '${v}' is not a whole number`, `pass --${name} N`);
-  return Number(v);
+function onePositional(positionals: string[], cmd: string): void {
+  if (positionals.length > 1) {
+    throw new BortError(`unexpected argument ${quoteName(positionals[1])}`, `give one model path; see bort-compress ${cmd ? cmd + ' ' : ''}--help`);
+  }
+}
+
+/** Which command argv names: a command word, or compress when the first argument is its input. */
+function commandOf(argv: string[]): { sub: Command; rest: string[] } {
+  const first = argv[0];
+  const named = COMMANDS.find((c) => c === first);
+  if (named) return { sub: named, rest: argv.slice(1) };
+  // a word that is no file but close to a command name is a typo, not a model path
+  if (!first.startsWith('-') && !/[./\\]/.test(first) && !fs.existsSync(first)) {
+    const near = closestName(first, [...COMMANDS, 'help']);
+    if (near) throw new BortError(`unknown command ${quoteName(first)}`, `did you mean '${near}'? (bort-compress --help lists the commands)`);
+  }
+  return { sub: 'compress', rest: argv };
 }
 
 async function run(argv: string[], out: Out): Promise<void> {
   const cmd = argv[0];
   if (!cmd || cmd === '--help' || cmd === '-h' || cmd === 'help') {
-    out(HELP);
+    const topic = cmd === 'help' ? COMMANDS.find((c) => c === argv[1]) : undefined;
+    out(topic ? commandHelp(topic) : HELP);
     return;
   }
   if (cmd === '--version' || cmd === '-v') {
     out(JSON.parse(fs.readFileSync(path.join(__dirname, '..', '..', 'package.json'), 'utf8')).version);
     return;
   }
-  const known = ['inspect', 'synth', 'demo', 'bench'];
-  const sub = known.includes(cmd) ? cmd : 'compress';
-  const rest = sub === 'compress' ? argv : argv.slice(1);
+  const { sub, rest } = commandOf(argv);
   const progress = new Progress(process.stderr);
   let parsed;
   try {
-    parsed = parseArgs({
-      args: rest,
-      allowPositionals: true,
-      options: {
-        help: { type: 'boolean', short: 'h' },
-        json: { type: 'boolean' },
-        arch: { type: 'string', short: 'a' },
-        output: { type: 'string', short: 'o' },
-        strategy: { type: 'string', short: 's' },
-        'external-data': { type: 'boolean' },
-        'rescale-attention': { type: 'boolean' },
-        'attention-scale': { type: 'string' },
-        vocab: { type: 'string' },
-        head: { type: 'string' },
-        opset: { type: 'string' },
-        seed: { type: 'string' },
-        positions: { type: 'string' },
-        'type-vocab': { type: 'string' },
-        labels: { type: 'string' },
-        batch: { type: 'string' },
-        seq: { type: 'string' },
-        threads: { type: 'string' },
-        runs: { type: 'string' },
-        // synth: exporter variants (lib/synth/cli-flags.ts)
-        ...SYNTH_VARIANT_FLAGS,
-      },
-    });
+    parsed = parseArgs({ args: rest, allowPositionals: true, options: OPTIONS[sub] });
   } catch (e) {
-    throw new BortError((e as Error).message.split('\n')[0].replace(/\.$/, ''), `see bort-compress ${sub === 'compress' ? '' : sub + ' '}--help`);
+    const first = (e as Error).message.split(/\n|\. /)[0].replace(/\.$/, '');
+    throw new BortError(first.replace(/[\u0000-\u001f\u007f]/g, '?'), `see bort-compress ${sub === 'compress' ? '' : sub + ' '}--help`);
   }
-  const { values: o, positionals } = parsed;
+  const { positionals } = parsed;
+  const o = parsed.values as Record<string, string | boolean | undefined>;
+  const str = (k: string) => o[k] as string | undefined;
   if (o.help) {
     out(commandHelp(sub));
     return;
   }
   if (sub === 'inspect') {
+    onePositional(positionals, 'inspect');
     const s = inspect(need(positionals[0], 'the model path', 'inspect'));
     if (o.json) out(JSON.stringify(s, null, 2));
     else printInspect(s, out);
     return;
   }
   if (sub === 'synth') {
-    const head = synthHead(o.head);
-    const arch = parseArch(need(o.arch, '--arch D,A,H,I', 'synth'));
-    const output = need(o.output ?? positionals[0], 'the output path (-o OUT)', 'synth');
+    const head = synthHead(str('head'));
+    const arch = parseArch(need(str('arch'), '--arch D,A,H,I', 'synth'));
+    if (str('output') && positionals.length) throw new BortError(`unexpected argument ${quoteName(positionals[0])}`, 'give the output path once, with -o; see bort-compress synth --help');
+    onePositional(positionals, 'synth');
+    const output = need(str('output') ?? positionals[0], 'the output path (-o OUT)', 'synth');
+    const sizes = {
+      vocab: intOption(str('vocab'), 'vocab', 30522), maxPositions: intOption(str('positions'), 'positions', 512),
+      // absent: the family's default (BERT 2, RoBERTa 1)
+      typeVocab: str('type-vocab') === undefined ? undefined : intOption(str('type-vocab'), 'type-vocab', 2), labels: intOption(str('labels'), 'labels', 2),
+    };
+    const variants = synthVariantOptions(o);
+    checkSynthSize(arch, { ...sizes, typeVocab: sizes.typeVocab ?? 2 }, head);
     progress.step('writing random model');
     const s = synth({
-      arch, output, vocab: int(o.vocab, 'vocab', 30522), head, opset: int(o.opset, 'opset', 14),
-      seed: int(o.seed, 'seed', 1234), maxPositions: int(o.positions, 'positions', 512),
-      typeVocab: o['type-vocab'] === undefined ? undefined : int(o['type-vocab'], 'type-vocab', 2),
-      labels: int(o.labels, 'labels', 2), externalData: o['external-data'] ? true : undefined,
-      ...synthVariantOptions(o),
+      arch, output, head, opset: intOption(str('opset'), 'opset', 14), seed: intOption(str('seed'), 'seed', 1234),
+      ...sizes, externalData: o['external-data'] ? true : undefined, ...variants,
     });
     progress.done();
     if (o.json) out(JSON.stringify(s, null, 2));
@@ -141,29 +140,42 @@ async function run(argv: string[], out: Out): Promise<void> {
     return;
   }
   if (sub === 'bench') {
+    onePositional(positionals, 'bench');
     const model = need(positionals[0], 'the model path', 'bench');
-    const threads = o.threads === undefined ? undefined : int(o.threads, 'threads', 1);
-    if (threads === 0) throw new BortError('--threads 0', 'use at least one thread');
-    const r = await benchmark(model, { batch: int(o.batch, 'batch', 1), seq: int(o.seq, 'seq', 128), threads, runs: int(o.runs, 'runs', 10) });
+    const batch = intOption(str('batch'), 'batch', 1), seq = intOption(str('seq'), 'seq', 128);
+    const threads = str('threads') === undefined ? undefined : intOption(str('threads'), 'threads', 1);
+    const runs = intOption(str('runs'), 'runs', 10);
+    if (batch * seq > MAX_BENCH_TOKENS) {
+      throw new BortError(`--batch ${batch} × --seq ${seq} is ${batch * seq} tokens per run`, `keep batch × seq at most ${MAX_BENCH_TOKENS}`);
+    }
+    const positions = inspect(model).maxPositions;
+    if (seq > positions) throw new BortError(`--seq ${seq} exceeds the model's ${positions} positions`, `pass --seq ${positions} or less`);
+    const r = await benchmark(model, { batch, seq, threads, runs });
     if (o.json) out(JSON.stringify(r, null, 2));
     else printBench(r, out);
     return;
   }
   if (sub === 'demo') {
+    if (positionals.length) throw new BortError(`unexpected argument ${quoteName(positionals[0])}`, 'demo takes no arguments');
     await demo(out, progress);
     return;
   }
   const input = need(positionals[0], 'the input model path', '');
-  if (positionals.length > 1) throw new BortError(`unexpected argument '${positionals[1]}'`, 'give one input model; see bort-compress --help');
-  const strategy = o.strategy ?? 'importance';
-  if (strategy !== 'importance' && strategy !== 'first') throw new BortError(`--strategy '${strategy}' is unknown`, 'use --strategy importance or --strategy first');
-  let attentionScale = o['attention-scale'] as 'keep' | 'mean' | 'rescale' | undefined;
+  onePositional(positionals, '');
+  const strategy = str('strategy') ?? 'importance';
+  if (strategy !== 'importance' && strategy !== 'first') throw new BortError(`--strategy ${quoteName(strategy)} is unknown`, 'use --strategy importance or --strategy first');
+  let attentionScale = str('attention-scale') as 'keep' | 'mean' | 'rescale' | undefined;
   if (attentionScale !== undefined && !['keep', 'mean', 'rescale'].includes(attentionScale)) {
-    throw new BortError(`--attention-scale '${attentionScale}' is unknown`, 'use --attention-scale mean, keep or rescale');
+    throw new BortError(`--attention-scale ${quoteName(attentionScale)} is unknown`, 'use --attention-scale mean, keep or rescale');
   }
-  if (o['rescale-attention']) attentionScale = 'rescale';
+  if (o['rescale-attention']) {
+    if (attentionScale !== undefined && attentionScale !== 'rescale') {
+      throw new BortError(`--rescale-attention contradicts --attention-scale ${attentionScale}`, 'give one of them');
+    }
+    attentionScale = 'rescale';
+  }
   const s = await compress(input, {
-    arch: need(o.arch, '--arch D,A,H,I', ''), output: o.output, strategy,
+    arch: need(str('arch'), '--arch D,A,H,I', ''), output: str('output'), strategy,
     externalData: o['external-data'] ? true : undefined,
     attentionScale,
     onProgress: (step) => progress.step(step),

@@ -37,8 +37,8 @@ export interface PlanOptions {
   /**
    * Score scale when the head size changes. 'keep': the source's; 'rescale': 1/sqrt(new head size);
    * 'mean': the source's divided by new/old head size, so a merged head's logits are the mean of its
-   * source heads' logits (exact when they agree). Default: 'mean' when heads are merged (measured on
-   * the teacher: it halves KL(teacher ‖ student) against 'keep', see BENCHMARKS.md), 'keep' otherwise.
+   * source heads' logits (exact when they agree; test/extract-numeric.test.ts). Default: 'mean' when
+   * heads are merged (the teacher measurements in BENCHMARKS.md), 'keep' otherwise.
    */
   attentionScale?: 'keep' | 'rescale' | 'mean';
 }
@@ -114,8 +114,40 @@ function planAttention(m: BertModel, scorer: ImportanceScorer, layer: number, he
   return { attention, headSources };
 }
 
-export function planExtraction(m: BertModel, target: Arch, scorer: ImportanceScorer, opts: PlanOptions = {}): ExtractionPlan {
+/** Wraps a scorer so that each method's result is checked: `count` finite numbers. */
+function checkedScorer(s: ImportanceScorer): ImportanceScorer {
+  const check = (method: string, what: string, count: number, v: unknown): number[] => {
+    if (!Array.isArray(v) && !ArrayBuffer.isView(v)) throw new TypeError(`scorer '${s.name}': ${method} returned ${typeof v}, not an array of scores`);
+    const a = Array.from(v as ArrayLike<number>);
+    if (a.length !== count) throw new TypeError(`scorer '${s.name}': ${method} returned ${a.length} scores for ${count} ${what}`);
+    const bad = a.findIndex((x) => typeof x !== 'number' || Number.isNaN(x));
+    if (bad >= 0) throw new TypeError(`scorer '${s.name}': ${method} returned ${String(a[bad])} at ${bad}; scores must be numbers`);
+    return a;
+  };
+  return {
+    name: s.name,
+    layers: (m) => check('layers(m)', 'layers', m.arch.layers, s.layers(m)),
+    heads: (m, l) => check(`heads(m, ${l})`, 'heads', m.layers[l].attention.heads, s.heads(m, l)),
+    attentionChannels: (m, l) => check(`attentionChannels(m, ${l})`, 'attention channels', m.attentionWidth, s.attentionChannels(m, l)),
+    neurons: (m, l) => check(`neurons(m, ${l})`, 'neurons', m.arch.intermediate, s.neurons(m, l)),
+    hidden: (m) => check('hidden(m)', 'hidden channels', m.arch.hidden, s.hidden(m)),
+    headSimilarity: s.headSimilarity && ((m, l) => {
+      const sim = s.headSimilarity!(m, l);
+      const A = m.layers[l].attention.heads;
+      if (!Array.isArray(sim) || sim.length !== A) throw new TypeError(`scorer '${s.name}': headSimilarity(m, ${l}) must be a ${A}×${A} array`);
+      return sim.map((row, h) => check(`headSimilarity(m, ${l})[${h}]`, 'heads', A, row));
+    }),
+  };
+}
+
+/**
+ * Chooses what to keep for `target` by `scorer`'s scores (top k of each kind, in source order). Throws
+ * a BortError when the target asks for more than the model has, and a TypeError when the scorer
+ * returns the wrong number of scores or a NaN.
+ */
+export function planExtraction(m: BertModel, target: Arch, userScorer: ImportanceScorer, opts: PlanOptions = {}): ExtractionPlan {
   checkArchFits(m, target);
+  const scorer = checkedScorer(userScorer);
   const headSize = target.hidden / target.heads;
   const layers = topK(scorer.layers(m), target.layers);
   const hidden = topK(scorer.hidden(m), target.hidden);

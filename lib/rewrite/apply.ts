@@ -4,10 +4,13 @@
  * head count, head size and attention width (and the score scale when asked), removes dead parts and
  * fixes declared shapes. Inputs and outputs keep their names, types and dynamic axes.
  */
-import type { BertModel, Linear, LayerNorm } from '../bert/model.js';
+import type { Attention, BertModel, Linear, LayerNorm } from '../bert/model.js';
 import type { ExtractionPlan } from '../extract/plan.js';
+import { BortError, quoteName } from '../errors.js';
+import { makeNode } from '../onnx/graph.js';
 import { DataType, type GraphProto, type TensorProto, type ValueInfoProto } from '../onnx/types.js';
 import { intValues, makeFloatTensor, makeInt64Tensor } from '../onnx/tensor.js';
+import { checkPlan } from './check-plan.js';
 import { removeDeadCode } from './prune.js';
 import { SliceSet, applySlices } from './slice.js';
 
@@ -47,7 +50,29 @@ function patchedConstant(name: string, t: TensorProto, changes: Map<number, numb
     const arr = Int32Array.from(values, Number);
     return { ...makeInt64Tensor(name, dims, []), dataType: DataType.INT32, rawData: new Uint8Array(arr.buffer) };
   }
-  throw new Error(`cannot patch constant of type ${t.dataType}`);
+  throw new BortError(`head-shape constant ${quoteName(name)} has data type ${t.dataType}, not int64 or int32`,
+    'only integer head-shape constants can be changed; export the model with int64 Reshape shapes');
+}
+
+/**
+ * Multiplies the attention scores of `a` by `factor`. With a scale constant in the graph (a Div or
+ * Mul on the scores, Q or K), that constant is replaced; without one (the scale folded into the Q
+ * weights), a Mul by `factor` is inserted on Q's output, which scales Q·Kᵀ by the same factor.
+ */
+function scaleScores(graph: GraphProto, a: Attention, factor: number, names: NameMaker, constants: TensorProto[]): void {
+  const name = names.make('attention_scale');
+  const s = a.scaleSites[0];
+  if (s) {
+    constants.push(makeFloatTensor(name, [], Float32Array.of(s.op === 'mul' ? s.value * factor : s.value / factor)));
+    s.node.input[s.inputIndex] = name;
+    return;
+  }
+  constants.push(makeFloatTensor(name, [], Float32Array.of(factor)));
+  const q = a.q.output;
+  const scaled = names.make(`${q.replace(/[^A-Za-z0-9_.]/g, '_')}_scaled`);
+  renameInputs(graph, q, scaled);
+  const producer = graph.node.findIndex((n) => n.output.includes(q));
+  graph.node.splice(producer + 1, 0, makeNode('Mul', [q, name], [scaled], scaled));
 }
 
 function fixShape(v: ValueInfoProto, role: string, oldHidden: number, newHidden: number): void {
@@ -64,7 +89,12 @@ export interface RewriteStats {
   removedInitializers: number;
 }
 
+/**
+ * Rewrites `m`'s graph (in place) to the sub-architecture `plan` describes. The plan is checked
+ * against the model first (a RangeError names what does not fit).
+ */
 export function applyPlan(m: BertModel, plan: ExtractionPlan): RewriteStats {
+  checkPlan(m, plan);
   const graph = m.model.graph!;
   const ix = m.index;
   const names = new NameMaker(graph);
@@ -107,15 +137,9 @@ export function applyPlan(m: BertModel, plan: ExtractionPlan): RewriteStats {
       newShapeConstants.push(patchedConstant(name, ix.constant(site.constant)!, changes));
       site.node.input[site.inputIndex] = name;
     }
-    // score scale: fold the change into the first scale constant
+    // score scale: fold the change into the first scale constant, or scale Q where there is none
     if (Math.abs(lp.scoreScale - a.scoreScale) > 1e-12 * Math.abs(a.scoreScale)) {
-      const s = a.scaleSites[0];
-      if (!s) throw new Error(`layer ${lp.source}: no scale constant to change`);
-      const factor = lp.scoreScale / a.scoreScale;
-      const newValue = s.op === 'mul' ? s.value * factor : s.value / factor;
-      const name = names.make('attention_scale');
-      newShapeConstants.push(makeFloatTensor(name, [], Float32Array.of(newValue)));
-      s.node.input[s.inputIndex] = name;
+      scaleScores(graph, a, lp.scoreScale / a.scoreScale, names, newShapeConstants);
     }
   });
 

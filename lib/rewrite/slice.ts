@@ -2,7 +2,7 @@
  * Slicing initializers: the selection for each tensor is recorded once, checked for consistency when
  * several roles share a tensor (a decoder tied to the word table), then applied in one pass.
  */
-import { BortError } from '../errors.js';
+import { BortError, quoteName } from '../errors.js';
 import { floatData } from '../onnx/tensor.js';
 import type { GraphIndex } from '../onnx/graph.js';
 
@@ -20,7 +20,7 @@ export class SliceSet {
   set(name: string, selection: Selection): void {
     const prev = this.sel.get(name);
     if (prev && !prev.every((p, i) => same(p, selection[i]))) {
-      throw new BortError(`initializer '${name}' plays two roles that need different slices`, 'this weight sharing is not supported; please report the model');
+      throw new BortError(`initializer ${quoteName(name)} plays two roles that need different slices`, 'this weight sharing is not supported; please report the model');
     }
     this.sel.set(name, selection);
   }
@@ -30,8 +30,17 @@ export class SliceSet {
   }
 }
 
-/** A new float32 array holding `data` ([dims]) restricted to `selection`. */
-export function sliceFloat(data: Float32Array, dims: number[], selection: Selection): { data: Float32Array; dims: number[] } {
+/** A new float32 array holding `data` ([dims]) restricted to `selection`; `name` is for messages. */
+export function sliceFloat(data: Float32Array, dims: number[], selection: Selection, name = 'weight'): { data: Float32Array; dims: number[] } {
+  if (dims.length !== selection.length || dims.length < 1 || dims.length > 2) {
+    throw new BortError(`initializer ${quoteName(name)} has dims [${dims.join(', ')}] where a ${selection.length}-D weight was expected`,
+      'this weight layout is not supported; please report the exporter that wrote the model');
+  }
+  selection.forEach((keep, axis) => {
+    if (keep && keep.some((i) => !Number.isInteger(i) || i < 0 || i >= dims[axis])) {
+      throw new RangeError(`a kept index of initializer ${quoteName(name)} is outside its axis ${axis} of size ${dims[axis]}`);
+    }
+  });
   if (dims.length === 1) {
     const keep = selection[0];
     if (!keep) return { data, dims };
@@ -39,10 +48,9 @@ export function sliceFloat(data: Float32Array, dims: number[], selection: Select
     for (let i = 0; i < keep.length; i++) out[i] = data[keep[i]];
     return { data: out, dims: [keep.length] };
   }
-  if (dims.length !== 2) throw new Error('only 1-D and 2-D weights are sliced');
   const [rows, cols] = dims;
-  const keepRows = selection[0] ?? null;
-  const keepCols = selection[1] ?? null;
+  const keepRows = selection[0];
+  const keepCols = selection[1];
   const nr = keepRows ? keepRows.length : rows;
   const nc = keepCols ? keepCols.length : cols;
   const out = new Float32Array(nr * nc);
@@ -59,9 +67,12 @@ export function sliceFloat(data: Float32Array, dims: number[], selection: Select
 export function applySlices(ix: GraphIndex, slices: SliceSet): void {
   for (const [name, selection] of slices.entries()) {
     const w = ix.weight(name);
-    if (!w) throw new Error(`no float initializer '${name}'`);
+    if (!w) {
+      throw new BortError(`weight ${quoteName(name)} is not a float initializer`,
+        'bort-compress can only slice weights stored as float32 initializers; export the model with constants as initializers');
+    }
     if (selection.every((s) => s === null)) continue;
-    const { data, dims } = sliceFloat(floatData(w.tensor), w.dims, selection);
+    const { data, dims } = sliceFloat(floatData(w.tensor), w.dims, selection, name);
     w.tensor.dims = dims;
     w.tensor.rawData = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
     w.tensor.floatData = [];

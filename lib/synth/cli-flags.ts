@@ -2,7 +2,7 @@
  * The `bort-compress synth` flags for exporter variants (family, token-type and position forms, fused
  * operators, float16, names), parsed into SynthOptions. Kept here so the CLI only spreads them in.
  */
-import { BortError } from '../errors.js';
+import { BortError, quoteName } from '../errors.js';
 import { FAMILIES, FUSED_FORMS, HEADS, POSITION_FORMS, TOKEN_TYPE_FORMS, type FusedForm, type SynthOptions } from './options.js';
 
 export const SYNTH_VARIANT_FLAGS = {
@@ -26,7 +26,7 @@ function list(v: string | undefined): string[] | undefined {
 
 function pick<T extends string>(v: string | undefined, allowed: readonly T[], flag: string): T | undefined {
   if (v === undefined) return undefined;
-  if (!allowed.includes(v as T)) throw new BortError(`--${flag} '${v}' is unknown`, `use --${flag} ${allowed.join('|')}`);
+  if (!allowed.includes(v as T)) throw new BortError(`--${flag} ${quoteName(v)} is unknown`, `use --${flag} ${allowed.slice(0, -1).join(', ')} or ${allowed[allowed.length - 1]}`);
   return v as T;
 }
 
@@ -57,7 +57,6 @@ export function synthVariantOptions(o: FlagValues): Partial<SynthOptions> {
 
 export const SYNTH_VARIANT_HELP = `Exporter variants:
   --family F         bert (default), roberta (positions from input_ids, one token type) or distilbert
-  --head qa|token-cls  question answering (start_logits, end_logits) or per-token logits
   --no-token-types   no token_type_ids input: row 0 via ConstantOfShape(Shape(input_ids)) (transformers)
   --token-types M    input, constant-of-shape, zero-buffer (registered int64 zeros, sliced, expanded) or none
   --position-ids M   buffer (BERT), input (a position_ids input) or from-ids (RoBERTa)

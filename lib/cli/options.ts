@@ -1,0 +1,78 @@
+/**
+ * The options each command accepts (the `parseArgs` configuration; help.ts lists the same ones, and
+ * test/cli-surface.test.ts checks that it does), and the ranges of the numeric ones.
+ */
+import { BortError, quoteName } from '../errors.js';
+import { SYNTH_VARIANT_FLAGS } from '../synth/cli-flags.js';
+
+type OptionSpec = { type: 'string' | 'boolean'; short?: string };
+
+export const COMMANDS = ['compress', 'inspect', 'synth', 'bench', 'demo'] as const;
+export type Command = (typeof COMMANDS)[number];
+
+const help: Record<string, OptionSpec> = { help: { type: 'boolean', short: 'h' } };
+const json: Record<string, OptionSpec> = { json: { type: 'boolean' } };
+
+export const OPTIONS: Record<Command, Record<string, OptionSpec>> = {
+  compress: {
+    ...help, ...json,
+    arch: { type: 'string', short: 'a' },
+    output: { type: 'string', short: 'o' },
+    strategy: { type: 'string', short: 's' },
+    'attention-scale': { type: 'string' },
+    'rescale-attention': { type: 'boolean' },
+    'external-data': { type: 'boolean' },
+  },
+  inspect: { ...help, ...json },
+  synth: {
+    ...help, ...json,
+    arch: { type: 'string', short: 'a' },
+    output: { type: 'string', short: 'o' },
+    vocab: { type: 'string' },
+    head: { type: 'string' },
+    opset: { type: 'string' },
+    positions: { type: 'string' },
+    'type-vocab': { type: 'string' },
+    labels: { type: 'string' },
+    seed: { type: 'string' },
+    'external-data': { type: 'boolean' },
+    // exporter variants (lib/synth/cli-flags.ts)
+    ...SYNTH_VARIANT_FLAGS,
+  },
+  bench: {
+    ...help, ...json,
+    batch: { type: 'string' },
+    seq: { type: 'string' },
+    threads: { type: 'string' },
+    runs: { type: 'string' },
+  },
+  demo: { ...help },
+};
+
+/** Inclusive ranges of the numeric options (bench's --seq is further bounded by the model's positions). */
+export const RANGES = {
+  batch: [1, 1024],
+  seq: [1, 65536],
+  threads: [1, 256],
+  runs: [10, 10000],
+  vocab: [1, 1_000_000],
+  opset: [11, 17],
+  positions: [1, 65536],
+  'type-vocab': [0, 1024],
+  labels: [1, 100_000],
+  seed: [0, 4294967295],
+} as const satisfies Record<string, readonly [number, number]>;
+
+/** Tokens per bench run (batch × seq) at most. */
+export const MAX_BENCH_TOKENS = 65536;
+
+/** A whole-number option within its range, or `dflt` when absent. */
+export function intOption(v: string | undefined, name: keyof typeof RANGES, dflt: number): number {
+  if (v === undefined) return dflt;
+  const [lo, hi] = RANGES[name];
+  const fix = `pass --${name} N with N a whole number from ${lo} to ${hi.toLocaleString('en-US')}`;
+  if (!/^\d+$/.test(v)) throw new BortError(`--${name} ${quoteName(v)} is not a whole number`, fix);
+  const n = Number(v);
+  if (n < lo || n > hi) throw new BortError(`--${name} ${v} is out of range`, fix);
+  return n;
+}
