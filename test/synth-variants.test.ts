@@ -428,7 +428,7 @@ describe('synth CLI: exporter variants', () => {
     const r = cli('--fused', 'attention,nope', '-o', out);
     expect(r.status).toBe(1);
     expect(r.stderr.trim().split('\n')).toHaveLength(1);
-    expect(r.stderr).toMatch(/^bort-compress: error: --fused 'nope' is unknown: use --fused attention, qkv-split, );
+    expect(r.stderr).toMatch(/^bort-compress: error: --fused 'nope' is unknown: use --fused attention, qkv-split, /);
     expect(fs.readdirSync(d)).toEqual([]);
   });
 });
