@@ -7,6 +7,10 @@ Usage:
   bort-compress synth --arch D,A,H,I --vocab V [--head base|mlm|cls] -o OUT.onnx
   bort-compress bench MODEL.onnx [--batch B] [--seq S] [--threads T] [--json]
   bort-compress demo
+  bort-compress fill-mask MODEL.onnx [--vocab V] [--top-k K] ["text with [MASK]" …]
+  bort-compress embed MODEL.onnx [--vocab V] [--pooling cls|mean] [--normalize] [-o OUT.npy] [TEXT …]
+  bort-compress classify MODEL.onnx [--labels a,b,c] [TEXT …]
+  bort-compress answer MODEL.onnx --question Q --context C
 
 An architecture is (D layers, A attention heads, H hidden size, I intermediate size); the head size is H/A.
 BERT-large is 24,16,1024,4096; Bort is 4,8,1024,768.

@@ -16,6 +16,7 @@ import { formatArch, parseArch } from '../extract/arch.js';
 import { formatBytes, formatCount } from './format.js';
 import { HELP, commandHelp } from './help.js';
 import { Progress } from './progress.js';
+import { TEXT_COMMANDS } from './text-commands.js';
 
 type Out = (line: string) => void;
 
@@ -75,6 +76,7 @@ async function run(argv: string[], out: Out): Promise<void> {
     out(JSON.parse(fs.readFileSync(path.join(__dirname, '..', '..', 'package.json'), 'utf8')).version);
     return;
   }
+  if (Object.hasOwn(TEXT_COMMANDS, cmd)) return TEXT_COMMANDS[cmd].run(argv.slice(1), out);
   const known = ['inspect', 'synth', 'demo', 'bench'];
   const sub = known.includes(cmd) ? cmd : 'compress';
   const rest = sub === 'compress' ? argv : argv.slice(1);
