@@ -18,3 +18,9 @@ export { planExtraction, type ExtractionPlan, type PlanOptions } from './extract
 export { weightScorer, firstScorer, type ImportanceScorer } from './extract/scorer.js';
 export { loadModel, saveModel, type LoadedModel, type SaveOptions } from './onnx/io.js';
 export { Encoder, type EncoderOptions, type TensorInput, type TensorOutput } from './runtime/encoder.js';
+export { TextTokenizer, type Encoding, type EncodeOptions, type Truncation } from './text/tokenizer.js';
+export { pipeline, TextPipeline, TASKS, type PipelineOptions, type TaskName, type TaskTypes } from './tasks/pipeline.js';
+export type { FillMaskResult, FillMaskPrediction } from './tasks/fill-mask.js';
+export type { EmbedResult, Pooling } from './tasks/embed.js';
+export type { ClassifyResult } from './tasks/classify.js';
+export type { AnswerInput, AnswerResult } from './tasks/answer.js';
