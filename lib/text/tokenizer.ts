@@ -253,7 +253,7 @@ export class TextTokenizer {
     const i = how === 'only_first' ? 0 : 1;
     const keep = budget - pieces[1 - i].ids.length;
     if (keep < 0) {
-      throw new BortError(`the ${i === 1 ? 'first' : 'second'} text alone has ${pieces[1 - i].ids.length} tokens, more than the model's ${maxLength} positions allow`, `shorten the ${i === 1 ? 'question' : 'context'}`);
+      throw new BortError(`the ${i === 1 ? 'first' : 'second'} text alone needs ${pieces[1 - i].ids.length + maxLength - budget} tokens with the special tokens, more than the model's ${maxLength} positions`, `shorten the ${i === 1 ? 'first text (the question)' : 'second text'}`);
     }
     cut(pieces[i], keep);
   }
