@@ -71,7 +71,8 @@ Options:
 const DEMO = `bort-compress demo
 
 Synthesises a 6-layer BERT in a temporary folder, inspects it, extracts a 3,8,512,768 student, inspects
-that, and times both on the native engine. Needs nothing but this package.`;
+that, and times both on the native engine; then runs fill-mask (text in, tokens and probabilities out)
+on a random-weight masked-LM before and after a compression. Needs nothing but this package.`;
 
 export function commandHelp(cmd: string): string {
   return ({ compress: COMPRESS, inspect: INSPECT, synth: SYNTH, demo: DEMO, bench: BENCH } as Record<string, string>)[cmd] ?? HELP;

@@ -17,6 +17,7 @@ import { formatBytes, formatCount } from './format.js';
 import { HELP, commandHelp } from './help.js';
 import { Progress } from './progress.js';
 import { TEXT_COMMANDS } from './text-commands.js';
+import { textDemo } from './demo-text.js';
 
 type Out = (line: string) => void;
 
@@ -200,6 +201,7 @@ async function demo(out: Out, progress: Progress): Promise<void> {
       if (!(e instanceof BortError)) throw e;
       out(`  skipped: ${e.message}`);
     }
+    await textDemo(dir, out);
     out(`\n(demo files in ${dir} are removed now)`);
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
