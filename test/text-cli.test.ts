@@ -6,6 +6,7 @@ import * as path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { buildSynthModel } from '../lib/synth/bert.js';
 import { saveModel } from '../lib/onnx/io.js';
+import { GraphBuilder, modelOf, tensorInfo, DataType } from '../lib/synth/builder.js';
 import { FIXTURES, ROOT, tmpDir } from './helpers.js';
 
 const CLI = path.join(ROOT, 'dist', 'cli', 'main.js');
@@ -113,6 +114,30 @@ describe('text commands', () => {
     expect(['negative', 'positive']).toContain(o.label);
     const l = cli(['classify', file, '--vocab', VOCAB, '--labels', 'no,yes', 'hello world']);
     expect(l.stdout).toMatch(/^hello world\t(no|yes) \d\.\d{4}\n$/);
+  });
+
+  it('answer: a QA model the native engine refuses runs on --engine onnxruntime; the span comes out of the context', () => {
+    // a stand-in QA head: start logit 5 on "paris" (id 33), end logit 5 on "france" (id 38), 0 elsewhere
+    const g = new GraphBuilder(14);
+    const start = new Float32Array(48), end = new Float32Array(48);
+    start[33] = 5;
+    end[38] = 5;
+    g.node('Gather', [g.init('start_table', [48], start), 'input_ids'], { axis: 0 }, 'start_logits');
+    g.node('Gather', [g.init('end_table', [48], end), 'input_ids'], { axis: 0 }, 'end_logits');
+    const file = path.join(dir, 'qa.onnx');
+    saveModel(modelOf(g.graph('qa', [tensorInfo('input_ids', DataType.INT64, ['batch', 'seq'])],
+      [tensorInfo('start_logits', DataType.FLOAT, ['batch', 'seq']), tensorInfo('end_logits', DataType.FLOAT, ['batch', 'seq'])]), 14, 'test'), file);
+    const args = ['answer', file, '--vocab', VOCAB, '--question', 'Where is Paris?', '--context', 'Oh, Paris is a city in France.'];
+    const refused = cli(args);
+    expectFailure(refused, /not|cannot|recognise/);
+    const r = cli([...args, '--engine', 'onnxruntime', '--json']);
+    expect(r.stderr).toBe('');
+    const o = JSON.parse(r.stdout);
+    expect(o).toMatchObject({ question: 'Where is Paris?', answer: 'Paris is a city in France', start: 4, end: 29 });
+    expect(o.score).toBeGreaterThan(0.5);
+    // JSON lines from stdin
+    const s = cli(['answer', file, '--vocab', VOCAB, '--engine', 'onnxruntime'], '{"question": "where?", "context": "to paris from france"}\n');
+    expect(s.stdout).toMatch(/^paris from france\t\d\.\d{4}\n$/);
   });
 
   it('--help for each text command', () => {
