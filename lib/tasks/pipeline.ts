@@ -12,7 +12,8 @@
  * Inputs are processed in batches of `batch` (default 8), each padded to its longest text with
  * attention_mask 0. `stream()` holds at most one batch of inputs and yields results in input order.
  */
-import { BortError } from '../errors.js';
+import * as fs from 'node:fs';
+import { BortError, quoteName } from '../errors.js';
 import { TextTokenizer } from '../text/tokenizer.js';
 import { nativeBackend, type Backend } from './backend.js';
 import { ortBackend } from './ort-backend.js';
@@ -112,6 +113,7 @@ export async function pipeline<T extends TaskName>(task: T, model: string, opts:
   if (typeof model !== 'string') throw new TypeError('pipeline() takes the model path as a string');
   const batch = opts.batch ?? 8;
   if (!Number.isInteger(batch) || batch < 1) throw new RangeError(`batch must be a positive integer, got ${batch}`);
+  if (!fs.existsSync(model)) throw new BortError(`the model ${quoteName(model)} does not exist`, 'give the path of an .onnx model');
   const tokenizer = opts.tokenizer instanceof TextTokenizer ? opts.tokenizer : TextTokenizer.fromFile(opts.tokenizer ?? TextTokenizer.find(model));
   const backend = opts.engine === 'onnxruntime' ? await ortBackend(model, { threads: opts.threads }) : await nativeBackend(model, opts.threads);
   try {
