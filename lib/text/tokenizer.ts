@@ -17,7 +17,7 @@ import { BortError, quoteName } from '../errors.js';
 import { alignedNormalize, type Aligned } from './normalize-align.js';
 import { addedCount, readPostProcessor, type LayoutPart, type PostProcess } from './post-process.js';
 import { parseVocabTxt, wordPieceTokenizerJson, type VocabOptions } from './vocab.js';
-import { byteLevelDecoder, wordSpans } from './word-spans.js';
+import { wordSpans } from './word-spans.js';
 
 export interface Encoding {
   ids: number[];
@@ -322,4 +322,3 @@ export class TextTokenizer {
   }
 }
 
-export { byteLevelDecoder };
