@@ -31,3 +31,12 @@ export type {
   StringStringEntry, Int64,
 } from './onnx/types.js';
 export { Encoder, type EncoderOptions, type TensorInput, type TensorOutput } from './runtime/encoder.js';
+export { TextTokenizer, type Encoding, type EncodeOptions, type Truncation, type TokenPieces, type TokenizerJson } from './text/tokenizer.js';
+export type { VocabOptions } from './text/vocab.js';
+export type { Task, Prepared, TaskContext } from './tasks/task.js';
+export type { Backend, PaddedBatch, RoleOutputs } from './tasks/backend.js';
+export { pipeline, TextPipeline, TASKS, type PipelineOptions, type TaskName, type TaskTypes } from './tasks/pipeline.js';
+export type { FillMaskResult, FillMaskPrediction } from './tasks/fill-mask.js';
+export type { EmbedResult, Pooling } from './tasks/embed.js';
+export type { ClassifyResult } from './tasks/classify.js';
+export type { AnswerInput, AnswerResult } from './tasks/answer.js';

@@ -148,5 +148,6 @@ describe('CLI commands', () => {
     expect(r.stdout).toMatch(/arch {4}6,12,768,3072 → 3,8,512,768/);
     expect(r.stdout).toMatch(/arch {8}3,8,512,768/);
     expect(r.stdout).toMatch(/student +3,8,512,768 +median [\d.]+ ms/);
+    expect(r.stdout).toMatch(/random weights[\s\S]*\$ bort-compress fill-mask [\s\S]*teacher 4,4,128,512 +\S+ \d\.\d{3}[\s\S]*top-1 agreement student\/teacher: \d of 4/);
   });
 });

@@ -10,6 +10,10 @@ Usage:
   bort-compress bench MODEL.onnx [--batch B] [--seq S] [--threads T] [--runs N] [--json]
   bort-compress demo
   bort-compress --version
+  bort-compress fill-mask MODEL.onnx [--vocab V] [--top-k K] ["text with [MASK]" …]
+  bort-compress embed MODEL.onnx [--vocab V] [--pooling cls|mean] [--normalize] [-o OUT.npy] [TEXT …]
+  bort-compress classify MODEL.onnx [--labels a,b,c] [TEXT …]
+  bort-compress answer MODEL.onnx --question Q --context C
 
 An architecture is (D layers, A attention heads, H hidden size, I intermediate size); the head size is H/A.
 BERT-large is 24,16,1024,4096; Bort is 4,8,1024,768.
@@ -84,7 +88,8 @@ Options:
 const DEMO = `bort-compress demo
 
 Synthesises a 6-layer BERT in a temporary folder, inspects it, extracts a 3,8,512,768 student, inspects
-that, and times both on the native engine. Needs nothing but this package.
+that, and times both on the native engine; then runs fill-mask (text in, tokens and probabilities out)
+on a random-weight masked-LM before and after a compression. Needs nothing but this package.
 
 Options:
   -h, --help    this text`;

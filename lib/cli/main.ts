@@ -20,6 +20,8 @@ import { COMMANDS, MAX_BENCH_TOKENS, OPTIONS, intOption, type Command } from './
 import { checkSynthSize } from './synth-size.js';
 import { closestName } from './suggest.js';
 import { Progress } from './progress.js';
+import { TEXT_COMMANDS } from './text-commands.js';
+import { textDemo } from './demo-text.js';
 
 type Out = (line: string) => void;
 
@@ -76,7 +78,7 @@ function commandOf(argv: string[]): { sub: Command; rest: string[] } {
   if (named) return { sub: named, rest: argv.slice(1) };
   // a word that is no file but close to a command name is a typo, not a model path
   if (!first.startsWith('-') && !/[./\\]/.test(first) && !fs.existsSync(first)) {
-    const near = closestName(first, [...COMMANDS, 'help']);
+    const near = closestName(first, [...COMMANDS, ...Object.keys(TEXT_COMMANDS), 'help']);
     if (near) throw new BortError(`unknown command ${quoteName(first)}`, `did you mean '${near}'? (bort-compress --help lists the commands)`);
   }
   return { sub: 'compress', rest: argv };
@@ -85,14 +87,16 @@ function commandOf(argv: string[]): { sub: Command; rest: string[] } {
 async function run(argv: string[], out: Out): Promise<void> {
   const cmd = argv[0];
   if (!cmd || cmd === '--help' || cmd === '-h' || cmd === 'help') {
-    const topic = cmd === 'help' ? COMMANDS.find((c) => c === argv[1]) : undefined;
-    out(topic ? commandHelp(topic) : HELP);
+    const topic = cmd === 'help' ? argv[1] : undefined;
+    if (topic && Object.hasOwn(TEXT_COMMANDS, topic)) out(TEXT_COMMANDS[topic].help);
+    else out(topic && COMMANDS.some((c) => c === topic) ? commandHelp(topic) : HELP);
     return;
   }
   if (cmd === '--version' || cmd === '-v') {
     out(JSON.parse(fs.readFileSync(path.join(__dirname, '..', '..', 'package.json'), 'utf8')).version);
     return;
   }
+  if (Object.hasOwn(TEXT_COMMANDS, cmd)) return TEXT_COMMANDS[cmd].run(argv.slice(1), out);
   const { sub, rest } = commandOf(argv);
   const progress = new Progress(process.stderr);
   let parsed;
@@ -214,6 +218,7 @@ async function demo(out: Out, progress: Progress): Promise<void> {
       if (!(e instanceof BortError)) throw e;
       out(`  skipped: ${e.message}`);
     }
+    await textDemo(dir, out);
     out(`\n(demo files in ${dir} are removed now)`);
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
