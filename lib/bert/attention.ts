@@ -5,29 +5,35 @@
  * we collect what the rewrite must patch: the Reshape constants that carry the head count, head size
  * and attention width, the scalar constants that scale the scores, and the additive mask.
  */
-import type { GraphIndex } from '../onnx/graph.js';
-import type { NodeProto } from '../onnx/types.js';
-import { BortError } from '../errors.js';
-import type { Attention, Linear, ScaleSite, ShapeSite } from './model.js';
+import { attrInt, attrInts, type GraphIndex } from '../onnx/graph.js';
+import { DataType, type NodeProto } from '../onnx/types.js';
+import { BortError, quoteName } from '../errors.js';
+import { inferenceDropout } from './evaluate.js';
+import { recognizeMask } from './mask.js';
+import type { Attention, AttentionMask, Linear, ScaleSite, ShapeSite } from './model.js';
 
 /** Ops an attention path may pass through between the projections and the MatMuls. */
-const PATH_OPS = new Set(['Reshape', 'Transpose', 'Identity', 'Cast', 'Dropout', 'Mul', 'Div', 'Add', 'Where', 'Squeeze', 'Unsqueeze', 'Contiguous']);
+const PATH_OPS = new Set(['Reshape', 'Transpose', 'Identity', 'Cast', 'Dropout', 'Mul', 'Div', 'Add', 'Where', 'Squeeze', 'Unsqueeze']);
+const MAX_PATH = 24;
 
 /**
  * Walks back from `tensor` through PATH_OPS until `isTarget` holds; returns the nodes passed (nearest
- * first) or undefined. Binary ops are tried on each dynamic input.
+ * first) or undefined. Binary ops are tried on each dynamic input; tensors that lead nowhere are
+ * remembered, so a graph of many branches costs one visit per tensor.
  */
-function walkBack(ix: GraphIndex, tensor: string, isTarget: (t: string) => boolean, depth = 0): NodeProto[] | undefined {
+function walkBack(ix: GraphIndex, tensor: string, isTarget: (t: string) => boolean, depth = 0, deadEnds = new Set<string>()): NodeProto[] | undefined {
   if (isTarget(tensor)) return [];
-  if (depth > 24) return undefined;
+  if (depth > MAX_PATH || deadEnds.has(tensor)) return undefined;
   const p = ix.producer.get(tensor);
-  if (!p || !PATH_OPS.has(p.opType ?? '')) return undefined;
-  const candidates = p.opType === 'Reshape' || p.opType === 'Squeeze' || p.opType === 'Unsqueeze' ? [p.input[0]]
-    : p.input.filter((i) => i && !ix.isConstant(i));
-  for (const c of candidates) {
-    const rest = walkBack(ix, c, isTarget, depth + 1);
-    if (rest) return [p, ...rest];
+  if (p && PATH_OPS.has(p.opType ?? '') && (!p.domain || p.domain === 'ai.onnx')) {
+    const candidates = p.opType === 'Reshape' || p.opType === 'Squeeze' || p.opType === 'Unsqueeze' ? [p.input[0]]
+      : p.input.filter((i) => i && !ix.isConstant(i));
+    for (const c of candidates) {
+      const rest = walkBack(ix, c, isTarget, depth + 1, deadEnds);
+      if (rest) return [p, ...rest];
+    }
   }
+  deadEnds.add(tensor);
   return undefined;
 }
 
@@ -87,20 +93,85 @@ function scaleSitesOn(ix: GraphIndex, nodes: NodeProto[]): ScaleSite[] {
     for (let i = 0; i < 2; i++) {
       const v = ix.scalar(n.input[i]);
       if (v === undefined) continue;
-      if (n.opType === 'Div' && i === 0) continue; // c / x is not a scale
       out.push({ node: n, inputIndex: i, op: n.opType === 'Mul' ? 'mul' : 'div', value: v });
     }
   }
   return out;
 }
 
+type Labels = string[];
+
+/** The number of elements of a Reshape's target shape (a constant, or a Concat of one-element pieces). */
+function targetRank(ix: GraphIndex, reshape: NodeProto): number | undefined {
+  const shape = reshape.input[1];
+  const direct = ix.constant(shape);
+  if (direct) return direct.dataType === DataType.INT64 ? ix.constantValues(shape)!.length : undefined;
+  const concat = ix.producer.get(shape);
+  if (!concat || concat.opType !== 'Concat') return undefined;
+  let rank = 0;
+  for (const i of concat.input) {
+    const c = ix.constant(i);
+    if (c) {
+      if (c.dataType !== DataType.INT64) return undefined;
+      rank += ix.constantValues(i)!.length;
+    } else {
+      rank += 1; // a computed dimension (Unsqueeze of a Gather of a Shape)
+    }
+  }
+  return rank;
+}
+
+/**
+ * Follows the axes of a tensor through a path (nodes in data-flow order): Transposes permute them,
+ * the head split turns [B, X, W] into [B, X, A, d], the head merge turns [B, X, A, d] into [B, X, W],
+ * and elementwise ops keep them. Returns the axes at the end, or a sentence saying what breaks.
+ */
+function followAxes(ix: GraphIndex, nodes: NodeProto[], start: Labels): Labels | string {
+  let labels = start;
+  for (const n of nodes) {
+    const name = quoteName(n.name || n.output[0] || n.opType);
+    switch (n.opType) {
+      case 'Transpose': {
+        const perm = attrInts(n, 'perm') ?? labels.map((_, i) => labels.length - 1 - i);
+        if (perm.length !== labels.length || [...perm].sort().some((p, i) => p !== i)) return `Transpose ${name} has the permutation [${perm.join(', ')}]`;
+        labels = perm.map((p) => labels[p]);
+        break;
+      }
+      case 'Reshape': {
+        const rank = targetRank(ix, n);
+        const shape = ix.constant(n.input[1]);
+        if (rank === undefined) return `Reshape ${name} has a shape that is not int64 values or a Concat of them`;
+        if (shape && shape.dataType !== DataType.INT64) return `Reshape ${name} has a shape of type ${shape.dataType}, not int64`;
+        const key = labels.join(',');
+        if (rank === 4 && (key === 'B,S,W' || key === 'B,K,W')) labels = [labels[0], labels[1], 'A', 'd'];
+        else if (rank === 3 && (key === 'B,S,A,d' || key === 'B,K,A,d')) labels = [labels[0], labels[1], 'W'];
+        else return `Reshape ${name} turns [${labels.join(', ')}] into ${rank} axes`;
+        break;
+      }
+      case 'Identity': case 'Mul': case 'Div': case 'Add': case 'Where':
+        break;
+      case 'Dropout':
+        if (!inferenceDropout(ix, n)) return `Dropout ${name} may be in training mode`;
+        break;
+      case 'Cast':
+        if (attrInt(n, 'to', 0) !== DataType.FLOAT) return `Cast ${name} turns the values into type ${attrInt(n, 'to', 0)}`;
+        break;
+      default:
+        return `${n.opType} ${name} is on the attention path`;
+    }
+  }
+  return labels;
+}
+
 /**
  * Recognises the attention block whose output projection is `o`, given the projections `candidates`
- * that read the block's input. Throws a BortError naming what is missing.
+ * that read the block's input. `opset` is the model's ai.onnx opset (Softmax's default axis depends on
+ * it). Throws a BortError naming what is missing or what computes something else.
  */
-export function recognizeAttention(ix: GraphIndex, o: Linear, candidates: Linear[], layer: number): Attention {
+export function recognizeAttention(ix: GraphIndex, o: Linear, candidates: Linear[], layer: number, opset: number): Attention {
   const where = `layer ${layer} attention`;
   const missing = (what: string) => new BortError(`${where}: ${what} not found`, 'this graph does not look like a BERT encoder bort-compress can read; please report the exporter that wrote it');
+  const differs = (what: string) => new BortError(`${where}: ${what}`, 'bort-compress reads BERT self-attention as exported: softmax(Q·Kᵀ · scale + mask) · V over the key axis, split into heads and merged back');
   const byOutput = new Map(candidates.map((l) => [l.output, l]));
   const isProjection = (t: string) => byOutput.has(t);
 
@@ -152,16 +223,73 @@ export function recognizeAttention(ix: GraphIndex, o: Linear, candidates: Linear
   if (!heads || !Number.isInteger(heads) || heads * headSize !== width) throw missing('the head count (a Reshape of Q, K, V into heads with a constant head count or head size)');
   for (const s of shapes) if (s.role === 'width' && s.value !== width) throw missing(`a head merge to width ${width}`);
 
+  // the axes: Q [B,A,S,d] · Kᵀ [B,A,d,K] → scores [B,A,S,K]; probs · V [B,A,K,d] → [B,A,S,d] → [B,S,W]
+  const forward = (path: NodeProto[]) => [...path].reverse();
+  const expectAxes = (what: string, path: NodeProto[], from: Labels, want: string) => {
+    const got = followAxes(ix, forward(path), from);
+    if (typeof got === 'string') throw differs(`${what}: ${got}`);
+    if (got.join(',') !== want) throw differs(`${what} arrives with the axes [${got.join(', ')}], not [${want.split(',').join(', ')}]`);
+  };
+  expectAxes('Q', qPath, ['B', 'S', 'W'], 'B,A,S,d');
+  expectAxes('K', kPath, ['B', 'K', 'W'], 'B,A,d,K');
+  expectAxes('V', vPath, ['B', 'K', 'W'], 'B,A,K,d');
+  expectAxes('the scores', scoresPath, ['B', 'A', 'S', 'K'], 'B,A,S,K');
+  expectAxes('the probabilities', probsPath, ['B', 'A', 'S', 'K'], 'B,A,S,K');
+  expectAxes('the context', mergePath, ['B', 'A', 'S', 'd'], 'B,S,W');
+
+  // Softmax over the key axis (axis 3 of 4; before opset 13 the default axis 1 would flatten heads in)
+  if (softmax.domain && softmax.domain !== 'ai.onnx') throw differs(`the Softmax is ${quoteName(softmax.domain)}'s`);
+  const axis = attrInt(softmax, 'axis', opset >= 13 ? -1 : 1);
+  if (axis !== -1 && axis !== 3) throw differs(`the Softmax normalises over axis ${axis}, not the key axis (3)`);
+
+  // what the paths may compute: scalar scales on Q, K and the scores; one mask Add on the scores
   const scaleSites = scaleSitesOn(ix, [...qPath, ...kPath, ...scoresPath]);
+  const onlyOn = (path: NodeProto[], what: string, allowScale: boolean) => {
+    for (const n of path) {
+      const name = quoteName(n.name || n.output[0] || n.opType);
+      if (n.opType === 'Mul' || n.opType === 'Div') {
+        if (!allowScale) throw differs(`${n.opType} ${name} scales ${what}`);
+        const c = n.input.filter((i) => ix.isConstant(i));
+        if (c.length !== 1 || ix.scalar(c[0]) === undefined) throw differs(`${n.opType} ${name} on ${what} is not a scale by one constant`);
+        if (n.opType === 'Div' && n.input[0] === c[0]) throw differs(`Div ${name} divides a constant by ${what}`);
+      }
+      if (n.opType === 'Add' && path !== scoresPath) throw differs(`Add ${name} adds to ${what}`);
+      if (n.opType === 'Where' && path !== scoresPath) throw differs(`Where ${name} selects in ${what}`);
+    }
+  };
+  onlyOn(qPath, 'Q', true);
+  onlyOn(kPath, 'K', true);
+  onlyOn(vPath, 'V', false);
+  onlyOn(scoresPath, 'the scores', true);
+  onlyOn(probsPath, 'the attention probabilities', false);
+  onlyOn(mergePath, 'the attention context', false);
   let scoreScale = 1;
   for (const s of scaleSites) scoreScale = s.op === 'mul' ? scoreScale * s.value : scoreScale / s.value;
-  let maskTensor: string | undefined;
-  for (const n of scoresPath) {
-    if (n.opType !== 'Add' && n.opType !== 'Where') continue;
-    const dyn = n.input.filter((i) => i && !ix.isConstant(i));
-    if (n.opType === 'Add' && dyn.length === 2) {
-      maskTensor = dyn.find((i) => !walkBack(ix, i, (t) => t === scoresTensor));
-    }
+  if (!Number.isFinite(scoreScale)) {
+    const zero = scaleSites.find((s) => s.op === 'div' && s.value === 0);
+    throw differs(zero ? `the scores are divided by 0 (${quoteName(zero.node.name || zero.node.output[0])})` : `the scores are scaled by ${scoreScale}`);
   }
-  return { q, k, v, o, heads, headSize, scoreScale, scaleSites, shapeSites: shapes, softmax, maskTensor };
+
+  // the mask: an Add of a computed tensor to the scores (after every scale), or a Where
+  let maskTensor: string | undefined;
+  let mask: AttentionMask | undefined;
+  const scoresForward = forward(scoresPath);
+  scoresForward.forEach((n, i) => {
+    const name = quoteName(n.name || n.output[0] || n.opType);
+    if (n.opType === 'Where') {
+      mask = { tensor: n.output[0], problem: `the scores are masked by Where ${name}` };
+      return;
+    }
+    if (n.opType !== 'Add') return;
+    const dyn = n.input.filter((x) => x && !ix.isConstant(x));
+    if (dyn.length !== 2) throw differs(`Add ${name} adds a constant to the scores`);
+    if (maskTensor) throw differs(`the scores get two additive masks (Add ${name})`);
+    const on = i === 0 ? scoresTensor : scoresForward[i - 1].output[0];
+    maskTensor = n.input[0] === on ? n.input[1] : n.input[0];
+    mask = recognizeMask(ix, maskTensor);
+    if (scoresForward.slice(i + 1).some((later) => later.opType === 'Mul' || later.opType === 'Div')) {
+      mask = { ...mask, value: undefined, problem: 'the mask is added before the scores are scaled' };
+    }
+  });
+  return { q, k, v, o, heads, headSize, scoreScale, scaleSites, shapeSites: shapes, softmax, maskTensor, mask };
 }
