@@ -55,13 +55,15 @@ function addLeaves(ix: GraphIndex, t: string, limit: number): string[] | undefin
 
 export function recognizeEmbeddings(ix: GraphIndex, seqInputs: Set<string>): Embeddings {
   const fail = (what: string) => new BortError(`embeddings: ${what}`, 'this graph does not look like a BERT model (it needs word embeddings summed and normalised by a LayerNorm)');
+  const tried = new Set<string>(); // each tensor is looked at once, however many lookups lead to it
   for (const n of ix.graph.node) {
     const e = tableLookup(ix, n);
     if (!e || !e.input) continue;
     const hidden = ix.weight(e.table)!.dims[1];
     // follow the sum forward to its LayerNorm
     let t = n.output[0];
-    for (let step = 0; step < 6; step++) {
+    for (let step = 0; step < 6 && !tried.has(t); step++) {
+      tried.add(t);
       const ln = layerNormOf(ix, t, hidden);
       if (ln) {
         const leaves = addLeaves(ix, t, 8);

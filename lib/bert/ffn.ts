@@ -15,7 +15,24 @@ const MAX_NODES = 32;
 /** Nodes strictly between `from` and `to` when `to` is reached from `from` through activation ops only. */
 export function activationBetween(ix: GraphIndex, from: string, to: string): NodeProto[] | undefined {
   if (from === to) return [];
+  const { region, reachedAt } = activationRegion(ix, from, to);
+  const k = reachedAt.get(to);
+  return k === undefined ? undefined : region.slice(0, k + 1);
+}
+
+/** Tensors computed from `from` through activation ops only (at most 32 nodes), in the order reached. */
+export function activationOutputs(ix: GraphIndex, from: string): string[] {
+  return [...activationRegion(ix, from).reachedAt.keys()];
+}
+
+/**
+ * Grows the region of activation ops whose inputs are `from`, constants or the region's own outputs,
+ * breadth first, up to 32 nodes (stopping early when `stop` is computed). `reachedAt` maps each output
+ * to the index of the node that computes it.
+ */
+function activationRegion(ix: GraphIndex, from: string, stop?: string): { region: NodeProto[]; reachedAt: Map<string, number> } {
   const region: NodeProto[] = [];
+  const reachedAt = new Map<string, number>();
   const inRegion = new Set<NodeProto>();
   const reached = new Set([from]);
   const queue = [...ix.consumersOf(from)];
@@ -26,12 +43,14 @@ export function activationBetween(ix: GraphIndex, from: string, to: string): Nod
     region.push(n);
     inRegion.add(n);
     for (const o of n.output) {
+      if (!o || reached.has(o)) continue;
       reached.add(o);
-      if (o === to) return region;
+      reachedAt.set(o, region.length - 1);
+      if (o === stop) return { region, reachedAt };
       queue.push(...ix.consumersOf(o));
     }
   }
-  return undefined;
+  return { region, reachedAt };
 }
 
 const REFERENCES: [Ffn['activation'], (x: number) => number][] = [

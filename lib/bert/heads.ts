@@ -8,7 +8,7 @@ import type { NodeProto } from '../onnx/types.js';
 import { floatData } from '../onnx/tensor.js';
 import { BortError, quoteName } from '../errors.js';
 import { inferenceDropout } from './evaluate.js';
-import { activationBetween, classifyActivation } from './ffn.js';
+import { activationBetween, activationOutputs, classifyActivation } from './ffn.js';
 import { layerNormOf } from './layernorm.js';
 import { linearAt } from './linear.js';
 import type { Classifier, Embeddings, Linear, MaskedLmHead, Pooler } from './model.js';
@@ -82,8 +82,8 @@ export function recognizeHeads(ix: GraphIndex, last: string, hidden: number, emb
       if (lin.outDim === hidden) {
         // masked-LM transform: dense → activation → LayerNorm → decoder
         let mlm: MaskedLmHead | undefined;
-        for (const cand of ix.graph.node) {
-          const ln = layerNormCandidate(ix, lin.output, cand, hidden);
+        for (const s of activationOutputs(ix, lin.output)) {
+          const ln = layerNormCandidate(ix, lin.output, s, hidden);
           if (!ln) continue;
           const decoder = linearsReading(ix, ln.ln.output)[0];
           if (!decoder) continue;
@@ -110,10 +110,9 @@ export function recognizeHeads(ix: GraphIndex, last: string, hidden: number, emb
   return heads;
 }
 
-/** A LayerNorm reached from `from` through an activation, where `cand` is the LayerNorm's first node. */
-function layerNormCandidate(ix: GraphIndex, from: string, cand: NodeProto, hidden: number) {
-  if (cand.opType !== 'ReduceMean' && cand.opType !== 'LayerNormalization') return undefined;
-  const s = cand.input[0];
+/** A LayerNorm of `s`, where `s` is reached from `from` through an activation. */
+function layerNormCandidate(ix: GraphIndex, from: string, s: string, hidden: number) {
+  if (!ix.consumersOf(s).some((n) => (n.opType === 'ReduceMean' || n.opType === 'LayerNormalization') && n.input[0] === s)) return undefined;
   const act = activationBetween(ix, from, s);
   if (!act) return undefined;
   const c = classifyActivation(ix, act, from, s);

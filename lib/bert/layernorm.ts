@@ -136,7 +136,7 @@ function checkNormalisation(ix: GraphIndex, s: string, region: NodeProto[], norm
     for (let c = 0; c < hidden; c++) {
       const ref = (row[c] - mean) / denom;
       if (!(Math.abs(y.data[r * hidden + c] - ref) <= 1e-6 * (1 + Math.abs(ref)))) {
-        throw refuse(s, `does not compute (x - mean) / sqrt(variance + ${epsilon}) over the last axis (an axis, exponent, epsilon or operand differs)`);
+        throw refuse(s, `does not compute (x - mean) / sqrt(variance + ${+epsilon.toPrecision(6)}) over the last axis (an axis, exponent, epsilon or operand differs)`);
       }
     }
   }

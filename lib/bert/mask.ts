@@ -30,6 +30,7 @@ export function recognizeMask(ix: GraphIndex, tensor: string): AttentionMask {
     t = dynamic[0];
   }
   const input = t;
+  const fail = (what: string): AttentionMask => ({ tensor, input, problem: what });
   // replay forwards: the rank of the value and where the 1 - x and the · value are
   let labels = ['batch', 'seq'];
   let sub: NodeProto | undefined;
@@ -42,31 +43,31 @@ export function recognizeMask(ix: GraphIndex, tensor: string): AttentionMask {
       const to = attrInt(p, 'to', 0);
       if (to === DataType.FLOAT) isFloat = true;
       else if ((to === DataType.INT64 || to === DataType.INT32) && !isFloat && !sub) continue;
-      else return problem(`Cast ${nodeName(p)} turns the mask into type ${to}`);
+      else return fail(`Cast ${nodeName(p)} turns the mask into type ${to}`);
     } else if (op === 'Unsqueeze') {
       const axes = axesOf(ix, p);
-      if (!axes) return problem(`Unsqueeze ${nodeName(p)} has computed axes`);
+      if (!axes) return fail(`Unsqueeze ${nodeName(p)} has computed axes`);
       const rank = labels.length + axes.length;
       const at = axes.map((a) => (a < 0 ? a + rank : a)).sort((a, b) => a - b);
-      if (at.some((a, i) => a < 0 || a >= rank || at[i - 1] === a)) return problem(`Unsqueeze ${nodeName(p)} has the axes [${axes.join(', ')}]`);
+      if (at.some((a, i) => a < 0 || a >= rank || at[i - 1] === a)) return fail(`Unsqueeze ${nodeName(p)} has the axes [${axes.join(', ')}]`);
       for (const a of at) labels.splice(a, 0, '1');
     } else if (op === 'Sub') {
-      if (sub || value !== undefined) return problem(`Sub ${nodeName(p)} is not the one 1 - mask`);
+      if (sub || value !== undefined) return fail(`Sub ${nodeName(p)} is not the one 1 - mask`);
       const one = ix.scalar(p.input[0]);
-      if (one !== 1 || ix.isConstant(p.input[1])) return problem(`Sub ${nodeName(p)} does not compute 1 - mask`);
+      if (one !== 1 || ix.isConstant(p.input[1])) return fail(`Sub ${nodeName(p)} does not compute 1 - mask`);
       sub = p;
     } else if (op === 'Mul') {
-      if (!sub || value !== undefined) return problem(`Mul ${nodeName(p)} does not scale 1 - mask`);
+      if (!sub || value !== undefined) return fail(`Mul ${nodeName(p)} does not scale 1 - mask`);
       const c = p.input.find((i) => ix.isConstant(i))!;
       const v = ix.scalar(c);
-      if (v === undefined) return problem(`Mul ${nodeName(p)} scales the mask by ${quoteName(c)}, not by one value`);
+      if (v === undefined) return fail(`Mul ${nodeName(p)} scales the mask by ${quoteName(c)}, not by one value`);
       value = v;
     } else {
-      return problem(`the mask is computed by ${op} ${nodeName(p)}`);
+      return fail(`the mask is computed by ${op} ${nodeName(p)}`);
     }
   }
-  if (!sub || value === undefined) return problem('the mask is not (1 - mask) · value');
-  if (!isFloat && ix.constant(sub.input[0])!.dataType !== DataType.FLOAT) return problem('the mask is not turned into float32');
-  if (labels.join(',') !== 'batch,1,1,seq') return problem(`the mask is broadcast as [${labels.join(', ')}], not [batch, 1, 1, seq]`);
+  if (!sub || value === undefined) return fail('the mask is not (1 - mask) · value');
+  if (!isFloat && ix.constant(sub.input[0])!.dataType !== DataType.FLOAT) return fail('the mask is not turned into float32');
+  if (labels.join(',') !== 'batch,1,1,seq') return fail(`the mask is broadcast as [${labels.join(', ')}], not [batch, 1, 1, seq]`);
   return { tensor, input, value };
 }
