@@ -10,6 +10,7 @@ import { DataType, type NodeProto } from '../onnx/types.js';
 import { BortError, quoteName } from '../errors.js';
 import { inferenceDropout } from './evaluate.js';
 import { recognizeMask } from './mask.js';
+import { ShapeEvaluator, formOf, sameForm, type Form } from './symbolic.js';
 import type { Attention, AttentionMask, Linear, ScaleSite, ShapeSite } from './model.js';
 
 /** Ops an attention path may pass through between the projections and the MatMuls. */
@@ -121,13 +122,62 @@ function targetRank(ix: GraphIndex, reshape: NodeProto): number | undefined {
   return rank;
 }
 
+/** What followAxes knows: the axes of tensors met so far, and the size of each axis name. */
+interface AxisContext {
+  ix: GraphIndex;
+  labelsOf: Map<string, Labels>;
+  size: Record<string, Form>;
+  seqInputs: Set<string>;
+}
+
+function showForm(f: Form): string {
+  const terms = [f.b ? `${f.b === 1 ? '' : f.b}batch` : '', f.s ? `${f.s === 1 ? '' : f.s}seq` : '', f.c || (!f.b && !f.s) ? `${f.c}` : ''];
+  return terms.filter(Boolean).join('+');
+}
+
+/**
+ * The axes a Reshape produces from `labels`: the head split [B, X, W] → [B, X, A, d] or the head merge
+ * [B, X, A, d] → [B, X, W], checked against its target shape evaluated symbolically (0 copies an input
+ * axis, one -1 takes the rest).
+ */
+function reshapeAxes(ctx: AxisContext, n: NodeProto, labels: Labels, name: string): Labels | string {
+  const { ix } = ctx;
+  if (targetRank(ix, n) === undefined) return `Reshape ${name} has a shape that is not int64 values or a Concat of them`;
+  const key = labels.join(',');
+  const out = key === 'B,S,W' || key === 'B,K,W' ? [labels[0], labels[1], 'A', 'd']
+    : key === 'B,S,A,d' || key === 'B,K,A,d' ? [labels[0], labels[1], 'W'] : undefined;
+  if (!out) return `Reshape ${name} reshapes [${labels.join(', ')}]`;
+  const shapeOf = (t: string) => ctx.labelsOf.get(t)?.map((l) => ctx.size[l]);
+  const target = new ShapeEvaluator(ix, ctx.seqInputs, 1e9, shapeOf).vector(n.input[1]);
+  if (!target) return `Reshape ${name} has a target shape computed in a way bort-compress cannot follow`;
+  const want = out.map((l) => ctx.size[l]);
+  const copyZero = attrInt(n, 'allowzero', 0) === 0;
+  let inferred = 0;
+  const shown = target.map(showForm).join(', ');
+  if (target.length !== want.length) return `Reshape ${name} reshapes [${labels.join(', ')}] to [${shown}]`;
+  for (let i = 0; i < target.length; i++) {
+    let f = target[i];
+    if (copyZero && sameForm(f, formOf(0))) {
+      if (i >= labels.length) return `Reshape ${name} copies axis ${i} of a tensor of ${labels.length} axes`;
+      f = ctx.size[labels[i]];
+    }
+    if (sameForm(f, formOf(-1))) inferred++;
+    else if (!sameForm(f, want[i])) return `Reshape ${name} reshapes [${labels.join(', ')}] to [${shown}], not [${out.join(', ')}]`;
+  }
+  if (inferred > 1) return `Reshape ${name} has ${inferred} axes of size -1`;
+  return out;
+}
+
 /**
  * Follows the axes of a tensor through a path (nodes in data-flow order): Transposes permute them,
  * the head split turns [B, X, W] into [B, X, A, d], the head merge turns [B, X, A, d] into [B, X, W],
- * and elementwise ops keep them. Returns the axes at the end, or a sentence saying what breaks.
+ * and elementwise ops keep them. Records the axes of every tensor passed; returns the axes at the
+ * end, or a sentence saying what breaks.
  */
-function followAxes(ix: GraphIndex, nodes: NodeProto[], start: Labels): Labels | string {
+function followAxes(ctx: AxisContext, from: string, nodes: NodeProto[], start: Labels): Labels | string {
+  const { ix } = ctx;
   let labels = start;
+  ctx.labelsOf.set(from, labels);
   for (const n of nodes) {
     const name = quoteName(n.name || n.output[0] || n.opType);
     switch (n.opType) {
@@ -138,14 +188,9 @@ function followAxes(ix: GraphIndex, nodes: NodeProto[], start: Labels): Labels |
         break;
       }
       case 'Reshape': {
-        const rank = targetRank(ix, n);
-        const shape = ix.constant(n.input[1]);
-        if (rank === undefined) return `Reshape ${name} has a shape that is not int64 values or a Concat of them`;
-        if (shape && shape.dataType !== DataType.INT64) return `Reshape ${name} has a shape of type ${shape.dataType}, not int64`;
-        const key = labels.join(',');
-        if (rank === 4 && (key === 'B,S,W' || key === 'B,K,W')) labels = [labels[0], labels[1], 'A', 'd'];
-        else if (rank === 3 && (key === 'B,S,A,d' || key === 'B,K,A,d')) labels = [labels[0], labels[1], 'W'];
-        else return `Reshape ${name} turns [${labels.join(', ')}] into ${rank} axes`;
+        const out = reshapeAxes(ctx, n, labels, name);
+        if (typeof out === 'string') return out;
+        labels = out;
         break;
       }
       case 'Identity': case 'Mul': case 'Div': case 'Add': case 'Where':
@@ -159,6 +204,7 @@ function followAxes(ix: GraphIndex, nodes: NodeProto[], start: Labels): Labels |
       default:
         return `${n.opType} ${name} is on the attention path`;
     }
+    ctx.labelsOf.set(n.output[0], labels);
   }
   return labels;
 }
@@ -168,7 +214,8 @@ function followAxes(ix: GraphIndex, nodes: NodeProto[], start: Labels): Labels |
  * that read the block's input. `opset` is the model's ai.onnx opset (Softmax's default axis depends on
  * it). Throws a BortError naming what is missing or what computes something else.
  */
-export function recognizeAttention(ix: GraphIndex, o: Linear, candidates: Linear[], layer: number, opset: number): Attention {
+export function recognizeAttention(ix: GraphIndex, o: Linear, candidates: Linear[], layer: number, model: { opset: number; seqInputs: Set<string> }): Attention {
+  const { opset } = model;
   const where = `layer ${layer} attention`;
   const missing = (what: string) => new BortError(`${where}: ${what} not found`, 'this graph does not look like a BERT encoder bort-compress can read; please report the exporter that wrote it');
   const differs = (what: string) => new BortError(`${where}: ${what}`, 'bort-compress reads BERT self-attention as exported: softmax(Q·Kᵀ · scale + mask) · V over the key axis, split into heads and merged back');
@@ -225,17 +272,21 @@ export function recognizeAttention(ix: GraphIndex, o: Linear, candidates: Linear
 
   // the axes: Q [B,A,S,d] · Kᵀ [B,A,d,K] → scores [B,A,S,K]; probs · V [B,A,K,d] → [B,A,S,d] → [B,S,W]
   const forward = (path: NodeProto[]) => [...path].reverse();
-  const expectAxes = (what: string, path: NodeProto[], from: Labels, want: string) => {
-    const got = followAxes(ix, forward(path), from);
+  const size: Record<string, Form> = {
+    B: formOf(0, 0, 1), S: formOf(0, 1, 0), K: formOf(0, 1, 0), A: formOf(heads), d: formOf(headSize), W: formOf(width), H: formOf(q.inDim),
+  };
+  const axes: AxisContext = { ix, labelsOf: new Map([[q.input, ['B', 'S', 'H']]]), size, seqInputs: model.seqInputs };
+  const expectAxes = (what: string, start: string, path: NodeProto[], from: Labels, want: string) => {
+    const got = followAxes(axes, start, forward(path), from);
     if (typeof got === 'string') throw differs(`${what}: ${got}`);
     if (got.join(',') !== want) throw differs(`${what} arrives with the axes [${got.join(', ')}], not [${want.split(',').join(', ')}]`);
   };
-  expectAxes('Q', qPath, ['B', 'S', 'W'], 'B,A,S,d');
-  expectAxes('K', kPath, ['B', 'K', 'W'], 'B,A,d,K');
-  expectAxes('V', vPath, ['B', 'K', 'W'], 'B,A,K,d');
-  expectAxes('the scores', scoresPath, ['B', 'A', 'S', 'K'], 'B,A,S,K');
-  expectAxes('the probabilities', probsPath, ['B', 'A', 'S', 'K'], 'B,A,S,K');
-  expectAxes('the context', mergePath, ['B', 'A', 'S', 'd'], 'B,S,W');
+  expectAxes('Q', q.output, qPath, ['B', 'S', 'W'], 'B,A,S,d');
+  expectAxes('K', k.output, kPath, ['B', 'K', 'W'], 'B,A,d,K');
+  expectAxes('V', v.output, vPath, ['B', 'K', 'W'], 'B,A,K,d');
+  expectAxes('the scores', scoresTensor, scoresPath, ['B', 'A', 'S', 'K'], 'B,A,S,K');
+  expectAxes('the probabilities', probsTensor, probsPath, ['B', 'A', 'S', 'K'], 'B,A,S,K');
+  expectAxes('the context', ctxTensor, mergePath, ['B', 'A', 'S', 'd'], 'B,S,W');
 
   // Softmax over the key axis (axis 3 of 4; before opset 13 the default axis 1 would flatten heads in)
   if (softmax.domain && softmax.domain !== 'ai.onnx') throw differs(`the Softmax is ${quoteName(softmax.domain)}'s`);

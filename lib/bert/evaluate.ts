@@ -84,14 +84,14 @@ function broadcast(a: Grid, b: Grid, f: (a: number, b: number) => number): Grid 
 }
 
 /** A constant as a grid: a scalar (any rank, one value) or one value per channel (shape [..., 1, cols]). */
-function constantGrid(ix: GraphIndex, name: string, cols: number): Grid | string {
+function constantGrid(ix: GraphIndex, name: string, cols: number, integerOk: boolean): Grid | string {
   const t = ix.constant(name)!;
   const dims = tensorDims(t);
   const n = dims.reduce((x, y) => x * y, 1);
   let values: number[];
   if (t.dataType === DataType.FLOAT) values = Array.from(floatData(t));
-  else if (t.dataType === DataType.DOUBLE) values = ix.constantValues(name)!;
-  else return `the constant ${quoteName(name)} is not a float`;
+  else if (integerOk && (t.dataType === DataType.INT64 || t.dataType === DataType.INT32 || t.dataType === DataType.DOUBLE)) values = ix.constantValues(name)!;
+  else return `the constant ${quoteName(name)} is not a float32`;
   if (n === 1) return { rows: 1, cols: 1, data: Float64Array.of(values[0]) };
   if (cols > 1 && n === cols && dims[dims.length - 1] === cols) return { rows: 1, cols, data: Float64Array.from(values) };
   return `the constant ${quoteName(name)} has shape [${dims.join(', ')}]`;
@@ -116,7 +116,8 @@ export function evaluateRegion(ix: GraphIndex, nodes: NodeProto[], input: string
     const n = pending.splice(k, 1)[0];
     const op = n.opType ?? '';
     const name = quoteName(n.name || n.output[0] || op);
-    const arg = (i: number): Grid | string => values.get(n.input[i]) ?? constantGrid(ix, n.input[i], x.cols);
+    // Pow may take its exponent in another type; every other op needs float32 operands
+    const arg = (i: number): Grid | string => values.get(n.input[i]) ?? constantGrid(ix, n.input[i], x.cols, op === 'Pow' && i === 1);
     let out: Grid | string | undefined;
     if (n.domain && n.domain !== 'ai.onnx' && !(n.domain === 'com.microsoft' && op === 'Gelu')) {
       out = `node ${name} is ${op} from the domain ${quoteName(n.domain)}`;

@@ -26,7 +26,7 @@ interface SliceBounds {
 /** A Slice's constant starts and steps (steps all 1) and its symbolic ends, by axis of a rank-`rank` input of `dims`. */
 function sliceBounds(ix: GraphIndex, sym: ShapeEvaluator, n: NodeProto, dims: number[]): SliceBounds | string {
   const starts = ix.constantValues(n.input[1]);
-  const ends = sym.value(n.input[2]);
+  const ends = sym.vector(n.input[2]);
   const axes = n.input[3] ? ix.constantValues(n.input[3]) : starts?.map((_, i) => i);
   const steps = n.input[4] ? ix.constantValues(n.input[4]) : starts?.map(() => 1);
   if (!starts || !axes || !steps) return `Slice ${nodeName(n)} has computed starts, axes or steps`;
@@ -86,9 +86,9 @@ export function positionIdsOf(ix: GraphIndex, lookup: Embedding, seqInputs: Set<
   let limit: number;
   if (source.opType === 'Range') {
     const start = ix.scalar(source.input[0]);
-    const end = sym.value(source.input[1]);
+    const end = sym.scalar(source.input[1]);
     const delta = ix.scalar(source.input[2]);
-    if (start === undefined || delta !== 1 || !end || end.length !== 1 || !sameForm(end[0], seq(start))) return other(`Range ${nodeName(source)} is not start, start + 1, … for the sequence length`);
+    if (start === undefined || delta !== 1 || !end || !sameForm(end, seq(start))) return other(`Range ${nodeName(source)} is not start, start + 1, … for the sequence length`);
     first = start; values = []; rank = 1; limit = Infinity;
   } else {
     const c = ix.constant(source.input[0]);
@@ -127,7 +127,7 @@ export function positionIdsOf(ix: GraphIndex, lookup: Embedding, seqInputs: Set<
       if (!axes || axes.length !== 1 || axes[0] !== 0 || rank !== 1) return other(`Unsqueeze ${nodeName(p)} gives the position ids an unexpected shape`);
       rank = 2;
     } else if (p.opType === 'Expand') {
-      const shape = sym.value(p.input[1]);
+      const shape = sym.vector(p.input[1]);
       const ok = shape && shape.length >= 1 && shape.length <= 2 && sameForm(shape[shape.length - 1], seq(0))
         && (shape.length === 1 || sameForm(shape[0], formOf(0, 0, 1)) || sameForm(shape[0], formOf(1)));
       if (!ok) return other(`Expand ${nodeName(p)} gives the position ids a shape other than [batch, sequence]`);

@@ -89,7 +89,8 @@ export function recognize(model: ModelProto): BertModel {
   const ix = new GraphIndex(model.graph);
   const opset = Number(model.opsetImport.find((o) => !o.domain || o.domain === 'ai.onnx')?.version ?? 0);
   const byInput = linearsByInput(ix);
-  const embeddings = recognizeEmbeddings(ix, sequenceInputs(model, ix));
+  const seqInputs = sequenceInputs(model, ix);
+  const embeddings = recognizeEmbeddings(ix, seqInputs);
   const hidden = ix.weight(embeddings.word.table)!.dims[1];
   const layers: Layer[] = [];
   let x = embeddings.output;
@@ -100,7 +101,7 @@ export function recognize(model: ModelProto): BertModel {
     const att = blockAt(ix, x, byInput);
     if (!att || att.readers.length < 3) break;
     const index = layers.length;
-    const attention = recognizeAttention(ix, att.projection, att.readers, index, opset);
+    const attention = recognizeAttention(ix, att.projection, att.readers, index, { opset, seqInputs });
     const ln1 = layerNormOf(ix, att.residual.output[0], hidden);
     if (!ln1) throw new BortError(`layer ${index}: no LayerNorm after the attention residual`, 'bort-compress reads post-LayerNorm BERT encoders only');
     const ffnBlock = blockAt(ix, ln1.output, byInput);
