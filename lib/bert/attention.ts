@@ -5,29 +5,36 @@
  * we collect what the rewrite must patch: the Reshape constants that carry the head count, head size
  * and attention width, the scalar constants that scale the scores, and the additive mask.
  */
-import type { GraphIndex } from '../onnx/graph.js';
-import type { NodeProto } from '../onnx/types.js';
-import { BortError } from '../errors.js';
-import type { Attention, Linear, ScaleSite, ShapeSite } from './model.js';
+import { attrInt, attrInts, type GraphIndex } from '../onnx/graph.js';
+import { DataType, type NodeProto } from '../onnx/types.js';
+import { BortError, quoteName } from '../errors.js';
+import { inferenceDropout } from './evaluate.js';
+import { recognizeMask } from './mask.js';
+import { ShapeEvaluator, formOf, sameForm, type Form } from './symbolic.js';
+import type { Attention, AttentionMask, Linear, ScaleSite, ShapeSite } from './model.js';
 
 /** Ops an attention path may pass through between the projections and the MatMuls. */
-const PATH_OPS = new Set(['Reshape', 'Transpose', 'Identity', 'Cast', 'Dropout', 'Mul', 'Div', 'Add', 'Where', 'Squeeze', 'Unsqueeze', 'Contiguous']);
+const PATH_OPS = new Set(['Reshape', 'Transpose', 'Identity', 'Cast', 'Dropout', 'Mul', 'Div', 'Add', 'Where', 'Squeeze', 'Unsqueeze']);
+const MAX_PATH = 24;
 
 /**
  * Walks back from `tensor` through PATH_OPS until `isTarget` holds; returns the nodes passed (nearest
- * first) or undefined. Binary ops are tried on each dynamic input.
+ * first) or undefined. Binary ops are tried on each dynamic input; tensors that lead nowhere are
+ * remembered, so a graph of many branches costs one visit per tensor.
  */
-function walkBack(ix: GraphIndex, tensor: string, isTarget: (t: string) => boolean, depth = 0): NodeProto[] | undefined {
+function walkBack(ix: GraphIndex, tensor: string, isTarget: (t: string) => boolean, depth = 0, deadEnds = new Set<string>()): NodeProto[] | undefined {
   if (isTarget(tensor)) return [];
-  if (depth > 24) return undefined;
+  if (depth > MAX_PATH || deadEnds.has(tensor)) return undefined;
   const p = ix.producer.get(tensor);
-  if (!p || !PATH_OPS.has(p.opType ?? '')) return undefined;
-  const candidates = p.opType === 'Reshape' || p.opType === 'Squeeze' || p.opType === 'Unsqueeze' ? [p.input[0]]
-    : p.input.filter((i) => i && !ix.isConstant(i));
-  for (const c of candidates) {
-    const rest = walkBack(ix, c, isTarget, depth + 1);
-    if (rest) return [p, ...rest];
+  if (p && PATH_OPS.has(p.opType ?? '') && (!p.domain || p.domain === 'ai.onnx')) {
+    const candidates = p.opType === 'Reshape' || p.opType === 'Squeeze' || p.opType === 'Unsqueeze' ? [p.input[0]]
+      : p.input.filter((i) => i && !ix.isConstant(i));
+    for (const c of candidates) {
+      const rest = walkBack(ix, c, isTarget, depth + 1, deadEnds);
+      if (rest) return [p, ...rest];
+    }
   }
+  deadEnds.add(tensor);
   return undefined;
 }
 
@@ -87,20 +94,131 @@ function scaleSitesOn(ix: GraphIndex, nodes: NodeProto[]): ScaleSite[] {
     for (let i = 0; i < 2; i++) {
       const v = ix.scalar(n.input[i]);
       if (v === undefined) continue;
-      if (n.opType === 'Div' && i === 0) continue; // c / x is not a scale
       out.push({ node: n, inputIndex: i, op: n.opType === 'Mul' ? 'mul' : 'div', value: v });
     }
   }
   return out;
 }
 
+type Labels = string[];
+
+/** The number of elements of a Reshape's target shape (a constant, or a Concat of one-element pieces). */
+function targetRank(ix: GraphIndex, reshape: NodeProto): number | undefined {
+  const shape = reshape.input[1];
+  const direct = ix.constant(shape);
+  if (direct) return direct.dataType === DataType.INT64 ? ix.constantValues(shape)!.length : undefined;
+  const concat = ix.producer.get(shape);
+  if (!concat || concat.opType !== 'Concat') return undefined;
+  let rank = 0;
+  for (const i of concat.input) {
+    const c = ix.constant(i);
+    if (c) {
+      if (c.dataType !== DataType.INT64) return undefined;
+      rank += ix.constantValues(i)!.length;
+    } else {
+      rank += 1; // a computed dimension (Unsqueeze of a Gather of a Shape)
+    }
+  }
+  return rank;
+}
+
+/** What followAxes knows: the axes of tensors met so far, and the size of each axis name. */
+interface AxisContext {
+  ix: GraphIndex;
+  labelsOf: Map<string, Labels>;
+  size: Record<string, Form>;
+  seqInputs: Set<string>;
+}
+
+function showForm(f: Form): string {
+  const terms = [f.b ? `${f.b === 1 ? '' : f.b}batch` : '', f.s ? `${f.s === 1 ? '' : f.s}seq` : '', f.c || (!f.b && !f.s) ? `${f.c}` : ''];
+  return terms.filter(Boolean).join('+');
+}
+
+/**
+ * The axes a Reshape produces from `labels`: the head split [B, X, W] → [B, X, A, d] or the head merge
+ * [B, X, A, d] → [B, X, W], checked against its target shape evaluated symbolically (0 copies an input
+ * axis, one -1 takes the rest).
+ */
+function reshapeAxes(ctx: AxisContext, n: NodeProto, labels: Labels, name: string): Labels | string {
+  const { ix } = ctx;
+  if (targetRank(ix, n) === undefined) return `Reshape ${name} has a shape that is not int64 values or a Concat of them`;
+  const key = labels.join(',');
+  const out = key === 'B,S,W' || key === 'B,K,W' ? [labels[0], labels[1], 'A', 'd']
+    : key === 'B,S,A,d' || key === 'B,K,A,d' ? [labels[0], labels[1], 'W'] : undefined;
+  if (!out) return `Reshape ${name} reshapes [${labels.join(', ')}]`;
+  const shapeOf = (t: string) => ctx.labelsOf.get(t)?.map((l) => ctx.size[l]);
+  const target = new ShapeEvaluator(ix, ctx.seqInputs, 1e9, shapeOf).vector(n.input[1]);
+  if (!target) return `Reshape ${name} has a target shape computed in a way bort-compress cannot follow`;
+  const want = out.map((l) => ctx.size[l]);
+  const copyZero = attrInt(n, 'allowzero', 0) === 0;
+  let inferred = 0;
+  const shown = target.map(showForm).join(', ');
+  if (target.length !== want.length) return `Reshape ${name} reshapes [${labels.join(', ')}] to [${shown}]`;
+  for (let i = 0; i < target.length; i++) {
+    let f = target[i];
+    if (copyZero && sameForm(f, formOf(0))) {
+      if (i >= labels.length) return `Reshape ${name} copies axis ${i} of a tensor of ${labels.length} axes`;
+      f = ctx.size[labels[i]];
+    }
+    if (sameForm(f, formOf(-1))) inferred++;
+    else if (!sameForm(f, want[i])) return `Reshape ${name} reshapes [${labels.join(', ')}] to [${shown}], not [${out.join(', ')}]`;
+  }
+  if (inferred > 1) return `Reshape ${name} has ${inferred} axes of size -1`;
+  return out;
+}
+
+/**
+ * Follows the axes of a tensor through a path (nodes in data-flow order): Transposes permute them,
+ * the head split turns [B, X, W] into [B, X, A, d], the head merge turns [B, X, A, d] into [B, X, W],
+ * and elementwise ops keep them. Records the axes of every tensor passed; returns the axes at the
+ * end, or a sentence saying what breaks.
+ */
+function followAxes(ctx: AxisContext, from: string, nodes: NodeProto[], start: Labels): Labels | string {
+  const { ix } = ctx;
+  let labels = start;
+  ctx.labelsOf.set(from, labels);
+  for (const n of nodes) {
+    const name = quoteName(n.name || n.output[0] || n.opType);
+    switch (n.opType) {
+      case 'Transpose': {
+        const perm = attrInts(n, 'perm') ?? labels.map((_, i) => labels.length - 1 - i);
+        if (perm.length !== labels.length || [...perm].sort().some((p, i) => p !== i)) return `Transpose ${name} has the permutation [${perm.join(', ')}]`;
+        labels = perm.map((p) => labels[p]);
+        break;
+      }
+      case 'Reshape': {
+        const out = reshapeAxes(ctx, n, labels, name);
+        if (typeof out === 'string') return out;
+        labels = out;
+        break;
+      }
+      case 'Identity': case 'Mul': case 'Div': case 'Add': case 'Where':
+        break;
+      case 'Dropout':
+        if (!inferenceDropout(ix, n)) return `Dropout ${name} may be in training mode`;
+        break;
+      case 'Cast':
+        if (attrInt(n, 'to', 0) !== DataType.FLOAT) return `Cast ${name} turns the values into type ${attrInt(n, 'to', 0)}`;
+        break;
+      default:
+        return `${n.opType} ${name} is on the attention path`;
+    }
+    ctx.labelsOf.set(n.output[0], labels);
+  }
+  return labels;
+}
+
 /**
  * Recognises the attention block whose output projection is `o`, given the projections `candidates`
- * that read the block's input. Throws a BortError naming what is missing.
+ * that read the block's input. `opset` is the model's ai.onnx opset (Softmax's default axis depends on
+ * it). Throws a BortError naming what is missing or what computes something else.
  */
-export function recognizeAttention(ix: GraphIndex, o: Linear, candidates: Linear[], layer: number): Attention {
+export function recognizeAttention(ix: GraphIndex, o: Linear, candidates: Linear[], layer: number, model: { opset: number; seqInputs: Set<string> }): Attention {
+  const { opset } = model;
   const where = `layer ${layer} attention`;
   const missing = (what: string) => new BortError(`${where}: ${what} not found`, 'this graph does not look like a BERT encoder bort-compress can read; please report the exporter that wrote it');
+  const differs = (what: string) => new BortError(`${where}: ${what}`, 'bort-compress reads BERT self-attention as exported: softmax(Q·Kᵀ · scale + mask) · V over the key axis, split into heads and merged back');
   const byOutput = new Map(candidates.map((l) => [l.output, l]));
   const isProjection = (t: string) => byOutput.has(t);
 
@@ -152,16 +270,77 @@ export function recognizeAttention(ix: GraphIndex, o: Linear, candidates: Linear
   if (!heads || !Number.isInteger(heads) || heads * headSize !== width) throw missing('the head count (a Reshape of Q, K, V into heads with a constant head count or head size)');
   for (const s of shapes) if (s.role === 'width' && s.value !== width) throw missing(`a head merge to width ${width}`);
 
+  // the axes: Q [B,A,S,d] · Kᵀ [B,A,d,K] → scores [B,A,S,K]; probs · V [B,A,K,d] → [B,A,S,d] → [B,S,W]
+  const forward = (path: NodeProto[]) => [...path].reverse();
+  const size: Record<string, Form> = {
+    B: formOf(0, 0, 1), S: formOf(0, 1, 0), K: formOf(0, 1, 0), A: formOf(heads), d: formOf(headSize), W: formOf(width), H: formOf(q.inDim),
+  };
+  const axes: AxisContext = { ix, labelsOf: new Map([[q.input, ['B', 'S', 'H']]]), size, seqInputs: model.seqInputs };
+  const expectAxes = (what: string, start: string, path: NodeProto[], from: Labels, want: string) => {
+    const got = followAxes(axes, start, forward(path), from);
+    if (typeof got === 'string') throw differs(`${what}: ${got}`);
+    if (got.join(',') !== want) throw differs(`${what} arrives with the axes [${got.join(', ')}], not [${want.split(',').join(', ')}]`);
+  };
+  expectAxes('Q', q.output, qPath, ['B', 'S', 'W'], 'B,A,S,d');
+  expectAxes('K', k.output, kPath, ['B', 'K', 'W'], 'B,A,d,K');
+  expectAxes('V', v.output, vPath, ['B', 'K', 'W'], 'B,A,K,d');
+  expectAxes('the scores', scoresTensor, scoresPath, ['B', 'A', 'S', 'K'], 'B,A,S,K');
+  expectAxes('the probabilities', probsTensor, probsPath, ['B', 'A', 'S', 'K'], 'B,A,S,K');
+  expectAxes('the context', ctxTensor, mergePath, ['B', 'A', 'S', 'd'], 'B,S,W');
+
+  // Softmax over the key axis (axis 3 of 4; before opset 13 the default axis 1 would flatten heads in)
+  if (softmax.domain && softmax.domain !== 'ai.onnx') throw differs(`the Softmax is ${quoteName(softmax.domain)}'s`);
+  const axis = attrInt(softmax, 'axis', opset >= 13 ? -1 : 1);
+  if (axis !== -1 && axis !== 3) throw differs(`the Softmax normalises over axis ${axis}, not the key axis (3)`);
+
+  // what the paths may compute: scalar scales on Q, K and the scores; one mask Add on the scores
   const scaleSites = scaleSitesOn(ix, [...qPath, ...kPath, ...scoresPath]);
+  const onlyOn = (path: NodeProto[], what: string, allowScale: boolean) => {
+    for (const n of path) {
+      const name = quoteName(n.name || n.output[0] || n.opType);
+      if (n.opType === 'Mul' || n.opType === 'Div') {
+        if (!allowScale) throw differs(`${n.opType} ${name} scales ${what}`);
+        const c = n.input.filter((i) => ix.isConstant(i));
+        if (c.length !== 1 || ix.scalar(c[0]) === undefined) throw differs(`${n.opType} ${name} on ${what} is not a scale by one constant`);
+        if (n.opType === 'Div' && n.input[0] === c[0]) throw differs(`Div ${name} divides a constant by ${what}`);
+      }
+      if (n.opType === 'Add' && path !== scoresPath) throw differs(`Add ${name} adds to ${what}`);
+      if (n.opType === 'Where' && path !== scoresPath) throw differs(`Where ${name} selects in ${what}`);
+    }
+  };
+  onlyOn(qPath, 'Q', true);
+  onlyOn(kPath, 'K', true);
+  onlyOn(vPath, 'V', false);
+  onlyOn(scoresPath, 'the scores', true);
+  onlyOn(probsPath, 'the attention probabilities', false);
+  onlyOn(mergePath, 'the attention context', false);
   let scoreScale = 1;
   for (const s of scaleSites) scoreScale = s.op === 'mul' ? scoreScale * s.value : scoreScale / s.value;
-  let maskTensor: string | undefined;
-  for (const n of scoresPath) {
-    if (n.opType !== 'Add' && n.opType !== 'Where') continue;
-    const dyn = n.input.filter((i) => i && !ix.isConstant(i));
-    if (n.opType === 'Add' && dyn.length === 2) {
-      maskTensor = dyn.find((i) => !walkBack(ix, i, (t) => t === scoresTensor));
-    }
+  if (!Number.isFinite(scoreScale)) {
+    const zero = scaleSites.find((s) => s.op === 'div' && s.value === 0);
+    throw differs(zero ? `the scores are divided by 0 (${quoteName(zero.node.name || zero.node.output[0])})` : `the scores are scaled by ${scoreScale}`);
   }
-  return { q, k, v, o, heads, headSize, scoreScale, scaleSites, shapeSites: shapes, softmax, maskTensor };
+
+  // the mask: an Add of a computed tensor to the scores (after every scale), or a Where
+  let maskTensor: string | undefined;
+  let mask: AttentionMask | undefined;
+  const scoresForward = forward(scoresPath);
+  scoresForward.forEach((n, i) => {
+    const name = quoteName(n.name || n.output[0] || n.opType);
+    if (n.opType === 'Where') {
+      mask = { tensor: n.output[0], problem: `the scores are masked by Where ${name}` };
+      return;
+    }
+    if (n.opType !== 'Add') return;
+    const dyn = n.input.filter((x) => x && !ix.isConstant(x));
+    if (dyn.length !== 2) throw differs(`Add ${name} adds a constant to the scores`);
+    if (maskTensor) throw differs(`the scores get two additive masks (Add ${name})`);
+    const on = i === 0 ? scoresTensor : scoresForward[i - 1].output[0];
+    maskTensor = n.input[0] === on ? n.input[1] : n.input[0];
+    mask = recognizeMask(ix, maskTensor);
+    if (scoresForward.slice(i + 1).some((later) => later.opType === 'Mul' || later.opType === 'Div')) {
+      mask = { ...mask, value: undefined, problem: 'the mask is added before the scores are scaled' };
+    }
+  });
+  return { q, k, v, o, heads, headSize, scoreScale, scaleSites, shapeSites: shapes, softmax, maskTensor, mask };
 }

@@ -2,13 +2,14 @@
  * The embedding block: lookups in float tables (Gather, or a Slice of the position table) summed by
  * Adds and normalised by a LayerNorm. The word table is the largest one indexed by a graph input; a
  * second input-indexed table is the token-type table; a table indexed by computed positions is the
- * position table.
+ * position table, and which rows it reads is recorded (lib/bert/positions.ts).
  */
 import type { GraphIndex } from '../onnx/graph.js';
 import type { NodeProto } from '../onnx/types.js';
-import { BortError } from '../errors.js';
+import { BortError, quoteName } from '../errors.js';
 import { layerNormOf } from './layernorm.js';
 import type { Embedding, Embeddings } from './model.js';
+import { positionIdsOf } from './positions.js';
 
 /** The graph input an index tensor comes from, looking through Cast/Identity. */
 function inputBehind(ix: GraphIndex, t: string): string | undefined {
@@ -29,44 +30,62 @@ function tableLookup(ix: GraphIndex, n: NodeProto): Embedding | undefined {
     const axis = n.attribute.find((a) => a.name === 'axis');
     if (axis && Number(axis.i ?? 0) !== 0) return undefined;
   }
+  if (w.dims[0] === 0 || w.dims[1] === 0) {
+    throw new BortError(`the embedding table ${quoteName(n.input[0])} has shape [${w.dims.join(', ')}]`, 'a table with no rows or no columns holds no embeddings; the file is damaged');
+  }
   return { gather: n, table: n.input[0], rows: w.dims[0], input: n.opType === 'Gather' ? inputBehind(ix, n.input[1]) : undefined };
 }
 
-/** Leaves of an Add tree ending at `t`. */
-function addLeaves(ix: GraphIndex, t: string, out: string[]): void {
-  const p = ix.producer.get(t);
-  if (p && p.opType === 'Add' && p.input.every((i) => !ix.isConstant(i))) {
-    for (const i of p.input) addLeaves(ix, i, out);
-  } else {
-    out.push(t);
+/** Leaves of the tree of Adds (of computed tensors) ending at `t`, at most `limit` of them. */
+function addLeaves(ix: GraphIndex, t: string, limit: number): string[] | undefined {
+  const out: string[] = [];
+  const stack = [t];
+  const seen = new Set<string>();
+  while (stack.length) {
+    const x = stack.pop()!;
+    if (seen.has(x)) return undefined; // a term used twice is not a sum of lookups
+    seen.add(x);
+    const p = ix.producer.get(x);
+    if (p && p.opType === 'Add' && p.input.length === 2 && p.input.every((i) => !ix.isConstant(i))) stack.push(p.input[1], p.input[0]);
+    else out.push(x);
+    if (out.length + stack.length > limit) return undefined;
   }
+  return out;
 }
 
-export function recognizeEmbeddings(ix: GraphIndex): Embeddings {
+export function recognizeEmbeddings(ix: GraphIndex, seqInputs: Set<string>): Embeddings {
   const fail = (what: string) => new BortError(`embeddings: ${what}`, 'this graph does not look like a BERT model (it needs word embeddings summed and normalised by a LayerNorm)');
+  const tried = new Set<string>(); // each tensor is looked at once, however many lookups lead to it
   for (const n of ix.graph.node) {
     const e = tableLookup(ix, n);
     if (!e || !e.input) continue;
     const hidden = ix.weight(e.table)!.dims[1];
     // follow the sum forward to its LayerNorm
     let t = n.output[0];
-    for (let step = 0; step < 6; step++) {
+    for (let step = 0; step < 6 && !tried.has(t); step++) {
+      tried.add(t);
       const ln = layerNormOf(ix, t, hidden);
       if (ln) {
-        const leaves: string[] = [];
-        addLeaves(ix, t, leaves);
+        const leaves = addLeaves(ix, t, 8);
+        if (!leaves) throw fail(`the sum ${quoteName(t)} is not a sum of up to three table lookups`);
         const lookups: Embedding[] = [];
         for (const leaf of leaves) {
           const p = ix.producer.get(leaf);
           const l = p && tableLookup(ix, p);
-          if (!l) throw fail(`the term '${leaf}' of the embedding sum is not a table lookup`);
-          if (ix.weight(l.table)!.dims[1] !== hidden) throw fail(`table '${l.table}' does not have ${hidden} columns`);
+          if (!l) throw fail(`the term ${quoteName(leaf)} of the embedding sum is not a table lookup`);
+          if (ix.weight(l.table)!.dims[1] !== hidden) throw fail(`table ${quoteName(l.table)} does not have ${hidden} columns`);
           lookups.push(l);
         }
         const byInput = lookups.filter((l) => l.input).sort((a, b) => b.rows - a.rows);
         const computed = lookups.filter((l) => !l.input);
         if (byInput.length === 0 || byInput.length > 2 || computed.length > 1) throw fail('expected a word table, optionally a token-type table and a position table');
-        return { word: byInput[0], tokenType: byInput[1], position: computed[0], ln, output: ln.output };
+        const word = byInput[0], tokenType = byInput[1], position = computed[0];
+        if (tokenType && tokenType.input === word.input) throw fail(`the word and token-type tables are both indexed by ${quoteName(word.input)}`);
+        const inputs = new Set(seqInputs);
+        inputs.add(word.input!);
+        if (tokenType) inputs.add(tokenType.input!);
+        const positionIds = position ? positionIdsOf(ix, position, inputs) : undefined;
+        return { word, tokenType, position, positionIds, ln, output: ln.output };
       }
       const users = ix.consumersOf(t);
       if (users.length !== 1 || users[0].opType !== 'Add') break;

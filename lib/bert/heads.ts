@@ -6,18 +6,22 @@
 import type { GraphIndex } from '../onnx/graph.js';
 import type { NodeProto } from '../onnx/types.js';
 import { floatData } from '../onnx/tensor.js';
-import { BortError } from '../errors.js';
-import { activationBetween, activationKind } from './ffn.js';
+import { BortError, quoteName } from '../errors.js';
+import { inferenceDropout } from './evaluate.js';
+import { activationBetween, activationOutputs, classifyActivation } from './ffn.js';
 import { layerNormOf } from './layernorm.js';
 import { linearAt } from './linear.js';
 import type { Classifier, Embeddings, Linear, MaskedLmHead, Pooler } from './model.js';
 
-/** Skips no-op nodes (Identity, Dropout) after a tensor. */
+/** Skips no-op nodes (Identity, inference Dropout) after a tensor. */
 function through(ix: GraphIndex, t: string): string {
+  const passed = new Set<string>([t]);
   for (;;) {
     const users = ix.consumersOf(t);
-    if (users.length === 1 && (users[0].opType === 'Identity' || users[0].opType === 'Dropout')) t = users[0].output[0];
-    else return t;
+    if (users.length !== 1 || !(users[0].opType === 'Identity' || (users[0].opType === 'Dropout' && inferenceDropout(ix, users[0])))) return t;
+    t = users[0].output[0];
+    if (passed.has(t)) throw new BortError(`the graph has a cycle through ${quoteName(t)}`, 'the file is not a valid ONNX model; export it again');
+    passed.add(t);
   }
 }
 
@@ -64,20 +68,26 @@ export function recognizeHeads(ix: GraphIndex, last: string, hidden: number, emb
       const dense = linearsReading(ix, first)[0];
       const tanhNode = dense && ix.consumersOf(dense.output).find((u) => u.opType === 'Tanh');
       if (!dense || !tanhNode || dense.outDim !== hidden) throw unknown(`a first-token selection without a dense + tanh pooler`);
+      if (dense.inDim !== hidden) throw unknown(`a pooler whose weight ${quoteName(dense.weight)} reads ${dense.inDim} values, not ${hidden}`);
       heads.pooler = { select: n, dense, output: tanhNode.output[0] };
-      for (const c of linearsReading(ix, through(ix, heads.pooler.output))) heads.classifiers.push({ linear: c, source: 'pooler' });
+      for (const c of linearsReading(ix, through(ix, heads.pooler.output))) {
+        if (c.inDim !== hidden) throw unknown(`a classifier whose weight ${quoteName(c.weight)} reads ${c.inDim} values, not ${hidden}`);
+        heads.classifiers.push({ linear: c, source: 'pooler' });
+      }
       continue;
     }
     const lin = linearAt(ix, n);
     if (lin && lin.input === last) {
+      if (lin.inDim !== hidden) throw unknown(`a dense layer whose weight ${quoteName(lin.weight)} reads ${lin.inDim} values, not ${hidden}`);
       if (lin.outDim === hidden) {
         // masked-LM transform: dense → activation → LayerNorm → decoder
         let mlm: MaskedLmHead | undefined;
-        for (const cand of ix.graph.node) {
-          const ln = layerNormCandidate(ix, lin.output, cand, hidden);
+        for (const s of activationOutputs(ix, lin.output)) {
+          const ln = layerNormCandidate(ix, lin.output, s, hidden);
           if (!ln) continue;
           const decoder = linearsReading(ix, ln.ln.output)[0];
           if (!decoder) continue;
+          if (decoder.inDim !== hidden) throw unknown(`a masked-LM decoder whose weight ${quoteName(decoder.weight)} reads ${decoder.inDim} values, not ${hidden}`);
           const tiedShared = decoder.weight === emb.word.table;
           let tiedCopy = false;
           if (!tiedShared && decoder.layout === 'in_out' && decoder.outDim === emb.word.rows) {
@@ -87,7 +97,7 @@ export function recognizeHeads(ix: GraphIndex, last: string, hidden: number, emb
           mlm = { transform: lin, activation: ln.activation, ln: ln.ln, decoder, tiedToWordEmbeddings: tiedShared || tiedCopy, tiedCopy };
           break;
         }
-        if (!mlm) throw unknown(`a dense layer '${lin.weight}' that is not a masked-LM head`);
+        if (!mlm) throw unknown(`a dense layer ${quoteName(lin.weight)} that is not a masked-LM head`);
         heads.mlm = mlm;
       } else {
         heads.classifiers.push({ linear: lin, source: 'hidden' });
@@ -95,19 +105,21 @@ export function recognizeHeads(ix: GraphIndex, last: string, hidden: number, emb
       continue;
     }
     if (ix.outputs.has(last) && n.opType === 'Identity') continue;
-    throw unknown(`a ${n.opType} node '${n.name ?? ''}'`);
+    throw unknown(`a ${n.opType} node ${quoteName(n.name ?? '')}`);
   }
   return heads;
 }
 
-/** A LayerNorm reached from `from` through an activation, where `cand` is the LayerNorm's first node. */
-function layerNormCandidate(ix: GraphIndex, from: string, cand: NodeProto, hidden: number) {
-  if (cand.opType !== 'ReduceMean' && cand.opType !== 'LayerNormalization') return undefined;
-  const s = cand.input[0];
+/** A LayerNorm of `s`, where `s` is reached from `from` through an activation. */
+function layerNormCandidate(ix: GraphIndex, from: string, s: string, hidden: number) {
+  if (!ix.consumersOf(s).some((n) => (n.opType === 'ReduceMean' || n.opType === 'LayerNormalization') && n.input[0] === s)) return undefined;
   const act = activationBetween(ix, from, s);
   if (!act) return undefined;
-  const activation = activationKind(act);
-  if (!activation) return undefined;
+  const c = classifyActivation(ix, act, from, s);
+  if ('problem' in c) {
+    throw new BortError(`the masked-LM head's activation between ${quoteName(from)} and ${quoteName(s)} is not recognised: ${c.problem}`,
+      'bort-compress reads masked-LM heads with erf or tanh GELU or ReLU, constants as exported');
+  }
   const ln = layerNormOf(ix, s, hidden);
-  return ln ? { ln, activation } : undefined;
+  return ln ? { ln, activation: c.kind } : undefined;
 }

@@ -14,7 +14,10 @@ export interface Arch {
   intermediate: number;
 }
 
-/** y = x·W (+ b), however the exporter wrote it (MatMul [+ Add], Gemm, MatMul of a Transpose). */
+/**
+ * y = alpha·(x·W) + beta·b, however the exporter wrote it (MatMul [+ Add], Gemm, MatMul of a
+ * Transpose). alpha and beta are Gemm's attributes (1 for a MatMul); the engine folds them into W and b.
+ */
 export interface Linear {
   /** The MatMul or Gemm node. */
   node: NodeProto;
@@ -31,6 +34,10 @@ export interface Linear {
   output: string;
   inDim: number;
   outDim: number;
+  /** Gemm's alpha: the factor on x·W (1 for MatMul). */
+  alpha: number;
+  /** Gemm's beta: the factor on the bias (1 for MatMul + Add). */
+  beta: number;
 }
 
 export interface LayerNorm {
@@ -39,6 +46,7 @@ export interface LayerNorm {
   output: string;
   gamma: string;
   beta?: string;
+  /** The constant added to the variance (found in the graph, never assumed; fused: the attribute). */
   epsilon: number;
   nodes: NodeProto[];
 }
@@ -78,6 +86,20 @@ export interface Attention {
   softmax: NodeProto;
   /** Additive attention-mask tensor added to the scores, if any. */
   maskTensor?: string;
+  /** What that mask was recognised as (absent when the scores get no mask). */
+  mask?: AttentionMask;
+}
+
+/**
+ * The additive attention mask. `value` and `input` are set when it has the form
+ * `(1 - Cast(Unsqueeze(mask))) · value` broadcast as [batch, 1, 1, seq]; otherwise `problem` says
+ * what differs (the rewrite keeps such a mask as it is; the native engine refuses it).
+ */
+export interface AttentionMask {
+  tensor: string;
+  input?: string;
+  value?: number;
+  problem?: string;
 }
 
 export interface Ffn {
@@ -108,9 +130,18 @@ export interface Embedding {
   input?: string;
 }
 
+/**
+ * The position ids the position lookup reads. `arange`: token t reads row start + t, for sequences of
+ * up to maxSeq tokens (fewer than the table's rows when the ids are offset or come from a shorter
+ * constant). `other`: computed in a way the engine cannot reproduce; `problem` says how.
+ */
+export type PositionIds = { kind: 'arange'; start: number; maxSeq: number } | { kind: 'other'; problem: string };
+
 export interface Embeddings {
   word: Embedding;
   position?: Embedding;
+  /** Set whenever `position` is. */
+  positionIds?: PositionIds;
   tokenType?: Embedding;
   ln: LayerNorm;
   output: string;
@@ -153,8 +184,10 @@ export interface BertModel {
   /** Attention width heads·headSize (equals hidden in BERT configs). */
   attentionWidth: number;
   inputs: { ids: string; mask?: string; tokenTypes?: string; all: string[] };
-  /** Additive value for masked positions: scores += (1 - mask) * maskValue. */
+  /** Additive value for masked positions: scores += (1 - mask) * maskValue (the same in every layer). */
   maskValue?: number;
+  /** Set when the layers add a mask that is not that form (or differs between layers): why. */
+  maskProblem?: string;
   embeddings: Embeddings;
   layers: Layer[];
   pooler?: Pooler;

@@ -7,14 +7,15 @@
 import { GraphIndex } from '../onnx/graph.js';
 import { tensorDims } from '../onnx/tensor.js';
 import type { ModelProto, NodeProto } from '../onnx/types.js';
-import { BortError } from '../errors.js';
+import { BortError, quoteName } from '../errors.js';
+import { checkGraph } from './graph-checks.js';
 import { recognizeAttention } from './attention.js';
 import { recognizeEmbeddings } from './embeddings.js';
 import { recognizeFfn } from './ffn.js';
 import { recognizeHeads } from './heads.js';
 import { layerNormOf } from './layernorm.js';
 import { linearAt, linearsByInput } from './linear.js';
-import type { BertModel, Layer, Linear, OutputRole } from './model.js';
+import type { Attention, BertModel, Ffn, Layer, Linear, OutputRole } from './model.js';
 
 interface Block {
   residual: NodeProto;
@@ -36,49 +37,79 @@ function blockAt(ix: GraphIndex, x: string, byInput: Map<string, Linear[]>): Blo
   return undefined;
 }
 
-/** Walks back from the attention mask added to the scores to find the graph input and the mask value. */
-function maskSource(ix: GraphIndex, mask: string): { input?: string; value?: number } {
-  let value: number | undefined;
-  const seen = new Set<string>();
-  const queue = [mask];
-  while (queue.length) {
-    const t = queue.shift()!;
-    if (seen.has(t)) continue;
-    seen.add(t);
-    if (ix.inputs.has(t)) return { input: t, value };
-    const p = ix.producer.get(t);
-    if (!p) continue;
-    if (p.opType === 'Mul' && value === undefined) {
-      const c = p.input.map((i) => ix.scalar(i)).find((v) => v !== undefined);
-      if (c !== undefined) value = c;
-    }
-    for (const i of p.input) if (i && !ix.isConstant(i)) queue.push(i);
+/** Graph inputs declared as [batch, seq] (rank 2, or of unknown shape). */
+function sequenceInputs(model: ModelProto, ix: GraphIndex): Set<string> {
+  const out = new Set<string>();
+  for (const i of model.graph!.input) {
+    const name = i.name ?? '';
+    if (!ix.inputs.has(name)) continue;
+    const dims = i.type?.tensorType?.shape?.dim;
+    if (!dims || dims.length === 2) out.add(name);
   }
-  return { value };
+  return out;
+}
+
+/** The one mask all layers add, or why there is none the engine can use. */
+function modelMask(layers: Layer[], ids: string, tokenTypes?: string): { input?: string; value?: number; problem?: string } {
+  const masks = layers.map((l) => l.attention.mask);
+  if (masks.every((m) => !m)) return {};
+  const first = masks.find((m) => m)!;
+  const input = first.input;
+  const out = { input: input === ids || input === tokenTypes ? undefined : input, value: first.value };
+  for (let i = 0; i < masks.length; i++) {
+    const m = masks[i];
+    if (!m) return { ...out, value: undefined, problem: `layer ${i} adds no attention mask while others do` };
+    if (m.problem) return { ...out, value: undefined, problem: `layer ${i}: ${m.problem}` };
+    if (m.input !== input || !Object.is(m.value, first.value)) return { ...out, value: undefined, problem: `layer ${i} adds a different attention mask from layer 0` };
+  }
+  if (input === ids || input === tokenTypes) return { value: undefined, problem: `the attention mask is computed from ${quoteName(input)}, the token ids or types` };
+  return out;
+}
+
+/** Every projection of a layer reads and writes the widths the stream and the layer's shape say. */
+function checkWidths(layer: number, hidden: number, a: Attention, f: Ffn): void {
+  const check = (role: string, l: Linear, inDim: number, outDim: number) => {
+    if (l.inDim !== inDim || l.outDim !== outDim) {
+      throw new BortError(`layer ${layer} ${role} weight ${quoteName(l.weight)} maps ${l.inDim} to ${l.outDim} values, not ${inDim} to ${outDim}`,
+        'the layer\'s weights do not fit together; the file is damaged or not a BERT model');
+    }
+  };
+  const width = a.heads * a.headSize;
+  check('attention query', a.q, hidden, width);
+  check('attention key', a.k, hidden, width);
+  check('attention value', a.v, hidden, width);
+  check('attention output', a.o, width, hidden);
+  check('feed-forward input', f.in, hidden, f.in.outDim);
+  check('feed-forward output', f.out, f.in.outDim, hidden);
 }
 
 export function recognize(model: ModelProto): BertModel {
-  const ix = new GraphIndex(model.graph!);
+  if (!model.graph) throw new BortError('the model has no graph', 'the file is not an ONNX model');
+  checkGraph(model.graph);
+  const ix = new GraphIndex(model.graph);
+  const opset = Number(model.opsetImport.find((o) => !o.domain || o.domain === 'ai.onnx')?.version ?? 0);
   const byInput = linearsByInput(ix);
-  const embeddings = recognizeEmbeddings(ix);
+  const seqInputs = sequenceInputs(model, ix);
+  const embeddings = recognizeEmbeddings(ix, seqInputs);
   const hidden = ix.weight(embeddings.word.table)!.dims[1];
   const layers: Layer[] = [];
   let x = embeddings.output;
   const visited = new Set<string>();
   for (;;) {
-    if (visited.has(x)) throw new BortError(`the residual stream loops back to '${x}'`, 'the graph has a cycle or duplicate tensor names; it is not a valid ONNX model');
+    if (visited.has(x)) throw new BortError(`the residual stream loops back to ${quoteName(x)}`, 'the graph has a cycle or duplicate tensor names; it is not a valid ONNX model');
     visited.add(x);
     const att = blockAt(ix, x, byInput);
     if (!att || att.readers.length < 3) break;
     const index = layers.length;
-    const attention = recognizeAttention(ix, att.projection, att.readers, index);
+    const attention = recognizeAttention(ix, att.projection, att.readers, index, { opset, seqInputs });
     const ln1 = layerNormOf(ix, att.residual.output[0], hidden);
     if (!ln1) throw new BortError(`layer ${index}: no LayerNorm after the attention residual`, 'bort-compress reads post-LayerNorm BERT encoders only');
     const ffnBlock = blockAt(ix, ln1.output, byInput);
-    const ffn = ffnBlock && recognizeFfn(ix, ffnBlock.projection, ffnBlock.readers);
+    const ffn = ffnBlock && recognizeFfn(ix, ffnBlock.projection, ffnBlock.readers, index);
     if (!ffnBlock || !ffn) throw new BortError(`layer ${index}: no feed-forward block after attention`, 'this graph does not look like a BERT encoder');
     const ln2 = layerNormOf(ix, ffnBlock.residual.output[0], hidden);
     if (!ln2) throw new BortError(`layer ${index}: no LayerNorm after the feed-forward residual`, 'bort-compress reads post-LayerNorm BERT encoders only');
+    checkWidths(index, hidden, attention, ffn);
     layers.push({ index, input: x, attention, attentionResidual: att.residual, ln1, ffn, ffnResidual: ffnBlock.residual, ln2, output: ln2.output });
     x = ln2.output;
   }
@@ -94,7 +125,7 @@ export function recognize(model: ModelProto): BertModel {
     }
   }
   const heads = recognizeHeads(ix, x, hidden, embeddings);
-  const mask = first.maskTensor ? maskSource(ix, first.maskTensor) : {};
+  const mask = modelMask(layers, embeddings.word.input!, embeddings.tokenType?.input);
   const wordDims = tensorDims(ix.weight(embeddings.word.table)!.tensor);
 
   const outputs: BertModel['outputs'] = [];
@@ -110,7 +141,7 @@ export function recognize(model: ModelProto): BertModel {
       const p = ix.producer.get(name);
       if (p && p.opType === 'Identity' && p.input[0] === x) { role = 'hidden'; source = x; }
     }
-    if (!role) throw new BortError(`graph output '${name}' is not the encoder output or a recognised head`, 'bort-compress reads BERT graphs whose outputs are hidden states, pooled output, masked-LM or classifier logits');
+    if (!role) throw new BortError(`graph output ${quoteName(name)} is not the encoder output or a recognised head`, 'bort-compress reads BERT graphs whose outputs are hidden states, pooled output, masked-LM or classifier logits');
     outputs.push({ name, role, source });
   }
   return {
@@ -128,6 +159,7 @@ export function recognize(model: ModelProto): BertModel {
       all: [...ix.inputs],
     },
     maskValue: mask.value,
+    maskProblem: mask.problem,
     embeddings, layers, ...heads, outputs,
   };
 }

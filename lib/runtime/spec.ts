@@ -1,13 +1,14 @@
 /**
  * The engine's view of a recognised model: the constants that change the math (score scale, mask
- * value, LayerNorm epsilons, which outputs exist) taken from the graph, and every weight in the
- * engine's canonical layout (linears as [in, out] row-major). Anything the engine cannot compute
- * exactly is refused here with an error naming the part.
+ * value, LayerNorm epsilons, position offset, Gemm factors, which outputs exist) as recognition
+ * recorded them in the BertModel, and every weight in the engine's canonical layout (linears as
+ * [in, out] row-major, Gemm's alpha and beta folded in). Nothing here walks the graph: anything the
+ * engine cannot compute exactly is refused from what recognition recorded, naming the part, and
+ * weights are checked (size, finite values) under the model's own names before the engine sees them.
  */
-import { BortError } from '../errors.js';
+import { BortError, quoteName } from '../errors.js';
 import type { BertModel, Linear, LayerNorm } from '../bert/model.js';
 import { initializerData, inOutMatrix } from '../bert/weights.js';
-import { intValues } from '../onnx/tensor.js';
 
 export interface EngineSpec {
   config: {
@@ -26,75 +27,84 @@ function unsupported(part: string, fix = 'the native engine runs BERT encoders e
   return new BortError(`the native engine cannot run this model: ${part}`, fix);
 }
 
-/** Checks that the position lookup reads positions 0..S-1 (a Slice of an arange, or of the table). */
-function checkPositions(m: BertModel): void {
-  const pos = m.embeddings.position;
-  if (!pos) throw unsupported('it has no position embeddings');
-  if (pos.gather.opType === 'Slice') return;
-  const ix = m.index;
-  let t = pos.gather.input[1];
-  for (let i = 0; i < 8; i++) {
-    const c = ix.constant(t);
-    if (c) {
-      const v = intValues(c).map(Number);
-      if (v.every((x, j) => x === j)) return;
-      throw unsupported(`position ids '${t}' are not 0, 1, 2, …`);
-    }
-    const p = ix.producer.get(t);
-    if (!p || !['Slice', 'Expand', 'Unsqueeze', 'Cast', 'Identity', 'Reshape'].includes(p.opType ?? '')) break;
-    t = p.input[0];
-  }
-  throw unsupported('position ids are computed in a way the engine does not recognise');
+function scaled(data: Float32Array, factor: number): Float32Array {
+  if (factor === 1) return data;
+  const out = new Float32Array(data.length);
+  for (let i = 0; i < data.length; i++) out[i] = data[i] * factor;
+  return out;
 }
 
 export function engineSpec(m: BertModel): EngineSpec {
   const w: Record<string, Float32Array> = {};
-  const vec = (name: string | undefined, n: number) => (name ? initializerData(m, name) : new Float32Array(n));
+  /** Stores an engine weight after checking its size and values, naming the part and the model's tensor. */
+  const put = (key: string, data: Float32Array, expected: number, role: string, tensor?: string) => {
+    const what = tensor ? `the ${role} ${quoteName(tensor)}` : `the ${role}`;
+    if (data.length !== expected) throw unsupported(`${what} has ${data.length} values where the engine needs ${expected}`);
+    for (let i = 0; i < data.length; i++) {
+      if (!Number.isFinite(data[i])) throw unsupported(`${what} holds ${data[i]} at index ${i}`, 'onnxruntime would return NaN or infinite values for this model; repair the weights');
+    }
+    w[key] = data;
+  };
+  const H = m.arch.hidden;
   // engine names: <part>_w / <part>_b, and <part>_w.<layer> inside layers
-  const lin = (key: string, l: Linear, layer = '') => {
-    w[`${key}_w${layer}`] = inOutMatrix(m, l);
-    w[`${key}_b${layer}`] = vec(l.bias, l.outDim);
+  const lin = (key: string, l: Linear, role: string, inDim: number, outDim: number, layer = '') => {
+    put(`${key}_w${layer}`, scaled(inOutMatrix(m, l), l.alpha), inDim * outDim, `${role} weight`, l.weight);
+    put(`${key}_b${layer}`, l.bias ? scaled(initializerData(m, l.bias), l.beta) : new Float32Array(outDim), outDim, `${role} bias`, l.bias);
   };
-  const ln = (key: string, n: LayerNorm, layer = '') => {
-    w[`${key}_g${layer}`] = initializerData(m, n.gamma);
-    w[`${key}_b${layer}`] = vec(n.beta, m.arch.hidden);
+  const ln = (key: string, n: LayerNorm, role: string, layer = '') => {
+    if (!Number.isFinite(n.epsilon) || n.epsilon < 0) throw unsupported(`the ${role} has epsilon ${n.epsilon}`);
+    put(`${key}_g${layer}`, initializerData(m, n.gamma), H, `${role} scale`, n.gamma);
+    put(`${key}_b${layer}`, n.beta ? initializerData(m, n.beta) : new Float32Array(H), H, `${role} bias`, n.beta);
   };
-  checkPositions(m);
   const e = m.embeddings;
-  w.word_emb = initializerData(m, e.word.table);
-  w.pos_emb = initializerData(m, e.position!.table);
-  if (e.tokenType) w.type_emb = initializerData(m, e.tokenType.table);
-  ln('emb_ln', e.ln);
+  if (!e.position || !e.positionIds) throw unsupported('it has no position embeddings');
+  if (e.positionIds.kind !== 'arange') throw unsupported(`position ids: ${e.positionIds.problem}`);
+  const { start, maxSeq } = e.positionIds;
+  put('word_emb', initializerData(m, e.word.table), m.vocab * H, 'word embedding table', e.word.table);
+  // row 0 of the engine's table is the first position the model reads (exact for offset positions)
+  put('pos_emb', initializerData(m, e.position.table).subarray(start * H, (start + maxSeq) * H), maxSeq * H, 'position embedding table', e.position.table);
+  if (e.tokenType) put('type_emb', initializerData(m, e.tokenType.table), m.typeVocab * H, 'token-type embedding table', e.tokenType.table);
+  ln('emb_ln', e.ln, 'embedding LayerNorm');
   const scale = m.layers[0].attention.scoreScale;
   const lnEps: number[] = [];
+  const W = m.attentionWidth, I = m.arch.intermediate;
   m.layers.forEach((l, i) => {
     if (l.ffn.activation !== 'gelu') throw unsupported(`layer ${i} uses ${l.ffn.activation} (only erf GELU is implemented)`);
+    if (!Number.isFinite(l.attention.scoreScale)) throw unsupported(`layer ${i} scales the attention scores by ${l.attention.scoreScale}`);
     if (Math.abs(l.attention.scoreScale - scale) > 1e-7 * Math.abs(scale)) throw unsupported(`layer ${i} has a different attention-score scale`);
     const a = l.attention;
     const at = `.${i}`;
-    lin('q', a.q, at); lin('k', a.k, at); lin('v', a.v, at); lin('o', a.o, at);
-    ln('ln1', l.ln1, at);
-    lin('ffn_in', l.ffn.in, at); lin('ffn_out', l.ffn.out, at);
-    ln('ln2', l.ln2, at);
+    lin('q', a.q, `layer ${i} attention query`, H, W, at);
+    lin('k', a.k, `layer ${i} attention key`, H, W, at);
+    lin('v', a.v, `layer ${i} attention value`, H, W, at);
+    lin('o', a.o, `layer ${i} attention output`, W, H, at);
+    ln('ln1', l.ln1, `layer ${i} attention LayerNorm`, at);
+    lin('ffn_in', l.ffn.in, `layer ${i} feed-forward input`, H, I, at);
+    lin('ffn_out', l.ffn.out, `layer ${i} feed-forward output`, I, H, at);
+    ln('ln2', l.ln2, `layer ${i} feed-forward LayerNorm`, at);
     lnEps.push(l.ln1.epsilon, l.ln2.epsilon);
   });
-  if (m.pooler) lin('pooler', m.pooler.dense);
+  if (m.pooler) lin('pooler', m.pooler.dense, 'pooler', H, H);
   if (m.mlm) {
     if (m.mlm.activation !== 'gelu') throw unsupported(`the masked-LM head uses ${m.mlm.activation}`);
-    lin('mlm', m.mlm.transform);
-    ln('mlm_ln', m.mlm.ln);
-    lin('decoder', m.mlm.decoder);
+    lin('mlm', m.mlm.transform, 'masked-LM transform', H, H);
+    ln('mlm_ln', m.mlm.ln, 'masked-LM LayerNorm');
+    lin('decoder', m.mlm.decoder, 'masked-LM decoder', H, m.vocab);
   }
   const cls = m.classifiers;
   if (cls.some((c) => c.source !== 'pooler')) throw unsupported('a token classifier on the hidden states');
   if (cls.length > 1) throw unsupported(`${cls.length} classifiers on the pooled output`);
-  if (cls.length === 1) lin('cls', cls[0].linear);
+  if (cls.length === 1) lin('cls', cls[0].linear, 'classifier', H, cls[0].linear.outDim);
+  if (m.maskProblem) throw unsupported(`attention mask: ${m.maskProblem}`);
   if (m.inputs.mask && m.maskValue === undefined) throw unsupported('the attention-mask expression (no (1 - mask) · value found)');
+  if (m.maskValue !== undefined && !Number.isFinite(Math.fround(m.maskValue))) {
+    throw unsupported(`the attention mask adds ${m.maskValue} · (1 - mask)`, 'onnxruntime would return NaN for this model; export it with a finite mask value');
+  }
   const outputs = m.outputs.map((o) => ({ name: o.name, from: ({ hidden: 'hidden', pooled: 'pooled', mlm: 'mlm', classifier: 'cls' } as const)[o.role] }));
   return {
     config: {
-      layers: m.arch.layers, heads: m.arch.heads, headSize: m.headSize, hidden: m.arch.hidden, intermediate: m.arch.intermediate,
-      vocab: m.vocab, maxPositions: m.maxPositions, typeVocab: m.typeVocab, scoreScale: scale, maskValue: m.maskValue ?? 0,
+      layers: m.arch.layers, heads: m.arch.heads, headSize: m.headSize, hidden: H, intermediate: I,
+      vocab: m.vocab, maxPositions: maxSeq, typeVocab: m.typeVocab, scoreScale: scale, maskValue: m.maskValue ?? 0,
       embLnEps: e.ln.epsilon, lnEps, pooler: !!m.pooler, mlm: m.mlm ? { lnEps: m.mlm.ln.epsilon } : null,
       classifier: cls.length ? { labels: cls[0].linear.outDim } : null,
     },
