@@ -19,7 +19,7 @@ export { archParameters, type HeadsConfig } from './bert/params.js';
 export { recognize } from './bert/recognize.js';
 export type {
   Arch, BertModel, Linear, LayerNorm, ShapeSite, ScaleSite, Attention, Ffn, Layer, Embedding, Embeddings, Pooler,
-  MaskedLmHead, Classifier, OutputRole,
+  MaskedLmHead, Classifier, OutputRole, AttentionMask, PositionIds,
 } from './bert/model.js';
 export { planExtraction, type ExtractionPlan, type LayerPlan, type PlanOptions } from './extract/plan.js';
 export { weightScorer, firstScorer, type ImportanceScorer } from './extract/scorer.js';
