@@ -145,6 +145,11 @@ function wireTypeOf(kind: Kind): number {
   }
 }
 
+/** The schema's name for a field (float_data), for messages; the decoded object uses floatData. */
+function protoName(f: FieldInfo): string {
+  return f.name.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
+}
+
 /** Copies little-endian bytes into a fresh, aligned typed array; the byte count must be whole values. */
 function copyTyped<T extends Float32Array | Float64Array>(bytes: Uint8Array, Ctor: { new(n: number): T; BYTES_PER_ELEMENT: number }, field: string): T {
   const size = Ctor.BYTES_PER_ELEMENT;
@@ -171,12 +176,12 @@ type PackedValues = unknown[] | Float32Array | Float64Array | Int32Array | BigIn
  */
 function readPacked(r: WireReader, f: FieldInfo, len: number, ctx: DecodeContext): PackedValues {
   const end = r.pos + len;
-  if (f.kind === 'float') return copyTyped(r.bytes(len), Float32Array, f.name);
-  if (f.kind === 'double') return copyTyped(r.bytes(len), Float64Array, f.name);
+  if (f.kind === 'float') return copyTyped(r.bytes(len), Float32Array, protoName(f));
+  if (f.kind === 'double') return copyTyped(r.bytes(len), Float64Array, protoName(f));
   const saved = r.limit;
   r.limit = end;
   try {
-    if (len > 0 && r.buf[end - 1] >= 128) throw new WireError(`packed ${f.name} ends inside a number`);
+    if (len > 0 && r.buf[end - 1] >= 128) throw new WireError(`packed ${protoName(f)} ends inside a number`);
     if (f.packed && (f.kind === 'int32' || f.kind === 'int64' || f.kind === 'uint64')) {
       const n = countVarints(r.buf, r.pos, end);
       if (f.kind === 'int32') {

@@ -256,7 +256,7 @@ export function parseModel(buf: Uint8Array, source: string): ModelProto {
       'check that the file is a complete .onnx export and was not truncated');
   }
   const graph = model.graph;
-  if (!graph || !graph.node || graph.node.length === 0 || model.irVersion === undefined) {
+  if (!graph || !graph.node || graph.node.length === 0) {
     throw new BortError(`${source} is not an ONNX model (no graph found)`, 'give the path of an .onnx file exported from a BERT model');
   }
   checkModel(model, source);
