@@ -8,6 +8,7 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { decode, encode } from '../lib/onnx/codec.js';
@@ -252,6 +253,23 @@ const cases: Case[] = [
     name: 'external data: a 5 GiB tensor (sparse; Node would say "size out of range")',
     make: (d) => external(d, { entries: () => [loc('weights.bin'), { key: 'length', value: String(5 * GiB) }], patch: (t) => { t.dims = [5 * GiB / 4]; }, data: (dir) => sparse(path.join(dir, 'weights.bin'), 5 * GiB + 4096) }),
     message: /holds 5368709120 bytes; tensors of 4 GiB or more are not supported/,
+  },
+  {
+    name: 'external data: more weights than this machine has memory (sparse files; refused before reading)',
+    message: /the model's external data holds \d+ bytes, more than this machine's memory/,
+    make: (d) => external(d, {
+      patch: (_t, m) => {
+        const size = 2 ** 32 - 4; // the largest tensor allowed
+        const count = Math.ceil(os.totalmem() / size) + 1;
+        for (let i = 0; i < count; i++) {
+          sparse(path.join(d, `big${i}.bin`), size);
+          m.graph!.initializer.push({
+            name: `big${i}`, dims: [size / 4], dataType: 1, dataLocation: DataLocation.EXTERNAL, externalData: [loc(`big${i}.bin`)],
+            floatData: [], int32Data: [], int64Data: [], doubleData: [], uint64Data: [], stringData: [], metadataProps: [],
+          });
+        }
+      },
+    }),
   },
   {
     name: 'external data: two tensors reading one range (overlap)', message: /the tensors stored in 'weights\.bin' read more bytes \(32768\) than it holds \(16384\): their ranges overlap/,

@@ -102,7 +102,10 @@ export function messageInfo(name: string): MessageInfo {
 export const DECODE_LIMITS = {
   /** JS values (objects, array elements) one decode may create. */
   values: 5_000_000,
-  /** Fields unknown to the schema kept for round-tripping (newer ONNX versions add a few, not millions). */
+  /**
+   * Fields unknown to the schema kept for round-tripping (newer ONNX versions add a few, not millions);
+   * each is a view into the file buffer, so their bytes cost nothing beyond the file.
+   */
   unknownFields: 100_000,
   /** Messages nested in messages (protobuf's own default limit). */
   depth: 100,

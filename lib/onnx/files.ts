@@ -66,7 +66,12 @@ export function openRegularFile(file: string, notRegular: (kind: string) => Bort
 
 /** Reads bytes [offset, offset + length) of an open file into a fresh buffer. */
 export function readRange(fd: number, offset: number, length: number, file: string): Buffer {
-  const buf = Buffer.allocUnsafe(length);
+  let buf: Buffer;
+  try {
+    buf = Buffer.allocUnsafe(length);
+  } catch (e) {
+    throw new BortError(`cannot read ${length} bytes of ${file}: ${(e as Error).message}`, 'there is not enough memory for this model; close other programs or use a larger machine');
+  }
   let done = 0;
   while (done < length) {
     let n: number;

@@ -16,6 +16,7 @@
  * file when asked, or when the model would not fit protobuf's 2 GB limit.
  */
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { decode, encodeTo, encodedSize, type Msg } from './codec.js';
 import { DataLocation, type GraphProto, type ModelProto, type NodeProto, type TensorProto } from './types.js';
@@ -164,34 +165,34 @@ function parseOffset(s: string | undefined, what: string, tensor: string | undef
 interface DataFile {
   fd: number;
   size: number;
-  /** Bytes read from it so far: more than its size means ranges overlap. */
+  /** Bytes the tensors take from it: more than its size means their ranges overlap. */
   read: number;
   location: string;
 }
 
 /**
  * Replaces every external tensor's location by its bytes, read range by range (never a whole data
- * file at once, so data files above 2 GiB work and memory holds only what the model uses). Every size
- * is checked before reading: the bytes the tensor's dims and type need must equal the declared length
- * (when given), fit the file after the offset and stay below MAX_TENSOR_BYTES, and all tensors together
- * may not read more of a file than it holds (overlapping ranges would let a small model make us read
- * one range a thousand times).
+ * file at once, so data files above 2 GiB work and memory holds only what the model uses). Every
+ * tensor is checked before any is read: the bytes its dims and type need must equal the declared length
+ * (when given), fit the file after the offset and stay below MAX_TENSOR_BYTES; all tensors together may
+ * not take more of a file than it holds (overlapping ranges would let a small model make us read one
+ * range a thousand times), nor more bytes than the machine has memory.
  */
 function resolveExternal(model: ModelProto, dir: string): { bytes: number; used: boolean; sources: FileIdentity[] } {
   const files = new Map<string, DataFile>();
   const sources: FileIdentity[] = [];
+  const reads: { t: TensorProto; f: DataFile; offset: number; length: number }[] = [];
   let bytes = 0;
-  let used = false;
-  const visit = (t: TensorProto) => {
+  // first every check, for every tensor, then the reads: a bad last tensor costs no reading
+  const plan = (t: TensorProto) => {
     if (t.dataLocation !== DataLocation.EXTERNAL) return;
-    used = true;
     const name = t.name;
     const e = externalEntries(t);
     const location = e.get('location')!;
     if (t.dataType === 8) {
       throw new BortError(`tensor ${quoteName(name)} holds strings in external data, which ONNX does not allow`, 'the model file is damaged');
     }
-    // sizes first, from the tensor's own dims and type, before any file is opened or read
+    // sizes first, from the tensor's own dims and type, before any file is opened
     const length = tensorByteSize(t);
     const offset = parseOffset(e.get('offset'), 'offset', name) ?? 0;
     const declared = parseOffset(e.get('length'), 'length', name);
@@ -229,18 +230,25 @@ function resolveExternal(model: ModelProto, dir: string): { bytes: number; used:
         `the tensors stored in ${quoteName(location)} read more bytes (${f.read + length}) than it holds (${f.size}): their ranges overlap`,
         'the model file is damaged or may be malicious');
     }
-    t.rawData = readRange(f.fd, offset, length, location);
     f.read += length;
     bytes += length;
-    delete t.dataLocation;
-    t.externalData = [];
+    reads.push({ t, f, offset, length });
   };
   try {
-    if (model.graph) forEachTensor(model.graph, visit);
+    if (model.graph) forEachTensor(model.graph, plan);
+    if (bytes > os.totalmem()) {
+      throw new BortError(`the model's external data holds ${bytes} bytes, more than this machine's memory (${os.totalmem()} bytes)`,
+        'use a machine with more memory; bort-compress holds all weights in memory');
+    }
+    for (const { t, f, offset, length } of reads) {
+      t.rawData = readRange(f.fd, offset, length, f.location);
+      delete t.dataLocation;
+      t.externalData = [];
+    }
   } finally {
     for (const f of files.values()) fs.closeSync(f.fd);
   }
-  return { bytes, used, sources };
+  return { bytes, used: reads.length > 0, sources };
 }
 
 /** Decodes model bytes and checks them as a model (validate.ts); `source` names them in errors. */
