@@ -174,6 +174,22 @@ describe('outputs that are not regular writable files are refused', () => {
     expect(fs.readFileSync(ro, 'utf8')).toBe('my precious model');
   });
 
+  // root may write anything, so the permission check is seen as another user
+  const canDropRoot = process.getuid?.() === 0 && fs.existsSync('/usr/bin/setpriv');
+  it.runIf(canDropRoot)('a file this user may not write is not replaced (run as nobody)', () => {
+    const { dir, model } = inlineInput();
+    fs.chmodSync(dir, 0o777);
+    fs.chmodSync(model, 0o644);
+    const theirs = path.join(dir, 'theirs.onnx');
+    fs.writeFileSync(theirs, 'not yours');
+    fs.chmodSync(theirs, 0o644);
+    const before = listing(dir);
+    const r = spawnSync('/usr/bin/setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, CLI, model, '--arch', ARCH, '-o', theirs],
+      { encoding: 'utf8', timeout: 60_000 });
+    refused({ code: r.status, stdout: r.stdout, stderr: r.stderr }, /cannot write .*theirs\.onnx: permission denied \(you cannot write this file\): choose another output path/);
+    expect(listing(dir)).toEqual(before);
+  });
+
   it('a writable older output is replaced (control)', async () => {
     const { dir, model } = inlineInput();
     const old = path.join(dir, 'out.onnx');

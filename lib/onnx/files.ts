@@ -147,16 +147,13 @@ export function checkOutputPath(given: string, protect: readonly FileIdentity[] 
   if (!st.isFile()) {
     throw new BortError(`cannot write ${given}: it is not a regular file (${kindOf(st)})`, 'give the path of a file to create or replace');
   }
-  let writable = (st.mode & 0o222) !== 0;
-  if (writable) {
-    try {
-      fs.accessSync(target, fs.constants.W_OK);
-    } catch {
-      writable = false;
-    }
-  }
-  if (!writable) {
+  if ((st.mode & 0o222) === 0) {
     throw new BortError(`cannot write ${given}: it is read-only`, 'choose another output path, or make the file writable first if you mean to replace it');
+  }
+  try {
+    fs.accessSync(target, fs.constants.W_OK);
+  } catch {
+    throw new BortError(`cannot write ${given}: permission denied (you cannot write this file)`, 'choose another output path');
   }
 }
 
