@@ -13,9 +13,10 @@
  *
  * Inputs the engine refuses (a TypeError for a wrong type or shape, a RangeError for a value out of
  * range; the promise rejects, nothing is computed):
- * - `data` other than a BigInt64Array or Int32Array; `dims` other than [batch, seq] of positive
- *   integers, or not matching `data.length`. A batch or sequence of 0 is refused, not answered with an
- *   empty output (onnxruntime refuses a sequence of 0 too: its pooler gathers token 0).
+ * - `data` other than a BigInt64Array or Int32Array; `dims` other than [batch, seq] of integers with
+ *   batch >= 0 and seq >= 1, or not matching `data.length`. As onnxruntime: a batch of 0 sequences
+ *   gives empty outputs ([0, seq, hidden] …), a sequence of 0 tokens is refused (onnxruntime fails
+ *   in the pooler, which gathers token 0).
  * - ids outside [0, vocab), token types outside [0, typeVocab), attention-mask values other than 0
  *   and 1 (the graph's `(1 - mask) · value` would turn a 2 into a bonus of 10000 — onnxruntime
  *   computes it; it is refused here as a caller error), a sequence longer than the model's positions.
@@ -161,8 +162,9 @@ export class Encoder {
         const what = !t || typeof t !== 'object' ? (t === null ? 'null' : typeof t) : `data of type ${t.data === null ? 'null' : (t.data as object)?.constructor?.name ?? typeof t.data}`;
         throw new TypeError(`input '${name}' must be { data: BigInt64Array | Int32Array, dims: [batch, seq] }, got ${what}`);
       }
-      if (!Array.isArray(t.dims) || t.dims.length !== 2 || !t.dims.every((d) => Number.isSafeInteger(d) && d > 0)) {
-        throw new TypeError(`input '${name}' must have dims [batch, seq] of positive integers, got ${describeDims(t.dims)}`);
+      const dims: unknown = t.dims;
+      if (!Array.isArray(dims) || dims.length !== 2 || !Number.isSafeInteger(dims[0]) || dims[0] < 0 || !Number.isSafeInteger(dims[1]) || dims[1] < 1) {
+        throw new TypeError(`input '${name}' must have dims [batch, seq] of integers, batch >= 0 and seq >= 1, got ${describeDims(dims)}`);
       }
       if (t.dims[0] * t.dims[1] !== t.data.length) {
         throw new TypeError(`input '${name}' has dims [${t.dims.join(', ')}] but ${t.data.length} values`);
@@ -181,10 +183,11 @@ export class Encoder {
     const idData = convert(names.ids, table(c.vocab, 'vocabulary'))!;
     const mask = convert(names.mask, MASK);
     const types = convert(names.tokenTypes, table(c.typeVocab, 'token types'));
-    const r = await this.handle.run({ ids: idData, mask, types, batch, seq });
+    // a batch of 0 sequences: empty outputs, as onnxruntime answers (the engine itself needs a token)
+    const r: Partial<Record<'hidden' | 'pooled' | 'mlm' | 'cls', Float32Array>> = batch === 0 ? {} : await this.handle.run({ ids: idData, mask, types, batch, seq });
     const out: Record<string, TensorOutput> = {};
     for (const o of this.spec.outputs) {
-      const data = r[o.from];
+      const data = batch === 0 ? new Float32Array(0) : r[o.from];
       if (!data) throw new Error(`the engine produced no ${o.from} output`);
       const dims = o.from === 'hidden' ? [batch, seq, c.hidden]
         : o.from === 'pooled' ? [batch, c.hidden]
