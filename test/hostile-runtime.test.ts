@@ -80,6 +80,11 @@ describe('Encoder.load: options', () => {
     for (const v of [NaN, 1e300, -Infinity, 2.5]) {
       throws(() => native().createEncoder({ ...spec.config, layers: v }, spec.weights), TypeError, new RegExp(`^config\\.layers must be an integer >= 1, got ${String(v).replace('+', '\\+')}$`));
     }
+    // constants the math uses: finite and within the float range (no NaN / Infinity, no double-to-float overflow)
+    for (const [key, v, shown] of [['maskValue', NaN, 'NaN'], ['maskValue', -Infinity, '-Infinity'], ['scoreScale', 1e300, '1e\\+300'], ['embLnEps', 3.5e38, '3\\.5e\\+38']] as const) {
+      await refused(native().createEncoderAsync({ ...spec.config, [key]: v }, spec.weights), TypeError, new RegExp(`^config\\.${key} must be a finite number within the float range, got ${shown}$`));
+    }
+    await refused(native().createEncoderAsync({ ...spec.config, lnEps: [NaN, ...spec.config.lnEps.slice(1)] }, spec.weights), TypeError, /^config\.lnEps\[0\] must be a finite number within the float range, got NaN$/);
     await refused(native().createEncoderAsync({ ...spec.config, vocab: 999 }, spec.weights), TypeError, /weight 'word_emb' has 64000 values, expected 63936/);
     await refused(native().createEncoderAsync(spec.config, { ...spec.weights, word_emb: new Float64Array(4) as never }), TypeError, /weight 'word_emb' must be a Float32Array/);
   });

@@ -64,6 +64,16 @@ int get_int(Napi::Object o, const char* key, bool required, int dflt, int minv) 
   return (int)d;
 }
 
+// A finite number that a float holds (a double beyond the float range must not be converted: undefined
+// behaviour; NaN or an infinity would poison every output).
+float get_float(Napi::Object o, const char* key, bool required, double dflt) {
+  double d = get_number(o, key, required, dflt);
+  if (!(d >= -3.4028234663852886e38 && d <= 3.4028234663852886e38))
+    throw Napi::TypeError::New(o.Env(), std::string("config.") + key + " must be a finite number within the float range, got " +
+                                            js_text(Napi::Number::New(o.Env(), d)));
+  return (float)d;
+}
+
 // threads: a number (TypeError otherwise) that is an integer in [1, kMaxThreads] (RangeError otherwise)
 int threads_from(Napi::Env env, Napi::Value v, const char* what) {
   const std::string range = "[1, " + std::to_string(bort::kMaxThreads) + "]";
@@ -86,23 +96,25 @@ bort::EncoderConfig parse_config(Napi::Env env, Napi::Value cv) {
   cfg.vocab = get_int(c, "vocab", true, 0, 1);
   cfg.maxPositions = get_int(c, "maxPositions", true, 0, 1);
   cfg.typeVocab = get_int(c, "typeVocab", false, 0, 0);
-  cfg.scoreScale = (float)get_number(c, "scoreScale", true, 0);
-  cfg.maskValue = (float)get_number(c, "maskValue", true, 0);
-  cfg.embLnEps = (float)get_number(c, "embLnEps", true, 0);
+  cfg.scoreScale = get_float(c, "scoreScale", true, 0);
+  cfg.maskValue = get_float(c, "maskValue", true, 0);
+  cfg.embLnEps = get_float(c, "embLnEps", true, 0);
   Napi::Value eps = c.Get("lnEps");
   if (!eps.IsArray()) throw Napi::TypeError::New(env, "config.lnEps must be an array of 2 numbers per layer");
   Napi::Array ea = eps.As<Napi::Array>();
   for (uint32_t i = 0; i < ea.Length(); ++i) {
     Napi::Value e = ea.Get(i);
-    if (!e.IsNumber()) throw Napi::TypeError::New(env, "config.lnEps[" + std::to_string(i) + "] must be a number");
-    cfg.lnEps.push_back((float)e.As<Napi::Number>().DoubleValue());
+    const double d = e.IsNumber() ? e.As<Napi::Number>().DoubleValue() : NAN;
+    if (!(d >= -3.4028234663852886e38 && d <= 3.4028234663852886e38))
+      throw Napi::TypeError::New(env, "config.lnEps[" + std::to_string(i) + "] must be a finite number within the float range, got " + js_text(e));
+    cfg.lnEps.push_back((float)d);
   }
   Napi::Value pooler = c.Get("pooler");
   cfg.pooler = pooler.IsBoolean() ? pooler.As<Napi::Boolean>().Value() : false;
   Napi::Value mlm = c.Get("mlm");
   if (mlm.IsObject()) {
     cfg.mlm = true;
-    cfg.mlmLnEps = (float)get_number(mlm.As<Napi::Object>(), "lnEps", true, 0);
+    cfg.mlmLnEps = get_float(mlm.As<Napi::Object>(), "lnEps", true, 0);
   } else if (!mlm.IsUndefined() && !mlm.IsNull()) {
     throw Napi::TypeError::New(env, "config.mlm must be null or { lnEps }");
   }
