@@ -8,14 +8,24 @@
  * enc.close();
  * ```
  * Inputs are keyed by the model's own input names; missing mask means all ones, missing token types
- * all zeros. Work happens off the main thread; calls may overlap.
+ * all zeros. Work happens off the main thread (loading: reading and recognising in a worker thread,
+ * packing on a libuv thread; runs on the engine's own threads); calls may overlap.
+ *
+ * Inputs the engine refuses (a TypeError for a wrong type or shape, a RangeError for a value out of
+ * range; the promise rejects, nothing is computed):
+ * - `data` other than a BigInt64Array or Int32Array; `dims` other than [batch, seq] of integers with
+ *   batch >= 0 and seq >= 1, or not matching `data.length`. As onnxruntime: a batch of 0 sequences
+ *   gives empty outputs ([0, seq, hidden] …), a sequence of 0 tokens is refused (onnxruntime fails
+ *   in the pooler, which gathers token 0).
+ * - ids outside [0, vocab), token types outside [0, typeVocab), attention-mask values other than 0
+ *   and 1 (the graph's `(1 - mask) · value` would turn a 2 into a bonus of 10000 — onnxruntime
+ *   computes it; it is refused here as a caller error), a sequence longer than the model's positions.
  */
-import * as os from 'node:os';
-import { loadModel } from '../onnx/io.js';
-import { recognize } from '../bert/recognize.js';
 import type { Arch } from '../bert/model.js';
 import { native, type NativeEncoder } from './native.js';
-import { engineSpec, type EngineSpec } from './spec.js';
+import type { EngineSpec } from './spec.js';
+import { prepareModel } from './prepare.js';
+import { checkThreads, defaultThreads } from './threads.js';
 
 export interface TensorInput {
   data: BigInt64Array | Int32Array;
@@ -28,52 +38,90 @@ export interface TensorOutput {
 }
 
 export interface EncoderOptions {
-  /** Worker threads for this encoder (default: the number of CPU cores). */
+  /** Threads for this encoder: an integer in [1, 256] (default: the number of CPU cores, at most 256). */
   threads?: number;
 }
 
-function toInt32(name: string, t: TensorInput): Int32Array {
-  if (t.data instanceof Int32Array) return t.data;
-  const out = new Int32Array(t.data.length);
+/** The values a role accepts: [0, limit), with the message for one outside. */
+interface Domain {
+  limit: number;
+  refuse(name: string, i: number, v: number | bigint): RangeError;
+}
+
+/** The input as an Int32Array (the caller's own when it is one), every value checked against `d` first. */
+function toInt32(name: string, t: TensorInput, d: Domain): Int32Array {
+  const data = t.data;
+  if (data instanceof Int32Array) {
+    for (let i = 0; i < data.length; i++) if (data[i] < 0 || data[i] >= d.limit) throw d.refuse(name, i, data[i]);
+    return data;
+  }
+  const out = new Int32Array(data.length);
+  const limit = BigInt(d.limit);
   for (let i = 0; i < out.length; i++) {
-    const v = t.data[i];
-    if (v < -2147483648n || v > 2147483647n) throw new RangeError(`${name}[${i}] = ${v} is out of range`);
+    const v = data[i];
+    if (v < 0n || v >= limit) throw d.refuse(name, i, v);
     out[i] = Number(v);
   }
   return out;
 }
 
-function checkRange(name: string, data: Int32Array, limit: number, what: string): void {
-  for (let i = 0; i < data.length; i++) {
-    const v = data[i];
-    if (v < 0 || v >= limit) throw new RangeError(`${name}[${i}] = ${v} is outside the ${what} [0, ${limit})`);
+const table = (limit: number, what: string): Domain => ({
+  limit,
+  refuse: (name, i, v) => new RangeError(`${name}[${i}] = ${v} is outside the ${what} [0, ${limit})`),
+});
+
+const MASK: Domain = {
+  limit: 2,
+  refuse: (name, i, v) => new RangeError(`${name}[${i}] = ${v}: attention-mask values must be 0 (padding) or 1 (token)`),
+};
+
+function describeDims(dims: unknown): string {
+  try {
+    return JSON.stringify(dims, (_k, v) => (typeof v === 'bigint' ? `${v}n` : v)) ?? String(dims);
+  } catch {
+    return String(dims);
   }
 }
 
 export class Encoder {
   private handle: NativeEncoder | undefined;
+  private threadsAtClose = 0;
 
   private constructor(
     handle: NativeEncoder,
     private readonly spec: Omit<EngineSpec, 'weights'>,
     readonly arch: Arch,
     readonly isa: string,
-    readonly threads: number,
   ) {
     this.handle = handle;
   }
 
-  /** Reads and recognises the model, and packs its weights for the engine. */
+  /**
+   * Reads and recognises the model (in a worker thread), and packs its weights for the engine (on a
+   * libuv thread). Rejects with a RangeError when `threads` is outside [1, 256], with the model's
+   * BortError when it cannot be read or run, and with an Error when the threads cannot be started.
+   */
   static async load(path: string, options: EncoderOptions = {}): Promise<Encoder> {
-    const threads = options.threads ?? os.availableParallelism?.() ?? os.cpus().length;
-    if (!Number.isInteger(threads) || threads < 1) throw new TypeError(`threads must be a positive integer, got ${threads}`);
+    if (typeof path !== 'string' || path === '') throw new TypeError(`Encoder.load(path): path must be a non-empty string, got ${typeof path}`);
+    if (options === null || typeof options !== 'object') throw new TypeError(`Encoder.load(path, options): options must be an object, got ${options === null ? 'null' : typeof options}`);
+    const threads = options.threads === undefined ? defaultThreads() : checkThreads(options.threads, 'threads');
     const addon = native();
-    const m = recognize(loadModel(path).model);
-    const spec = engineSpec(m);
-    const handle = addon.createEncoder({ ...spec.config, threads }, spec.weights);
-    const { weights: _weights, ...rest } = spec;
-    void _weights;
-    return new Encoder(handle, rest, m.arch, addon.isa(), threads);
+    const { spec, arch } = await prepareModel(path);
+    const { weights, ...rest } = spec;
+    const handle = await addon.createEncoderAsync({ ...spec.config, threads }, weights);
+    return new Encoder(handle, rest, arch, addon.isa());
+  }
+
+  /** Threads the next run uses (after close(): the count it had). */
+  get threads(): number {
+    return this.handle ? this.handle.threads : this.threadsAtClose;
+  }
+
+  /** Changes the thread count from the next run on (an integer in [1, 256]; RangeError otherwise). */
+  setThreads(n: number): void {
+    checkThreads(n, 'setThreads(n): n');
+    if (!this.handle) throw new Error('this Encoder is closed');
+    this.handle.setThreads(n);
   }
 
   /** The model's input names, in the roles the engine uses. */
@@ -105,44 +153,41 @@ export class Encoder {
       if (!this.inputNames.includes(k)) throw new TypeError(`unknown input '${k}': this model takes ${this.inputNames.join(', ')}`);
     }
     const ids = inputs[names.ids];
-    if (!ids) throw new TypeError(`input '${names.ids}' is required`);
-    let batch = 0, seq = 0;
-    const prepared: Record<string, Int32Array | null> = {};
+    if (ids === undefined) throw new TypeError(`input '${names.ids}' is required`);
+    const given: [string, TensorInput][] = [];
     for (const name of this.inputNames) {
       const t = inputs[name];
-      if (t === undefined) {
-        prepared[name] = null;
-        continue;
+      if (t === undefined) continue;
+      if (!t || typeof t !== 'object' || !(t.data instanceof BigInt64Array || t.data instanceof Int32Array)) {
+        const what = !t || typeof t !== 'object' ? (t === null ? 'null' : typeof t) : `data of type ${t.data === null ? 'null' : (t.data as object)?.constructor?.name ?? typeof t.data}`;
+        throw new TypeError(`input '${name}' must be { data: BigInt64Array | Int32Array, dims: [batch, seq] }, got ${what}`);
       }
-      if (!t || !(t.data instanceof BigInt64Array || t.data instanceof Int32Array)) {
-        throw new TypeError(`input '${name}' must be { data: BigInt64Array | Int32Array, dims: [batch, seq] }, got data of type ${t?.data?.constructor?.name ?? typeof t?.data}`);
-      }
-      if (!Array.isArray(t.dims) || t.dims.length !== 2 || !t.dims.every((d) => Number.isInteger(d) && d > 0)) {
-        throw new TypeError(`input '${name}' must have dims [batch, seq] of positive integers, got ${JSON.stringify(t.dims)}`);
+      const dims: unknown = t.dims;
+      if (!Array.isArray(dims) || dims.length !== 2 || !Number.isSafeInteger(dims[0]) || dims[0] < 0 || !Number.isSafeInteger(dims[1]) || dims[1] < 1) {
+        throw new TypeError(`input '${name}' must have dims [batch, seq] of integers, batch >= 0 and seq >= 1, got ${describeDims(dims)}`);
       }
       if (t.dims[0] * t.dims[1] !== t.data.length) {
         throw new TypeError(`input '${name}' has dims [${t.dims.join(', ')}] but ${t.data.length} values`);
       }
-      if (name === names.ids) [batch, seq] = t.dims;
-      prepared[name] = toInt32(name, t);
+      given.push([name, t]);
     }
-    for (const name of this.inputNames) {
-      const t = inputs[name];
-      if (t && (t.dims[0] !== batch || t.dims[1] !== seq)) {
+    const [batch, seq] = ids.dims;
+    for (const [name, t] of given) {
+      if (t.dims[0] !== batch || t.dims[1] !== seq) {
         throw new TypeError(`input '${name}' has dims [${t.dims.join(', ')}] but '${names.ids}' has [${batch}, ${seq}]`);
       }
     }
     const c = this.spec.config;
     if (seq > c.maxPositions) throw new RangeError(`sequence length ${seq} exceeds the model's ${c.maxPositions} positions`);
-    const idData = prepared[names.ids]!;
-    checkRange(names.ids, idData, c.vocab, 'vocabulary');
-    const types = names.tokenTypes ? prepared[names.tokenTypes] : null;
-    if (types) checkRange(names.tokenTypes!, types, c.typeVocab, 'token types');
-    const mask = names.mask ? prepared[names.mask] : null;
-    const r = await this.handle.run({ ids: idData, mask, types, batch, seq });
+    const convert = (name: string | undefined, d: Domain) => (name && inputs[name] !== undefined ? toInt32(name, inputs[name], d) : null);
+    const idData = convert(names.ids, table(c.vocab, 'vocabulary'))!;
+    const mask = convert(names.mask, MASK);
+    const types = convert(names.tokenTypes, table(c.typeVocab, 'token types'));
+    // a batch of 0 sequences: empty outputs, as onnxruntime answers (the engine itself needs a token)
+    const r: Partial<Record<'hidden' | 'pooled' | 'mlm' | 'cls', Float32Array>> = batch === 0 ? {} : await this.handle.run({ ids: idData, mask, types, batch, seq });
     const out: Record<string, TensorOutput> = {};
     for (const o of this.spec.outputs) {
-      const data = r[o.from];
+      const data = batch === 0 ? new Float32Array(0) : r[o.from];
       if (!data) throw new Error(`the engine produced no ${o.from} output`);
       const dims = o.from === 'hidden' ? [batch, seq, c.hidden]
         : o.from === 'pooled' ? [batch, c.hidden]
@@ -155,7 +200,9 @@ export class Encoder {
 
   /** Frees the packed weights; later run() calls fail. */
   close(): void {
-    this.handle?.close();
+    if (!this.handle) return;
+    this.threadsAtClose = this.handle.threads;
+    this.handle.close();
     this.handle = undefined;
   }
 }

@@ -14,11 +14,24 @@ export interface NativeEncoder {
     cls?: Float32Array;
   }>;
   close(): void;
+  /** From the next run on; an integer in [1, maxThreads] (RangeError otherwise). */
+  setThreads(n: number): void;
+  readonly threads: number;
+  readonly isa: string;
+  readonly packedBytes: number;
 }
 
 export interface NativeAddon {
+  /** Packs on the calling thread. */
   createEncoder(config: Record<string, unknown>, weights: Record<string, Float32Array>): NativeEncoder;
+  /** Packs on a libuv thread; the weights must stay untouched until the promise settles. */
+  createEncoderAsync(config: Record<string, unknown>, weights: Record<string, Float32Array>): Promise<NativeEncoder>;
   isa(): string;
+  isas(): string[];
+  /** The largest thread count an encoder accepts (256). */
+  readonly maxThreads: number;
+  /** Tests only: the next run fails when allocating its outputs ('alloc') or when resolving ('resolve'). */
+  _testFault(kind: 'alloc' | 'resolve' | 'none'): void;
 }
 
 let addon: NativeAddon | undefined;

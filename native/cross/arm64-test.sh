@@ -6,8 +6,9 @@
 #   test_simd_vs_scalar  neon against scalar on identical inputs, 1e-5 relative (--require neon)
 # BORT_ISA=neon is set, so dispatch must also accept NEON as the active table.
 #
-#   bash native/cross/arm64-test.sh                  fails when a tool is missing
-#   bash native/cross/arm64-test.sh --if-available   skips (exit 0, with a message) when a tool is missing
+#   bash native/cross/arm64-test.sh                  fails when a tool is missing (what .ci/run calls)
+#   bash native/cross/arm64-test.sh --if-available   skips (exit 0, with a message) when a tool is missing,
+#                                                    except under CI (CI set and not "false"/"0"): fails
 # Build folder: native/build-cross-arm64 (or $BORT_ARM64_BUILD).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -21,9 +22,13 @@ command -v cmake > /dev/null || missing+=("cmake (apt-get install cmake)")
 if [ ${#missing[@]} -gt 0 ]; then
   for m in "${missing[@]}"; do echo "arm64-test: missing $m" >&2; done
   if [ "${1:-}" = "--if-available" ]; then
-    echo "arm64-test: SKIPPED (cross tools not installed)"
-    exit 0
+    case "${CI:-}" in
+      ""|false|0) echo "arm64-test: SKIPPED (cross tools not installed)"; exit 0 ;;
+    esac
+    echo "arm64-test: FAILED: the cross tools are missing in CI (CI=$CI), so the NEON kernels were not tested" >&2
+    exit 1
   fi
+  echo "arm64-test: FAILED: cross tools missing" >&2
   exit 1
 fi
 

@@ -146,7 +146,9 @@ Encoder::Encoder(const EncoderConfig& cfg, const WeightLookup& w, const Kernels*
                       std::to_string(cfg.lnEps.size()));
   if (cfg.classifierLabels < 0) throw ConfigError("config.classifier.labels must be a positive integer");
   if (cfg.classifierLabels > 0 && !cfg.pooler) throw ConfigError("config.classifier needs config.pooler (the classifier reads the pooled output)");
-  if (cfg.threads < 1) cfg_.threads = 1;
+  if (cfg.threads < 1 || cfg.threads > kMaxThreads)
+    throw ConfigError("config.threads must be an integer in [1, " + std::to_string(kMaxThreads) + "], got " +
+                      std::to_string(cfg.threads));
   const size_t H = cfg.hidden, Wd = (size_t)cfg.heads * cfg.headSize, I = cfg.intermediate, V = cfg.vocab;
   pool_.reset(new ThreadPool(cfg_.threads));
 
@@ -183,17 +185,31 @@ Encoder::~Encoder() = default;
 
 bool Encoder::closed() const { return closed_.load(); }
 
-// Never blocks on a run in flight: marks the encoder closed (queued runs then fail) and frees now if
-// idle, else the running call frees everything when it finishes.
+bool Encoder::released() const {
+  std::lock_guard<std::mutex> lk(state_mu_);
+  return released_;
+}
+
+// Never blocks on a run in flight: marks the encoder closed (later and queued runs then fail) and
+// frees now when no run is in flight, else the run in flight frees everything when it ends (run()
+// and close() decide under state_mu_, so exactly one of them does it).
 void Encoder::close() {
-  closed_.store(true);
-  std::unique_lock<std::mutex> lk(mu_, std::try_to_lock);
-  if (lk.owns_lock()) release_locked();
+  {
+    std::lock_guard<std::mutex> st(state_mu_);
+    closed_.store(true);
+    if (running_ || released_) return;
+  }
+  // no run in flight, and none can start (closed_ is set): a run() waiting for mu_ only checks closed_
+  std::lock_guard<std::mutex> lk(mu_);
+  release_locked();
 }
 
 void Encoder::release_locked() {
-  if (released_) return;
-  released_ = true;
+  {
+    std::lock_guard<std::mutex> st(state_mu_);
+    if (released_) return;
+    released_ = true;
+  }
   pool_.reset();
   word_.reset(); pos_.reset(); type_.reset(); emb_g_.reset(); emb_b_.reset();
   layers_.clear();
@@ -206,7 +222,8 @@ void Encoder::release_locked() {
 
 // Takes effect at the start of the next run (never blocks on a run in flight).
 void Encoder::set_threads(int n) {
-  if (n < 1) throw ConfigError("threads must be a positive integer");
+  if (n < 1 || n > kMaxThreads)
+    throw ConfigError("threads must be an integer in [1, " + std::to_string(kMaxThreads) + "], got " + std::to_string(n));
   if (closed_) throw std::runtime_error("this encoder is closed");
   want_threads_.store(n);
 }
@@ -388,20 +405,37 @@ void Encoder::attention(int B, int S) {
 
 void Encoder::run(const RunInputs& in, const RunOutputs& out) {
   std::lock_guard<std::mutex> lk(mu_);
-  if (closed_) {
-    release_locked();
-    throw std::runtime_error("this encoder is closed");
+  {
+    std::lock_guard<std::mutex> st(state_mu_);
+    if (closed_) throw std::runtime_error("this encoder is closed");
+    running_ = true;
   }
-  // close() during this run: free the weights when it ends (also on an exception)
-  struct ReleaseIfClosed {
+  // a close() during this run leaves the freeing to the run: done when it ends, also on an exception
+  struct EndRun {
     Encoder* e;
-    ~ReleaseIfClosed() {
-      if (e->closed_) e->release_locked();
+    ~EndRun() {
+      bool release;
+      {
+        std::lock_guard<std::mutex> st(e->state_mu_);
+        e->running_ = false;
+        release = e->closed_.load();
+      }
+      if (e->run_end_hook_for_tests) e->run_end_hook_for_tests();
+      if (release) e->release_locked();
     }
-  } release_guard{this};
-  if (want_threads_.load() != pool_->size()) {
-    pool_.reset();
-    pool_.reset(new ThreadPool(want_threads_.load()));
+  } end_run{this};
+  const int want = want_threads_.load();
+  if (want != pool_->size()) {
+    // the new pool first: when it cannot start, the encoder keeps the old one and its thread count
+    std::unique_ptr<ThreadPool> p;
+    try {
+      p.reset(new ThreadPool(want));
+    } catch (const std::exception& e) {
+      int expected = want;  // unless setThreads asked for yet another count meanwhile
+      want_threads_.compare_exchange_strong(expected, pool_->size());
+      throw std::runtime_error(std::string(e.what()) + " (the encoder keeps " + std::to_string(pool_->size()) + ")");
+    }
+    pool_ = std::move(p);
     cfg_.threads = pool_->size();
   }
   validate(in);

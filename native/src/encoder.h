@@ -83,10 +83,16 @@ class Encoder {
   // runs throw.
   void close();
   bool closed() const;
+  // True once the weights, scratch and pool are freed (after close(), at the end of a run in flight).
+  bool released() const;
   void set_threads(int n);
   int threads() const;
 
   size_t packed_bytes() const { return packed_bytes_; }
+
+  // Tests only: called at the end of every run, after the run has decided whether it frees the
+  // encoder (a close() seen) and before it lets other calls in; a test can close() meanwhile.
+  std::function<void()> run_end_hook_for_tests;
   size_t param_bytes() const { return param_bytes_; }
 
  private:
@@ -114,10 +120,12 @@ class Encoder {
 
   EncoderConfig cfg_;
   const Kernels* k_;
-  mutable std::mutex mu_;
+  mutable std::mutex mu_;        // held for a whole run (runs are serialised) and while freeing
+  mutable std::mutex state_mu_;  // guards running_ / released_ and orders them with closed_
   std::unique_ptr<ThreadPool> pool_;
   std::atomic<bool> closed_{false};
-  bool released_ = false;  // guarded by mu_
+  bool running_ = false;   // guarded by state_mu_
+  bool released_ = false;  // guarded by state_mu_
   std::atomic<int> want_threads_{1};
 
   FloatBuf word_, pos_, type_, emb_g_, emb_b_;
