@@ -8,11 +8,9 @@
  * arrive through `onProgress`. A custom `ImportanceScorer` object (functions cannot be sent to another
  * thread) makes the job run on the calling thread instead.
  */
-import * as path from 'node:path';
-import { createRequire } from 'node:module';
-import { Worker } from 'node:worker_threads';
 import { runCompress, type CompressJobOptions, type CompressSummary } from './compress-job.js';
-import type { WorkerJob, WorkerMessage } from './compress-worker.js';
+import { workerEntry } from './worker/entry.js';
+import { WorkerPool } from './worker/pool.js';
 import type { ImportanceScorer } from './extract/scorer.js';
 import type { Arch } from './bert/model.js';
 import { BortError } from './errors.js';
@@ -38,119 +36,41 @@ export interface CompressOptions {
   onProgress?: (step: string) => void;
 }
 
-/** How to start the worker: the compiled file from dist/, or the TypeScript source through tsx (tests). */
-function workerEntry(): { file: string; eval: boolean } | undefined {
-  if (!__filename.endsWith('.ts')) return { file: path.join(__dirname, 'compress-worker.js'), eval: false };
-  let tsx: string;
-  try {
-    tsx = createRequire(__filename).resolve('tsx/cjs/api');
-  } catch {
-    return undefined; // TypeScript source without tsx: run on this thread
-  }
-  const source = path.join(__dirname, 'compress-worker.ts');
-  return { file: `require(${JSON.stringify(tsx)}).register(); require(${JSON.stringify(source)});`, eval: true };
-}
-
-function revive(m: Extract<WorkerMessage, { type: 'error' }>): Error {
-  if (m.bort && m.fix !== undefined) {
-    const suffix = `: ${m.fix}`;
-    const problem = m.message.endsWith(suffix) ? m.message.slice(0, -suffix.length) : m.message;
-    return new BortError(problem, m.fix);
-  }
-  const e = new Error(m.message);
-  e.name = m.name;
-  if (m.stack) e.stack = m.stack;
-  return e;
+/** The job and its options, as sent to compress-worker.ts. */
+export interface CompressRequest {
+  input: string;
+  options: CompressJobOptions;
 }
 
 /** How long a finished worker waits for another job before it is stopped. */
 const IDLE_MS = 5_000;
-let idle: { worker: Worker; timer: NodeJS.Timeout } | undefined;
+let pool: WorkerPool<CompressRequest, CompressSummary> | undefined;
 
-function takeWorker(entry: { file: string; eval: boolean }): Worker {
-  if (idle) {
-    const { worker, timer } = idle;
-    idle = undefined;
-    clearTimeout(timer);
-    worker.ref();
-    return worker;
-  }
-  const worker = new Worker(entry.file, { eval: entry.eval });
-  // errors and exits while a job runs are reported by runInWorker; while idle they only drop the worker
-  worker.on('error', () => {});
-  worker.on('exit', () => {
-    if (idle?.worker === worker) {
-      clearTimeout(idle.timer);
-      idle = undefined;
-    }
-  });
-  return worker;
-}
-
-/** Keeps a worker whose job ended cleanly for the next call; it does not keep the process alive. */
-function parkWorker(worker: Worker): void {
-  if (idle) {
-    void worker.terminate();
-    return;
-  }
-  worker.unref();
-  const timer = setTimeout(() => {
-    if (idle?.worker === worker) idle = undefined;
-    void worker.terminate();
-  }, IDLE_MS);
-  timer.unref();
-  idle = { worker, timer };
-}
-
-function runInWorker(input: string, options: CompressJobOptions, progress: (step: string) => void, entry: { file: string; eval: boolean }): Promise<CompressSummary> {
-  return new Promise((resolve, reject) => {
-    const worker = takeWorker(entry);
-    let settled = false;
-    const finish = (reuse: boolean, fn: () => void) => {
-      if (settled) return;
-      settled = true;
-      worker.off('message', onMessage);
-      worker.off('error', onError);
-      worker.off('exit', onExit);
-      if (reuse) parkWorker(worker);
-      else void worker.terminate();
-      fn();
-    };
-    const onMessage = (m: WorkerMessage) => {
-      if (m.type === 'progress') {
-        try {
-          progress(m.step);
-        } catch (e) {
-          finish(false, () => reject(e));
-        }
-      } else if (m.type === 'done') {
-        finish(true, () => resolve(m.summary));
-      } else {
-        finish(true, () => reject(revive(m)));
+/** The workers that run jobs, one job each at a time; undefined when none can be started here. */
+function compressPool(): WorkerPool<CompressRequest, CompressSummary> | undefined {
+  if (pool) return pool;
+  const entry = workerEntry(__dirname, 'compress-worker');
+  if (!entry) return undefined; // TypeScript sources without tsx: run on this thread
+  pool = new WorkerPool<CompressRequest, CompressSummary>({
+    entry,
+    maxWorkers: Infinity,
+    idleMs: IDLE_MS,
+    failure: (why, { input }) => {
+      if (why.kind === 'exit') return new Error(`the compress worker stopped (exit code ${why.code}) before it finished`);
+      if (why.kind === 'out-of-memory') {
+        return new BortError(`ran out of memory while compressing ${input}`,
+          'the model needs more memory than Node allows here (raise it with NODE_OPTIONS=--max-old-space-size=MB), or the file is damaged');
       }
-    };
-    const onError = (e: Error & { code?: string }) => {
-      if (e.code === 'ERR_WORKER_OUT_OF_MEMORY') {
-        finish(false, () => reject(new BortError(`ran out of memory while compressing ${input}`,
-          'the model needs more memory than Node allows here (raise it with NODE_OPTIONS=--max-old-space-size=MB), or the file is damaged')));
-      } else {
-        finish(false, () => reject(e));
-      }
-    };
-    const onExit = (code: number) => {
-      finish(false, () => reject(new Error(`the compress worker stopped (exit code ${code}) before it finished`)));
-    };
-    worker.on('message', onMessage);
-    worker.on('error', onError);
-    worker.on('exit', onExit);
-    worker.postMessage({ input, options } satisfies WorkerJob);
+      return why.error;
+    },
   });
+  return pool;
 }
 
 export async function compress(input: string, options: CompressOptions): Promise<CompressSummary> {
   const { onProgress, ...job } = options;
   const progress = onProgress ?? (() => {});
-  const entry = typeof job.strategy === 'object' ? undefined : workerEntry();
-  if (!entry) return runCompress(input, job, progress);
-  return runInWorker(input, job, progress, entry);
+  const workers = typeof job.strategy === 'object' ? undefined : compressPool();
+  if (!workers) return runCompress(input, job, progress);
+  return workers.request({ input, options: job }, progress);
 }
