@@ -127,8 +127,8 @@ describe('Encoder API', () => {
     await expect(enc.run({ input_ids: { data: ids([1, 2, 3, 4]), dims: [1, 4] }, attention_mask: { data: ids([1, 1]), dims: [1, 2] } })).rejects.toThrow(TypeError);
     await expect(enc.run({ segment_ids: { data: ids([1]), dims: [1, 1] } } as never)).rejects.toThrow(/unknown input 'segment_ids'/);
     await expect(enc.run({ input_ids: { data: ids([1, 1000, 3]), dims: [1, 3] } })).rejects.toThrow(RangeError);
-    await expect(enc.run({ input_ids: { data: ids([1, -1, 3]), dims: [1, 3] } })).rejects.toThrow(/input_ids\[1\] = -1 is outside the vocabulary \[0, 1000\)/);
-    await expect(enc.run({ input_ids: { data: ids([1, 2]), dims: [1, 2] }, token_type_ids: { data: ids([0, 2]), dims: [1, 2] } })).rejects.toThrow(/token_type_ids\[1\] = 2 is outside the token types/);
+    await expect(enc.run({ input_ids: { data: ids([1, -1, 3]), dims: [1, 3] } })).rejects.toThrow(/'input_ids'\[1\] = -1 is outside the vocabulary \[0, 1000\)/);
+    await expect(enc.run({ input_ids: { data: ids([1, 2]), dims: [1, 2] }, token_type_ids: { data: ids([0, 2]), dims: [1, 2] } })).rejects.toThrow(/'token_type_ids'\[1\] = 2 is outside the token types/);
     await expect(enc.run({ input_ids: { data: new BigInt64Array(513).fill(1n), dims: [1, 513] } })).rejects.toThrow(/exceeds the model's 512 positions/);
     enc.close();
     await expect(enc.run({ input_ids: { data: ids([1]), dims: [1, 1] } })).rejects.toThrow(/closed/);

@@ -113,11 +113,11 @@ describe('Encoder.setThreads', () => {
 
 describe('Encoder.run: hostile inputs', () => {
   const cases: [string, Record<string, unknown>, ErrorClass, RegExp][] = [
-    ['a negative id', { input_ids: T(big([1, -1, 3]), [1, 3]) }, RangeError, /^input_ids\[1\] = -1 is outside the vocabulary \[0, 1000\)$/],
-    ['an id equal to the vocabulary (Int32Array)', { input_ids: T(Int32Array.from([1, 1000]), [1, 2]) }, RangeError, /^input_ids\[1\] = 1000 is outside the vocabulary \[0, 1000\)$/],
-    ['an id above 2^31 in a BigInt64Array', { input_ids: T(big([3, 2n ** 31n + 5n]), [1, 2]) }, RangeError, /^input_ids\[1\] = 2147483653 is outside the vocabulary/],
-    ['an id of 2^32 (0 when cut to 32 bits)', { input_ids: T(big([2n ** 32n]), [1, 1]) }, RangeError, /^input_ids\[0\] = 4294967296 is outside the vocabulary/],
-    ['an id of -2^63', { input_ids: T(big([-(2n ** 63n)]), [1, 1]) }, RangeError, /^input_ids\[0\] = -9223372036854775808 is outside the vocabulary/],
+    ['a negative id', { input_ids: T(big([1, -1, 3]), [1, 3]) }, RangeError, /^'input_ids'\[1\] = -1 is outside the vocabulary \[0, 1000\)$/],
+    ['an id equal to the vocabulary (Int32Array)', { input_ids: T(Int32Array.from([1, 1000]), [1, 2]) }, RangeError, /^'input_ids'\[1\] = 1000 is outside the vocabulary \[0, 1000\)$/],
+    ['an id above 2^31 in a BigInt64Array', { input_ids: T(big([3, 2n ** 31n + 5n]), [1, 2]) }, RangeError, /^'input_ids'\[1\] = 2147483653 is outside the vocabulary/],
+    ['an id of 2^32 (0 when cut to 32 bits)', { input_ids: T(big([2n ** 32n]), [1, 1]) }, RangeError, /^'input_ids'\[0\] = 4294967296 is outside the vocabulary/],
+    ['an id of -2^63', { input_ids: T(big([-(2n ** 63n)]), [1, 1]) }, RangeError, /^'input_ids'\[0\] = -9223372036854775808 is outside the vocabulary/],
     ['dims that do not match the data', { input_ids: T(big([1, 2, 3, 4]), [2, 4]) }, TypeError, /^input 'input_ids' has dims \[2, 4\] but 4 values$/],
     ['a sequence of 0 tokens', { input_ids: T(new BigInt64Array(0), [1, 0]) }, TypeError, /batch >= 0 and seq >= 1, got \[1,0\]/],
     ['Float32Array data', { input_ids: T(new Float32Array(2), [1, 2]) }, TypeError, /must be \{ data: BigInt64Array \| Int32Array, dims: \[batch, seq\] \}, got data of type Float32Array/],
@@ -136,13 +136,13 @@ describe('Encoder.run: hostile inputs', () => {
     ['three dims', { input_ids: T(big([1, 2]), [1, 1, 2]) }, TypeError, /got \[1,1,2\]/],
     ['dims as a string', { input_ids: T(big([1, 2]), '1x2') }, TypeError, /got "1x2"/],
     ['BigInt dims', { input_ids: T(big([1, 2]), [1n, 2n]) }, TypeError, /got \["1n","2n"\]/],
-    ['an attention-mask value of 2', { input_ids: T(big([1, 2, 3]), [1, 3]), attention_mask: T(big([1, 2, 1]), [1, 3]) }, RangeError, /^attention_mask\[1\] = 2: attention-mask values must be 0 \(padding\) or 1 \(token\)$/],
-    ['an attention-mask value of -1 (Int32Array)', { input_ids: T(big([1, 2]), [1, 2]), attention_mask: T(Int32Array.from([1, -1]), [1, 2]) }, RangeError, /^attention_mask\[1\] = -1: attention-mask values/],
-    ['a token type of 2', { input_ids: T(big([1, 2]), [1, 2]), token_type_ids: T(big([0, 2]), [1, 2]) }, RangeError, /^token_type_ids\[1\] = 2 is outside the token types \[0, 2\)$/],
-    ['a token type of 2^40', { input_ids: T(big([1, 2]), [1, 2]), token_type_ids: T(big([2n ** 40n, 0]), [1, 2]) }, RangeError, /^token_type_ids\[0\] = 1099511627776 is outside the token types/],
+    ['an attention-mask value of 2', { input_ids: T(big([1, 2, 3]), [1, 3]), attention_mask: T(big([1, 2, 1]), [1, 3]) }, RangeError, /^'attention_mask'\[1\] = 2: attention-mask values must be 0 \(padding\) or 1 \(token\)$/],
+    ['an attention-mask value of -1 (Int32Array)', { input_ids: T(big([1, 2]), [1, 2]), attention_mask: T(Int32Array.from([1, -1]), [1, 2]) }, RangeError, /^'attention_mask'\[1\] = -1: attention-mask values/],
+    ['a token type of 2', { input_ids: T(big([1, 2]), [1, 2]), token_type_ids: T(big([0, 2]), [1, 2]) }, RangeError, /^'token_type_ids'\[1\] = 2 is outside the token types \[0, 2\)$/],
+    ['a token type of 2^40', { input_ids: T(big([1, 2]), [1, 2]), token_type_ids: T(big([2n ** 40n, 0]), [1, 2]) }, RangeError, /^'token_type_ids'\[0\] = 1099511627776 is outside the token types/],
     ['a sequence longer than the positions', { input_ids: T(new BigInt64Array(513), [1, 513]) }, RangeError, /^sequence length 513 exceeds the model's 512 positions$/],
     ['a mask of another shape', { input_ids: T(big([1, 2, 3, 4]), [1, 4]), attention_mask: T(big([1, 1]), [1, 2]) }, TypeError, /^input 'attention_mask' has dims \[1, 2\] but 'input_ids' has \[1, 4\]$/],
-    ['an unknown input', { input_ids: T(big([1]), [1, 1]), segment_ids: T(big([1]), [1, 1]) }, TypeError, /^unknown input 'segment_ids': this model takes input_ids, attention_mask, token_type_ids$/],
+    ['an unknown input', { input_ids: T(big([1]), [1, 1]), segment_ids: T(big([1]), [1, 1]) }, TypeError, /^unknown input 'segment_ids': this model takes 'input_ids', 'attention_mask', 'token_type_ids'$/],
     ['no ids', { attention_mask: T(big([1]), [1, 1]) }, TypeError, /^input 'input_ids' is required$/],
   ];
   for (const [what, inputs, cls, message] of cases) {
@@ -151,7 +151,7 @@ describe('Encoder.run: hostile inputs', () => {
     });
   }
   it('inputs that are not an object: TypeError', async () => {
-    await refused(enc.run(undefined as never), TypeError, /^run\(\) takes an object of inputs keyed by input_ids, attention_mask, token_type_ids$/);
+    await refused(enc.run(undefined as never), TypeError, /^run\(\) takes an object of inputs keyed by 'input_ids', 'attention_mask', 'token_type_ids'$/);
     await refused(enc.run('ids' as never), TypeError, /^run\(\) takes an object of inputs/);
   });
   it('a batch of 0 sequences gives empty outputs, as onnxruntime does', async () => {

@@ -202,7 +202,7 @@ function followAxes(ctx: AxisContext, from: string, nodes: NodeProto[], start: L
         if (attrInt(n, 'to', 0) !== DataType.FLOAT) return `Cast ${name} turns the values into type ${attrInt(n, 'to', 0)}`;
         break;
       default:
-        return `${n.opType} ${name} is on the attention path`;
+        return `${quoteName(n.opType)} ${name} is on the attention path`;
     }
     ctx.labelsOf.set(n.output[0], labels);
   }

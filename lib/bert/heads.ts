@@ -105,7 +105,7 @@ export function recognizeHeads(ix: GraphIndex, last: string, hidden: number, emb
       continue;
     }
     if (ix.outputs.has(last) && n.opType === 'Identity') continue;
-    throw unknown(`a ${n.opType} node ${quoteName(n.name ?? '')}`);
+    throw unknown(`a ${quoteName(n.opType)} node ${quoteName(n.name ?? '')}`);
   }
   return heads;
 }

@@ -37,16 +37,16 @@ function printCompress(s: CompressSummary, out: Out): void {
 
 function printInspect(s: InspectSummary, out: Out): void {
   const heads = [s.heads.pooler && 'pooler', s.heads.mlm && `masked-LM${s.heads.mlmTied ? ' (decoder tied to word embeddings)' : ''}`,
-    ...s.heads.classifiers.map((c) => `classifier on ${c.source} (${c.labels} labels)`)].filter(Boolean);
+    ...s.heads.classifiers.map((c) => `classifier on ${quoteName(c.source)} (${c.labels} labels)`)].filter(Boolean);
   out(`${s.path}`);
   out(`  arch        ${formatArch(s.arch)}   (layers, heads, hidden, intermediate; head size ${s.headSize})`);
   out(`  vocab       ${s.vocab}   positions ${s.maxPositions}   token types ${s.typeVocab || 'none'}`);
   out(`  params      ${formatCount(s.params)}   (${formatBytes(s.weightBytes)} of fp32 weights; file ${formatBytes(s.fileBytes)}${s.externalData ? ', external data' : ''})`);
   out(`  attention   score scale ${s.scoreScale.toPrecision(6)}, LayerNorm ${s.layerNorm}, activation ${s.activation}`);
   out(`  heads       ${heads.length ? heads.join('; ') : 'none (encoder only)'}`);
-  out(`  inputs      ids=${s.inputs.ids}${s.inputs.mask ? ` mask=${s.inputs.mask}` : ''}${s.inputs.tokenTypes ? ` token types=${s.inputs.tokenTypes}` : ''}`);
-  out(`  outputs     ${s.outputs.map((o) => `${o.name} (${o.role})`).join(', ')}`);
-  out(`  format      opset ${s.opset}, IR ${s.irVersion}, producer ${s.producer || 'unknown'}`);
+  out(`  inputs      ids=${quoteName(s.inputs.ids)}${s.inputs.mask ? ` mask=${quoteName(s.inputs.mask)}` : ''}${s.inputs.tokenTypes ? ` token types=${quoteName(s.inputs.tokenTypes)}` : ''}`);
+  out(`  outputs     ${s.outputs.map((o) => `${quoteName(o.name)} (${o.role})`).join(', ')}`);
+  out(`  format      opset ${s.opset}, IR ${s.irVersion}, producer ${s.producer ? quoteName(s.producer) : 'unknown'}`);
 }
 
 function printBench(r: BenchResult, out: Out): void {

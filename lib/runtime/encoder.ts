@@ -22,6 +22,7 @@
  *   computes it; it is refused here as a caller error), a sequence longer than the model's positions.
  */
 import type { Arch } from '../bert/model.js';
+import { quoteName } from '../errors.js';
 import { native, type NativeEncoder } from './native.js';
 import type { EngineSpec } from './spec.js';
 import { prepareModel } from './prepare.js';
@@ -67,12 +68,12 @@ function toInt32(name: string, t: TensorInput, d: Domain): Int32Array {
 
 const table = (limit: number, what: string): Domain => ({
   limit,
-  refuse: (name, i, v) => new RangeError(`${name}[${i}] = ${v} is outside the ${what} [0, ${limit})`),
+  refuse: (name, i, v) => new RangeError(`${quoteName(name)}[${i}] = ${v} is outside the ${what} [0, ${limit})`),
 });
 
 const MASK: Domain = {
   limit: 2,
-  refuse: (name, i, v) => new RangeError(`${name}[${i}] = ${v}: attention-mask values must be 0 (padding) or 1 (token)`),
+  refuse: (name, i, v) => new RangeError(`${quoteName(name)}[${i}] = ${v}: attention-mask values must be 0 (padding) or 1 (token)`),
 };
 
 function describeDims(dims: unknown): string {
@@ -147,34 +148,34 @@ export class Encoder {
 
   async run(inputs: Record<string, TensorInput>): Promise<Record<string, TensorOutput>> {
     if (!this.handle) throw new Error('this Encoder is closed');
-    if (!inputs || typeof inputs !== 'object') throw new TypeError(`run() takes an object of inputs keyed by ${this.inputNames.join(', ')}`);
+    if (!inputs || typeof inputs !== 'object') throw new TypeError(`run() takes an object of inputs keyed by ${this.inputNames.map(quoteName).join(', ')}`);
     const names = this.spec.inputs;
     for (const k of Object.keys(inputs)) {
-      if (!this.inputNames.includes(k)) throw new TypeError(`unknown input '${k}': this model takes ${this.inputNames.join(', ')}`);
+      if (!this.inputNames.includes(k)) throw new TypeError(`unknown input ${quoteName(k)}: this model takes ${this.inputNames.map(quoteName).join(', ')}`);
     }
     const ids = inputs[names.ids];
-    if (ids === undefined) throw new TypeError(`input '${names.ids}' is required`);
+    if (ids === undefined) throw new TypeError(`input ${quoteName(names.ids)} is required`);
     const given: [string, TensorInput][] = [];
     for (const name of this.inputNames) {
       const t = inputs[name];
       if (t === undefined) continue;
       if (!t || typeof t !== 'object' || !(t.data instanceof BigInt64Array || t.data instanceof Int32Array)) {
         const what = !t || typeof t !== 'object' ? (t === null ? 'null' : typeof t) : `data of type ${t.data === null ? 'null' : (t.data as object)?.constructor?.name ?? typeof t.data}`;
-        throw new TypeError(`input '${name}' must be { data: BigInt64Array | Int32Array, dims: [batch, seq] }, got ${what}`);
+        throw new TypeError(`input ${quoteName(name)} must be { data: BigInt64Array | Int32Array, dims: [batch, seq] }, got ${what}`);
       }
       const dims: unknown = t.dims;
       if (!Array.isArray(dims) || dims.length !== 2 || !Number.isSafeInteger(dims[0]) || dims[0] < 0 || !Number.isSafeInteger(dims[1]) || dims[1] < 1) {
-        throw new TypeError(`input '${name}' must have dims [batch, seq] of integers, batch >= 0 and seq >= 1, got ${describeDims(dims)}`);
+        throw new TypeError(`input ${quoteName(name)} must have dims [batch, seq] of integers, batch >= 0 and seq >= 1, got ${describeDims(dims)}`);
       }
       if (t.dims[0] * t.dims[1] !== t.data.length) {
-        throw new TypeError(`input '${name}' has dims [${t.dims.join(', ')}] but ${t.data.length} values`);
+        throw new TypeError(`input ${quoteName(name)} has dims [${t.dims.join(', ')}] but ${t.data.length} values`);
       }
       given.push([name, t]);
     }
     const [batch, seq] = ids.dims;
     for (const [name, t] of given) {
       if (t.dims[0] !== batch || t.dims[1] !== seq) {
-        throw new TypeError(`input '${name}' has dims [${t.dims.join(', ')}] but '${names.ids}' has [${batch}, ${seq}]`);
+        throw new TypeError(`input ${quoteName(name)} has dims [${t.dims.join(', ')}] but ${quoteName(names.ids)} has [${batch}, ${seq}]`);
       }
     }
     const c = this.spec.config;
