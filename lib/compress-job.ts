@@ -5,8 +5,11 @@
 import { checkOutputPath, identityOf, type FileIdentity } from './onnx/files.js';
 import { dataPathFor, loadModel, saveModel } from './onnx/io.js';
 import { recognize } from './bert/recognize.js';
-import { countParameters, weightBytes } from './bert/params.js';
-import type { Arch } from './bert/model.js';
+import { countParameters, parameterNames, weightBytes } from './bert/params.js';
+import type { Arch, BertModel } from './bert/model.js';
+import { initializerData } from './bert/weights.js';
+import { firstNonFinite } from './onnx/tensor.js';
+import { BortError, quoteName } from './errors.js';
 import { parseArch } from './extract/arch.js';
 import { planExtraction, type ExtractionPlan } from './extract/plan.js';
 import { scorerFor, type ImportanceScorer } from './extract/scorer.js';
@@ -39,6 +42,40 @@ export function defaultOutput(input: string, arch: Arch): string {
   return `${base}.bort-${arch.layers}-${arch.heads}-${arch.hidden}-${arch.intermediate}.onnx`;
 }
 
+const ATTENTION_SCALES = ['keep', 'rescale', 'mean'] as const;
+
+/** A value given in the options, for a message: strings escaped and quoted, anything else by type. */
+function shown(v: unknown): string {
+  return typeof v === 'string' ? quoteName(v) : v === null ? 'null' : typeof v;
+}
+
+/** The scorer the options ask for; an unknown strategy is refused rather than read as the default. */
+function scorerOf(strategy: unknown): ImportanceScorer {
+  if (strategy === undefined || strategy === 'importance' || strategy === 'first') return scorerFor(strategy ?? 'importance');
+  if (typeof strategy === 'object' && strategy !== null) return strategy as ImportanceScorer; // its answers are checked by planExtraction
+  throw new BortError(`strategy ${shown(strategy)} is unknown`, "use 'importance', 'first' or an ImportanceScorer object");
+}
+
+function checkAttentionScale(v: unknown): void {
+  if (v !== undefined && !(ATTENTION_SCALES as readonly unknown[]).includes(v)) {
+    throw new BortError(`attentionScale ${shown(v)} is unknown`, "use 'mean', 'keep' or 'rescale', or leave it out");
+  }
+}
+
+/**
+ * Refuses a model with a NaN or infinite weight, naming the tensor: onnxruntime computes NaN or
+ * infinite outputs from it, and the importance of its parts cannot be measured.
+ */
+function checkFiniteWeights(m: BertModel): void {
+  for (const name of parameterNames(m)) {
+    const bad = firstNonFinite(initializerData(m, name));
+    if (bad) {
+      throw new BortError(`weight ${quoteName(name)} holds ${bad.value} at index ${bad.index}`,
+        'onnxruntime would return NaN or infinite values for this model and its parts cannot be ranked; repair the weights');
+    }
+  }
+}
+
 /** Refuses, before the slow part, outputs that would replace what the job reads or cannot be written. */
 function checkOutputs(output: string, externalData: boolean | undefined, protect: FileIdentity[]): void {
   checkOutputPath(output, protect);
@@ -48,6 +85,8 @@ function checkOutputs(output: string, externalData: boolean | undefined, protect
 export function runCompress(input: string, options: CompressJobOptions, progress: (step: string) => void = () => {}): CompressSummary {
   const t0 = process.hrtime.bigint();
   const arch = typeof options.arch === 'string' ? parseArch(options.arch) : parseArch(`${options.arch.layers},${options.arch.heads},${options.arch.hidden},${options.arch.intermediate}`);
+  const scorer = scorerOf(options.strategy);
+  checkAttentionScale(options.attentionScale);
   const output = options.output ?? defaultOutput(input, arch);
   const inputId = identityOf(input, 'the input model');
   checkOutputs(output, options.externalData, inputId ? [inputId] : []);
@@ -56,10 +95,10 @@ export function runCompress(input: string, options: CompressJobOptions, progress
   checkOutputs(output, options.externalData, loaded.sources);
   progress('recognising structure');
   const m = recognize(loaded.model);
+  checkFiniteWeights(m);
   const sourceParams = countParameters(m);
   const sourceWeightBytes = weightBytes(m);
   const sourceArch = { ...m.arch };
-  const scorer = typeof options.strategy === 'object' ? options.strategy : scorerFor(options.strategy ?? 'importance');
   progress('scoring importance');
   const plan: ExtractionPlan = planExtraction(m, arch, scorer, { attentionScale: options.attentionScale });
   progress('rewriting graph');

@@ -20,7 +20,10 @@ export { defaultOutput, type CompressSummary } from './compress-job.js';
 export interface CompressOptions {
   /** Target architecture: an object or 'D,A,H,I'. */
   arch: Arch | string;
-  /** 'importance' (default) or 'first'; or a custom scorer (which runs the job on the calling thread). */
+  /**
+   * 'importance' (default) or 'first'; or a custom scorer (which runs the job on the calling thread;
+   * an error it throws, a BortError included, rejects the call as it is). Anything else is refused.
+   */
   strategy?: 'importance' | 'first' | ImportanceScorer;
   /**
    * Output path; defaults to IN with `.bort-D-A-H-I.onnx`. Must name a file: a path ending in a slash
@@ -30,7 +33,11 @@ export interface CompressOptions {
   output?: string;
   /** Write weights to an external data file `OUTPUT.data` (always when the model passes 2 GB). */
   externalData?: boolean;
-  /** Attention-score scale when the head size changes: keep the source's (default) or 1/sqrt(d). */
+  /**
+   * Attention-score scale when the head size changes, from the source's scale s: 'mean' (the default
+   * when heads are merged into larger ones) s·d/d', so a merged head's logits are the mean of its
+   * source heads'; 'keep' (the default when heads shrink) s unchanged; 'rescale' 1/sqrt(d').
+   */
   attentionScale?: 'keep' | 'rescale' | 'mean';
   /** Progress callback: the name of each step as it starts. */
   onProgress?: (step: string) => void;
@@ -70,7 +77,7 @@ function compressPool(): WorkerPool<CompressRequest, CompressSummary> | undefine
 export async function compress(input: string, options: CompressOptions): Promise<CompressSummary> {
   const { onProgress, ...job } = options;
   const progress = onProgress ?? (() => {});
-  const workers = typeof job.strategy === 'object' ? undefined : compressPool();
+  const workers = typeof job.strategy === 'object' && job.strategy !== null ? undefined : compressPool();
   if (!workers) return runCompress(input, job, progress);
   return workers.request({ input, options: job }, progress);
 }

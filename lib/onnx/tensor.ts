@@ -136,6 +136,12 @@ export function floatData(t: TensorProto): Float32Array {
   return t.floatData instanceof Float32Array ? t.floatData : Float32Array.from(t.floatData);
 }
 
+/** The first value of `data` that is not a finite number (NaN, ±Infinity), or undefined when all are. */
+export function firstNonFinite(data: Float32Array): { index: number; value: number } | undefined {
+  for (let i = 0; i < data.length; i++) if (!Number.isFinite(data[i])) return { index: i, value: data[i] };
+  return undefined;
+}
+
 /** Integer tensor values (int64 / int32 / uint8...) as plain numbers (bigint for unsafe int64 values). */
 export function intValues(t: TensorProto): Int64[] {
   const raw = t.rawData;

@@ -9,6 +9,7 @@
 import { BortError, quoteName } from '../errors.js';
 import type { BertModel, Linear, LayerNorm } from '../bert/model.js';
 import { initializerData, inOutMatrix } from '../bert/weights.js';
+import { firstNonFinite } from '../onnx/tensor.js';
 
 export interface EngineSpec {
   config: {
@@ -40,9 +41,8 @@ export function engineSpec(m: BertModel): EngineSpec {
   const put = (key: string, data: Float32Array, expected: number, role: string, tensor?: string) => {
     const what = tensor ? `the ${role} ${quoteName(tensor)}` : `the ${role}`;
     if (data.length !== expected) throw unsupported(`${what} has ${data.length} values where the engine needs ${expected}`);
-    for (let i = 0; i < data.length; i++) {
-      if (!Number.isFinite(data[i])) throw unsupported(`${what} holds ${data[i]} at index ${i}`, 'onnxruntime would return NaN or infinite values for this model; repair the weights');
-    }
+    const bad = firstNonFinite(data);
+    if (bad) throw unsupported(`${what} holds ${bad.value} at index ${bad.index}`, 'onnxruntime would return NaN or infinite values for this model; repair the weights');
     w[key] = data;
   };
   const H = m.arch.hidden;
