@@ -152,13 +152,13 @@ describe('Encoder API', () => {
     const enc = await Encoder.load(file, { threads: 2 });
     const n = 8 * 256;
     let ticks = 0;
-    const timer = setInterval(() => ticks++, 5);
-    const t0 = Date.now();
-    await enc.run({ input_ids: { data: BigInt64Array.from({ length: n }, (_, i) => BigInt(i % 2000)), dims: [8, 256] } });
-    const ms = Date.now() - t0;
+    const timer = setInterval(() => ticks++, 1);
+    const out = await enc.run({ input_ids: { data: BigInt64Array.from({ length: n }, (_, i) => BigInt(i % 2000)), dims: [8, 256] } });
     clearInterval(timer);
-    expect(ms).toBeGreaterThan(50);
-    expect(ticks).toBeGreaterThanOrEqual(Math.floor(ms / 5 / 4));
+    expect(out.last_hidden_state.dims).toEqual([8, 256, 768]);
+    // a run on the JS thread would let the timer fire at most once, after it; this one (~180 GFLOP)
+    // leaves the thread free for many ticks
+    expect(ticks).toBeGreaterThanOrEqual(20);
     enc.close();
   });
 
