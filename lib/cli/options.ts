@@ -4,6 +4,7 @@
  */
 import { BortError, quoteName } from '../errors.js';
 import { SYNTH_VARIANT_FLAGS } from '../synth/cli-flags.js';
+import { SYNTH_OPSETS } from '../synth/options.js';
 import { MAX_THREADS } from '../runtime/threads.js';
 
 type OptionSpec = { type: 'string' | 'boolean'; short?: string };
@@ -57,7 +58,7 @@ export const RANGES = {
   threads: [1, MAX_THREADS],
   runs: [10, 10000],
   vocab: [1, 1_000_000],
-  opset: [11, 17],
+  opset: [SYNTH_OPSETS.min, SYNTH_OPSETS.max],
   positions: [1, 65536],
   'type-vocab': [0, 1024],
   labels: [1, 100_000],
