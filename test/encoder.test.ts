@@ -2,7 +2,7 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { compress, inspect, synth, Encoder } from '../lib/index.js';
+import { BortError, compress, inspect, synth, Encoder } from '../lib/index.js';
 import { native } from '../lib/runtime/native.js';
 import { FIXTURES, FIXTURE_NAMES, REAL, ROOT, fixture, teacherShaped, randomInputs, runOrt, tmpDir } from './helpers.js';
 
@@ -172,5 +172,22 @@ describe('Encoder API', () => {
     const { saveModel } = await import('../lib/onnx/io.js');
     saveModel(m, file);
     await expect(Encoder.load(file)).rejects.toThrow(/layer 0 feed-forward: the activation .* is not recognised/);
+  });
+
+  it('refuses a token classifier, and graphs with onnxruntime\'s fused operators, with one-line BortErrors', async () => {
+    const cases = [
+      [{ head: 'token-cls' }, /^the native engine cannot run this model: a token classifier on the hidden states: /],
+      [{ fused: 'attention' }, /fused com\.microsoft Attention graphs are not supported/],
+      [{ fused: 'skip-ln' }, /this graph does not look like a BERT encoder/],
+      [{ fused: 'bias-gelu' }, /this graph does not look like a BERT encoder/],
+    ] as const;
+    for (const [opts, message] of cases) {
+      const file = path.join(dir, `refused-${Object.values(opts)[0]}.onnx`);
+      synth({ arch: '1,2,16,24', vocab: 30, maxPositions: 16, output: file, ...opts });
+      const e = await Encoder.load(file).then(() => undefined, (x: unknown) => x as Error);
+      expect(e).toBeInstanceOf(BortError);
+      expect(e!.message).toMatch(message);
+      expect(e!.message).not.toMatch(/\n/);
+    }
   });
 });
