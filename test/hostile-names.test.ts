@@ -10,7 +10,9 @@ import { describe, expect, it } from 'vitest';
 import { Encoder } from '../lib/index.js';
 import type { ModelProto } from '../lib/onnx/types.js';
 import { base, errorOf, save } from './graph-edits.js';
-import { ROOT } from './helpers.js';
+import { buildSynthModel } from '../lib/index.js';
+import { saveModel } from '../lib/onnx/io.js';
+import { FIXTURES, ROOT, tmpDir } from './helpers.js';
 
 const CLI = path.join(ROOT, 'dist', 'cli', 'main.js');
 const EVIL_INPUT = 'ids\n\u001b[31mred';
@@ -87,6 +89,17 @@ describe('names with control characters from the model file', () => {
     expect(r.status).toBe(1);
     expect(r.stderr).toMatch(/read by a 'Evil\\x0a\\x1b\[1m' node 'n\\x1b'/);
     expect(r.stderr).not.toMatch(RAW_CONTROL);
+  });
+
+  it('classify prints label names from the model\'s metadata escaped', () => {
+    const model = buildSynthModel({ arch: '1,2,16,24', vocab: 48, head: 'cls', labels: 2, seed: 3 });
+    model.metadataProps = [{ key: 'id2label', value: JSON.stringify({ 0: 'neg\n\u001b[2J', 1: 'pos\u001b]0;x\u0007' }) }];
+    const cls = path.join(tmpDir(), 'cls.onnx');
+    saveModel(model, cls);
+    const r = cli('classify', cls, '--vocab', path.join(FIXTURES, 'text', 'wordpiece-uncased-vocab.txt'), 'hello world');
+    expect(r.status).toBe(0);
+    expect(r.stdout).toMatch(/^hello world\t(neg\\x0a\\x1b\[2J|pos\\x1b\]0;x\\x07) \d\.\d{4}\n$/);
+    expect(r.stdout.replace('\t', ' ')).not.toMatch(RAW_CONTROL); // the tab is the format's own
   });
 
   it("the runtime's messages about its inputs quote and escape the model's input name", async () => {
