@@ -8,12 +8,13 @@
  * after the compress. Then the hard cases: a sequence without tokens, padding ids inside a RoBERTa
  * sequence, a token-type row other than 0; and altered graphs that must be refused, naming the part.
  */
+import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { Encoder, buildSynthModel, compress, inspect, type InspectSummary, type SynthOptions } from '../lib/index.js';
 import { saveModel } from '../lib/onnx/io.js';
 import type { ModelProto } from '../lib/onnx/types.js';
-import { REAL_EXPORTS, maxAbsDiff, randomInputs, runOrt, tmpDir } from './helpers.js';
+import { REAL_EXPORTS, ROOT, maxAbsDiff, randomInputs, runOrt, tmpDir } from './helpers.js';
 import { constantOf, errorOf, expectBortError, nodes, producerOf, readerOf, setInt64s } from './graph-edits.js';
 
 type Inputs = Record<string, { shape: number[]; data: number[] }>;
@@ -250,6 +251,31 @@ for (const c of CASES) {
     });
   });
 }
+
+describe('bort-compress inspect says which forms it read', () => {
+  const cli = (...args: string[]) => spawnSync(process.execPath, [path.join(ROOT, 'dist', 'cli', 'main.js'), 'inspect', ...args], { encoding: 'utf8' });
+
+  it('the real DistilBERT: the Where mask with -inf (also in --json), the ReLU pre-classifier', () => {
+    const r = cli(DISTILBERT);
+    expect(r.stderr).toBe('');
+    expect(r.stdout).toMatch(/mask +Where, -Infinity in place of padding keys' scores/);
+    expect(r.stdout).toMatch(/heads +pooler \(relu\); classifier on pooler \(2 labels\)/);
+    expect(r.stdout).toMatch(/token types none/);
+    const j = JSON.parse(cli(DISTILBERT, '--json').stdout);
+    expect(j.attentionMask).toEqual({ kind: 'select', value: '-Infinity' });
+    expect(j.poolerActivation).toBe('relu');
+  });
+
+  it('QA without a token-type input, RoBERTa positions', () => {
+    const qa = cli(synthFile('cli-qa', { head: 'qa', tokenTypes: 'zero-buffer' })).stdout;
+    expect(qa).toMatch(/token types 2 \(no input: row 0 for every token\)/);
+    expect(qa).toMatch(/classifier on every token \(2 labels, split into start_logits, end_logits\)/);
+    expect(qa).toMatch(/positions +token t reads row t/);
+    const roberta = cli(synthFile('cli-roberta', { family: 'roberta' })).stdout;
+    expect(roberta).toMatch(/positions +computed from the ids \(padding id 1\)/);
+    expect(roberta).toMatch(/mask +added, \(1 - mask\) · -3\.4\d*e\+38/);
+  });
+});
 
 describe('the hard cases', () => {
   it('a sequence whose mask is all 0: NaN with the real DistilBERT\'s -inf fill, uniform attention with finfo.min, as onnxruntime', async () => {

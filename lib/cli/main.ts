@@ -124,7 +124,8 @@ async function run(argv: string[], out: Out): Promise<void> {
   if (sub === 'inspect') {
     onePositional(positionals, 'inspect');
     const s = inspect(need(positionals[0], 'the model path', 'inspect'));
-    if (o.json) out(JSON.stringify(s, null, 2));
+    // a mask value of -Infinity (DistilBERT's Where fill) as the string JSON cannot hold it as a number
+    if (o.json) out(JSON.stringify(s, (_k, v) => (typeof v === 'number' && !Number.isFinite(v) ? String(v) : v), 2));
     else printInspect(s, out);
     return;
   }
