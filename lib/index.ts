@@ -24,12 +24,13 @@ export type {
 export { planExtraction, type ExtractionPlan, type LayerPlan, type PlanOptions } from './extract/plan.js';
 export { weightScorer, firstScorer, type ImportanceScorer } from './extract/scorer.js';
 export { applyPlan, type RewriteStats } from './rewrite/apply.js';
-export { loadModel, saveModel, type LoadedModel, type SaveOptions, type SaveResult } from './onnx/io.js';
+export { loadModel, saveModel, type LoadedModel, type SaveOptions, type SaveResult, type FileIdentity } from './onnx/io.js';
 export type { GraphIndex } from './onnx/graph.js';
 export type {
   ModelProto, GraphProto, NodeProto, TensorProto, AttributeProto, ValueInfoProto, TypeProto, Dimension, OperatorSetId,
   StringStringEntry, Int64,
 } from './onnx/types.js';
+export { MAX_THREADS } from './runtime/threads.js';
 export { Encoder, type EncoderOptions, type TensorInput, type TensorOutput } from './runtime/encoder.js';
 export { TextTokenizer, type Encoding, type EncodeOptions, type Truncation, type TokenPieces, type TokenizerJson } from './text/tokenizer.js';
 export type { VocabOptions } from './text/vocab.js';

@@ -8,7 +8,7 @@ import { GraphIndex } from '../onnx/graph.js';
 import { tensorDims } from '../onnx/tensor.js';
 import type { ModelProto, NodeProto } from '../onnx/types.js';
 import { BortError, quoteName } from '../errors.js';
-import { checkGraph } from './graph-checks.js';
+import { checkGraph } from '../onnx/validate.js';
 import { recognizeAttention } from './attention.js';
 import { recognizeEmbeddings } from './embeddings.js';
 import { recognizeFfn } from './ffn.js';

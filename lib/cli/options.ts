@@ -4,6 +4,7 @@
  */
 import { BortError, quoteName } from '../errors.js';
 import { SYNTH_VARIANT_FLAGS } from '../synth/cli-flags.js';
+import { MAX_THREADS } from '../runtime/threads.js';
 
 type OptionSpec = { type: 'string' | 'boolean'; short?: string };
 
@@ -53,7 +54,7 @@ export const OPTIONS: Record<Command, Record<string, OptionSpec>> = {
 export const RANGES = {
   batch: [1, 1024],
   seq: [1, 65536],
-  threads: [1, 256],
+  threads: [1, MAX_THREADS],
   runs: [10, 10000],
   vocab: [1, 1_000_000],
   opset: [11, 17],

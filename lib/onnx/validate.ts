@@ -59,11 +59,22 @@ export function checkModel(model: ModelProto, source: string): void {
   if (opset < AI_ONNX_OPSETS.min || opset > AI_ONNX_OPSETS.max) {
     throw new BortError(`${source} uses ai.onnx opset ${opset}; bort-compress reads opsets ${AI_ONNX_OPSETS.min} to ${AI_ONNX_OPSETS.max} (those onnxruntime 1.30 loads)`, EXPORT_AGAIN);
   }
-  if (model.graph) checkGraph(model.graph, source, 'graph');
+  if (model.graph) checkGraph(model.graph, source);
+}
+
+/**
+ * A graph's data flow is well formed: one definition per name (in it and in each of its subgraphs),
+ * every node input defined, no cycle. onnxruntime refuses graphs that break these rules; recognition
+ * would otherwise read one of two definitions (a Q projection computed with the K weight) or walk in
+ * circles. `loadModel` checks every file; `recognize` checks models built in memory the same way.
+ */
+export function checkGraph(graph: GraphProto, source = 'the model'): void {
+  checkDefinitions(graph, source, 'graph');
+  checkDataFlow(graph, source);
 }
 
 /** One definition per name within a graph and each of its subgraphs. */
-function checkGraph(graph: GraphProto, source: string, where: string): void {
+function checkDefinitions(graph: GraphProto, source: string, where: string): void {
   const initializers = new Set<string>();
   for (const t of graph.initializer ?? []) {
     const name = t.name ?? '';
@@ -92,8 +103,61 @@ function checkGraph(graph: GraphProto, source: string, where: string): void {
     }
     for (const a of node.attribute ?? []) {
       const sub = `subgraph ${quoteName(a.name ?? '')} of node ${quoteName(node.name ?? '')}`;
-      if (a.g) checkGraph(a.g, source, sub);
-      for (const g of a.graphs ?? []) checkGraph(g, source, sub);
+      if (a.g) checkDefinitions(a.g, source, sub);
+      for (const g of a.graphs ?? []) checkDefinitions(g, source, sub);
     }
+  }
+}
+
+/** Every node input defined (by a node, an initializer or a graph input) and the nodes form no cycle. */
+function checkDataFlow(graph: GraphProto, source: string): void {
+  const initializers = new Set(graph.initializer.map((t) => t.name ?? ''));
+  const inputs = new Set(graph.input.map((i) => i.name ?? ''));
+  // tensor → index of the node that writes it (one each: checkDefinitions ran first)
+  const producer = new Map<string, number>();
+  graph.node.forEach((n, k) => {
+    for (const o of n.output) if (o) producer.set(o, k);
+  });
+  // every input defined; count each node's inputs that other nodes produce (Kahn's algorithm)
+  const waiting = new Int32Array(graph.node.length);
+  const readers = new Map<number, number[]>();
+  graph.node.forEach((n, k) => {
+    const seen = new Set<number>();
+    for (const i of n.input) {
+      if (!i) continue;
+      const p = producer.get(i);
+      if (p === undefined) {
+        if (!initializers.has(i) && !inputs.has(i)) {
+          throw new BortError(`${source}: node ${quoteName(n.name ?? n.opType)} reads ${quoteName(i)}, which no node, initializer or graph input defines`, 'the file is not a valid ONNX model; export it again');
+        }
+        continue;
+      }
+      if (seen.has(p)) continue;
+      seen.add(p);
+      waiting[k]++;
+      let list = readers.get(p);
+      if (!list) readers.set(p, (list = []));
+      list.push(k);
+    }
+  });
+  const ready: number[] = [];
+  waiting.forEach((w, k) => { if (w === 0) ready.push(k); });
+  let done = 0;
+  while (ready.length) {
+    const k = ready.pop()!;
+    done++;
+    for (const r of readers.get(k) ?? []) if (--waiting[r] === 0) ready.push(r);
+  }
+  if (done < graph.node.length) {
+    // every node left waiting reads a tensor that another waiting node writes; walking back along such
+    // tensors must come round to a node already passed: the tensors from there on form the cycle
+    const waitingInput = (k: number) => graph.node[k].input.find((i) => i && producer.has(i) && waiting[producer.get(i)!] > 0)!;
+    let k = waiting.findIndex((w) => w > 0);
+    const passed = new Set<number>();
+    while (!passed.has(k)) {
+      passed.add(k);
+      k = producer.get(waitingInput(k))!;
+    }
+    throw new BortError(`${source}: the graph has a cycle through ${quoteName(waitingInput(k))}`, 'the file is not a valid ONNX model; export it again');
   }
 }
