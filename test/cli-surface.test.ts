@@ -302,7 +302,7 @@ describe('README claims', () => {
 
   it('inspect --json has the keys the README lists', () => {
     const j = JSON.parse(cli(['inspect', OP14, '--json']).stdout);
-    for (const k of ['arch', 'vocab', 'params', 'headSize', 'scoreScale', 'heads', 'inputs', 'outputs']) expect(j, k).toHaveProperty(k);
+    for (const k of ['arch', 'vocab', 'params', 'headSize', 'scoreScale', 'heads', 'inputs', 'outputs', 'tokenTypeIds', 'positionIds', 'attentionMask']) expect(j, k).toHaveProperty(k);
     expect(Object.keys(j.arch)).toEqual(['layers', 'heads', 'hidden', 'intermediate']);
   });
 

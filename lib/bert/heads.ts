@@ -1,7 +1,8 @@
 /**
- * What reads the encoder's final hidden states: the pooler (first token → dense → tanh), a masked-LM
- * head (dense → activation → LayerNorm → decoder to the vocabulary, often tied to the word table),
- * and classifiers on the pooled output or on every token.
+ * What reads the encoder's final hidden states: the pooler (first token → dense → tanh, or ReLU as
+ * DistilBERT's pre_classifier), a masked-LM head (dense → activation → LayerNorm → decoder to the
+ * vocabulary, often tied to the word table), and classifiers on the pooled output or on every token
+ * (question answering: one per-token classifier of two labels split into start and end logits).
  */
 import type { GraphIndex } from '../onnx/graph.js';
 import type { NodeProto } from '../onnx/types.js';
@@ -11,6 +12,7 @@ import { inferenceDropout } from './evaluate.js';
 import { activationBetween, activationOutputs, classifyActivation } from './ffn.js';
 import { layerNormOf } from './layernorm.js';
 import { linearAt } from './linear.js';
+import { splitColumns } from './split-columns.js';
 import type { Classifier, Embeddings, Linear, MaskedLmHead, Pooler } from './model.js';
 
 /** Skips no-op nodes (Identity, inference Dropout) after a tensor. */
@@ -66,10 +68,11 @@ export function recognizeHeads(ix: GraphIndex, last: string, hidden: number, emb
     const first = firstToken(ix, n);
     if (first !== undefined) {
       const dense = linearsReading(ix, first)[0];
-      const tanhNode = dense && ix.consumersOf(dense.output).find((u) => u.opType === 'Tanh');
-      if (!dense || !tanhNode || dense.outDim !== hidden) throw unknown(`a first-token selection without a dense + tanh pooler`);
+      const users = dense ? ix.consumersOf(dense.output) : [];
+      const act = users.length === 1 && !ix.outputs.has(dense!.output) && (users[0].opType === 'Tanh' || users[0].opType === 'Relu') ? users[0] : undefined;
+      if (!dense || !act || dense.outDim !== hidden) throw unknown(`a first-token selection without a dense + tanh or ReLU pooler`);
       if (dense.inDim !== hidden) throw unknown(`a pooler whose weight ${quoteName(dense.weight)} reads ${dense.inDim} values, not ${hidden}`);
-      heads.pooler = { select: n, dense, output: tanhNode.output[0] };
+      heads.pooler = { select: n, dense, activation: act.opType === 'Tanh' ? 'tanh' : 'relu', output: act.output[0] };
       for (const c of linearsReading(ix, through(ix, heads.pooler.output))) {
         if (c.inDim !== hidden) throw unknown(`a classifier whose weight ${quoteName(c.weight)} reads ${c.inDim} values, not ${hidden}`);
         heads.classifiers.push({ linear: c, source: 'pooler' });
@@ -100,7 +103,7 @@ export function recognizeHeads(ix: GraphIndex, last: string, hidden: number, emb
         if (!mlm) throw unknown(`a dense layer ${quoteName(lin.weight)} that is not a masked-LM head`);
         heads.mlm = mlm;
       } else {
-        heads.classifiers.push({ linear: lin, source: 'hidden' });
+        heads.classifiers.push({ linear: lin, source: 'hidden', columns: splitColumns(ix, lin.output, lin.outDim) });
       }
       continue;
     }

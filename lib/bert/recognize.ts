@@ -15,7 +15,7 @@ import { recognizeFfn } from './ffn.js';
 import { recognizeHeads } from './heads.js';
 import { layerNormOf } from './layernorm.js';
 import { linearAt, linearsByInput } from './linear.js';
-import type { Attention, BertModel, Ffn, Layer, Linear, OutputRole } from './model.js';
+import type { Attention, AttentionMask, BertModel, Ffn, Layer, Linear, OutputRole } from './model.js';
 
 interface Block {
   residual: NodeProto;
@@ -49,18 +49,18 @@ function sequenceInputs(model: ModelProto, ix: GraphIndex): Set<string> {
   return out;
 }
 
-/** The one mask all layers add, or why there is none the engine can use. */
-function modelMask(layers: Layer[], ids: string, tokenTypes?: string): { input?: string; value?: number; problem?: string } {
+/** The one mask all layers apply, or why there is none the engine can use. */
+function modelMask(layers: Layer[], ids: string, tokenTypes?: string): { input?: string; value?: number; kind?: AttentionMask['kind']; problem?: string } {
   const masks = layers.map((l) => l.attention.mask);
   if (masks.every((m) => !m)) return {};
   const first = masks.find((m) => m)!;
   const input = first.input;
-  const out = { input: input === ids || input === tokenTypes ? undefined : input, value: first.value };
+  const out = { input: input === ids || input === tokenTypes ? undefined : input, value: first.value, kind: first.kind };
   for (let i = 0; i < masks.length; i++) {
     const m = masks[i];
-    if (!m) return { ...out, value: undefined, problem: `layer ${i} adds no attention mask while others do` };
+    if (!m) return { ...out, value: undefined, problem: `layer ${i} applies no attention mask while others do` };
     if (m.problem) return { ...out, value: undefined, problem: `layer ${i}: ${m.problem}` };
-    if (m.input !== input || !Object.is(m.value, first.value)) return { ...out, value: undefined, problem: `layer ${i} adds a different attention mask from layer 0` };
+    if (m.input !== input || m.kind !== first.kind || !Object.is(m.value, first.value)) return { ...out, value: undefined, problem: `layer ${i} applies a different attention mask from layer 0` };
   }
   if (input === ids || input === tokenTypes) return { value: undefined, problem: `the attention mask is computed from ${quoteName(input)}, the token ids or types` };
   return out;
@@ -133,7 +133,10 @@ export function recognize(model: ModelProto): BertModel {
     const name = o.name ?? '';
     let role: OutputRole | undefined;
     let source = name;
-    if (name === x) role = 'hidden';
+    let column: number | undefined;
+    const split = heads.classifiers.find((c) => c.columns?.includes(name));
+    if (split) { role = 'classifier'; source = split.linear.output; column = split.columns!.indexOf(name); }
+    else if (name === x) role = 'hidden';
     else if (heads.pooler && name === heads.pooler.output) role = 'pooled';
     else if (heads.mlm && name === heads.mlm.decoder.output) role = 'mlm';
     else if (heads.classifiers.some((c) => c.linear.output === name)) role = 'classifier';
@@ -141,8 +144,8 @@ export function recognize(model: ModelProto): BertModel {
       const p = ix.producer.get(name);
       if (p && p.opType === 'Identity' && p.input[0] === x) { role = 'hidden'; source = x; }
     }
-    if (!role) throw new BortError(`graph output ${quoteName(name)} is not the encoder output or a recognised head`, 'bort-compress reads BERT graphs whose outputs are hidden states, pooled output, masked-LM or classifier logits');
-    outputs.push({ name, role, source });
+    if (!role) throw new BortError(`graph output ${quoteName(name)} is not the encoder output or a recognised head`, 'bort-compress reads BERT graphs whose outputs are hidden states, pooled output, masked-LM, classifier or question-answering logits');
+    outputs.push(column === undefined ? { name, role, source } : { name, role, source, column });
   }
   return {
     model, index: ix,
@@ -159,6 +162,7 @@ export function recognize(model: ModelProto): BertModel {
       all: [...ix.inputs],
     },
     maskValue: mask.value,
+    maskKind: mask.kind,
     maskProblem: mask.problem,
     embeddings, layers, ...heads, outputs,
   };

@@ -36,11 +36,19 @@ function printCompress(s: CompressSummary, out: Out): void {
 }
 
 function printInspect(s: InspectSummary, out: Out): void {
-  const heads = [s.heads.pooler && 'pooler', s.heads.mlm && `masked-LM${s.heads.mlmTied ? ' (decoder tied to word embeddings)' : ''}`,
-    ...s.heads.classifiers.map((c) => `classifier on ${quoteName(c.source)} (${c.labels} labels)`)].filter(Boolean);
+  const split = s.outputs.filter((o) => o.column !== undefined).map((o) => o.name);
+  const heads = [s.heads.pooler && `pooler (${s.poolerActivation})`, s.heads.mlm && `masked-LM${s.heads.mlmTied ? ' (decoder tied to word embeddings)' : ''}`,
+    ...s.heads.classifiers.map((c) => `classifier on ${c.source === 'hidden' ? 'every token' : quoteName(c.source)} (${c.labels} labels${c.source === 'hidden' && split.length ? `, split into ${split.map(quoteName).join(', ')}` : ''})`)].filter(Boolean);
+  const types = s.tokenTypeIds.kind === 'constant' ? ` (no input: row ${s.tokenTypeIds.row} for every token)` : '';
+  const p = s.positionIds;
+  const positions = p.kind === 'arange' ? `token t reads row ${p.start ? `${p.start} + ` : ''}t` : p.kind === 'from-ids' ? `computed from the ids (padding id ${p.paddingIdx})` : p.kind === 'other' ? `other: ${p.problem}` : 'none';
+  const a = s.attentionMask;
+  const mask = a.kind === 'none' ? 'none' : a.kind === 'add' ? `added, (1 - mask) · ${a.value ?? '?'}` : `Where, ${a.value ?? '?'} in place of padding keys' scores`;
   out(`${s.path}`);
   out(`  arch        ${formatArch(s.arch)}   (layers, heads, hidden, intermediate; head size ${s.headSize})`);
-  out(`  vocab       ${s.vocab}   positions ${s.maxPositions}   token types ${s.typeVocab || 'none'}`);
+  out(`  vocab       ${s.vocab}   positions ${s.maxPositions}   token types ${s.typeVocab || 'none'}${types}`);
+  out(`  positions   ${positions}`);
+  out(`  mask        ${mask}${a.kind !== 'none' && a.problem ? ` (${a.problem})` : ''}`);
   out(`  params      ${formatCount(s.params)}   (${formatBytes(s.weightBytes)} of fp32 weights; file ${formatBytes(s.fileBytes)}${s.externalData ? ', external data' : ''})`);
   out(`  attention   score scale ${s.scoreScale.toPrecision(6)}, LayerNorm ${s.layerNorm}, activation ${s.activation}`);
   out(`  heads       ${heads.length ? heads.join('; ') : 'none (encoder only)'}`);
@@ -116,7 +124,8 @@ async function run(argv: string[], out: Out): Promise<void> {
   if (sub === 'inspect') {
     onePositional(positionals, 'inspect');
     const s = inspect(need(positionals[0], 'the model path', 'inspect'));
-    if (o.json) out(JSON.stringify(s, null, 2));
+    // a mask value of -Infinity (DistilBERT's Where fill) as the string JSON cannot hold it as a number
+    if (o.json) out(JSON.stringify(s, (_k, v) => (typeof v === 'number' && !Number.isFinite(v) ? String(v) : v), 2));
     else printInspect(s, out);
     return;
   }

@@ -8,7 +8,10 @@
  * enc.close();
  * ```
  * Inputs are keyed by the model's own input names; missing mask means all ones, missing token types
- * all zeros. Work happens off the main thread (loading: reading and recognising in a worker thread,
+ * all zeros (a model exported without a token-type input reads the one row its graph reads). Outputs
+ * are keyed by the model's output names: hidden states, pooled output, masked-LM, classifier and
+ * per-token classifier logits (question answering's start and end logits as the model splits them).
+ * Position ids a model computes from the token ids (RoBERTa) are computed here the same way. Work happens off the main thread (loading: reading and recognising in a worker thread,
  * packing on a libuv thread; runs on the engine's own threads); calls may overlap.
  *
  * Inputs the engine refuses (a TypeError for a wrong type or shape, a RangeError for a value out of
@@ -20,11 +23,16 @@
  * - ids outside [0, vocab), token types outside [0, typeVocab), attention-mask values other than 0
  *   and 1 (the graph's `(1 - mask) · value` would turn a 2 into a bonus of 10000 — onnxruntime
  *   computes it; it is refused here as a caller error), a sequence longer than the model's positions.
+ *
+ * A model that puts -infinity in place of the scores of padding keys (DistilBERT's Where) gives NaN
+ * for every output of a sequence whose mask is all 0, as onnxruntime does; with a finite fill such a
+ * sequence attends to every key equally, as onnxruntime does.
  */
 import type { Arch } from '../bert/model.js';
 import { quoteName } from '../errors.js';
 import { native, type NativeEncoder } from './native.js';
-import type { EngineSpec } from './spec.js';
+import type { EngineOutput, EngineSpec } from './spec.js';
+import { positionsFromIds } from './positions.js';
 import { prepareModel } from './prepare.js';
 import { checkThreads, defaultThreads } from './threads.js';
 
@@ -84,6 +92,13 @@ function describeDims(dims: unknown): string {
   }
 }
 
+/** Column `k` of rows of `width` values (one logit per token, from the per-token logits). */
+function column(data: Float32Array, width: number, k: number): Float32Array {
+  const out = new Float32Array(data.length / width);
+  for (let i = 0; i < out.length; i++) out[i] = data[i * width + k];
+  return out;
+}
+
 export class Encoder {
   private handle: NativeEncoder | undefined;
   private threadsAtClose = 0;
@@ -137,9 +152,12 @@ export class Encoder {
   }
 
   /** Vocabulary size and the heads the engine computes. */
-  get info(): { vocab: number; maxPositions: number; pooler: boolean; mlm: boolean; classifierLabels?: number } {
+  get info(): { vocab: number; maxPositions: number; pooler: boolean; mlm: boolean; classifierLabels?: number; tokenLabels?: number } {
     const c = this.spec.config;
-    return { vocab: c.vocab, maxPositions: c.maxPositions, pooler: c.pooler, mlm: !!c.mlm, classifierLabels: c.classifier?.labels };
+    return {
+      vocab: c.vocab, maxPositions: this.spec.maxSeq, pooler: c.pooler, mlm: !!c.mlm, classifierLabels: c.classifier?.labels,
+      tokenLabels: c.tokenClassifier?.labels,
+    };
   }
 
   get outputNames(): string[] {
@@ -179,17 +197,24 @@ export class Encoder {
       }
     }
     const c = this.spec.config;
-    if (seq > c.maxPositions) throw new RangeError(`sequence length ${seq} exceeds the model's ${c.maxPositions} positions`);
+    if (seq > this.spec.maxSeq) throw new RangeError(`sequence length ${seq} exceeds the model's ${this.spec.maxSeq} positions`);
     const convert = (name: string | undefined, d: Domain) => (name && inputs[name] !== undefined ? toInt32(name, inputs[name], d) : null);
     const idData = convert(names.ids, table(c.vocab, 'vocabulary'))!;
     const mask = convert(names.mask, MASK);
     const types = convert(names.tokenTypes, table(c.typeVocab, 'token types'));
+    const from = this.spec.positions?.fromIds;
+    const positions = from ? positionsFromIds(idData, batch, seq, from.paddingIdx) : null;
     // a batch of 0 sequences: empty outputs, as onnxruntime answers (the engine itself needs a token)
-    const r: Partial<Record<'hidden' | 'pooled' | 'mlm' | 'cls', Float32Array>> = batch === 0 ? {} : await this.handle.run({ ids: idData, mask, types, batch, seq });
+    const r: Partial<Record<EngineOutput, Float32Array>> = batch === 0 ? {} : await this.handle.run({ ids: idData, mask, types, positions, batch, seq });
     const out: Record<string, TensorOutput> = {};
     for (const o of this.spec.outputs) {
       const data = batch === 0 ? new Float32Array(0) : r[o.from];
       if (!data) throw new Error(`the engine produced no ${o.from} output`);
+      if (o.from === 'tok') {
+        const labels = c.tokenClassifier!.labels;
+        out[o.name] = o.column === undefined ? { data, dims: [batch, seq, labels] } : { data: column(data, labels, o.column), dims: [batch, seq] };
+        continue;
+      }
       const dims = o.from === 'hidden' ? [batch, seq, c.hidden]
         : o.from === 'pooled' ? [batch, c.hidden]
           : o.from === 'mlm' ? [batch, seq, c.vocab]

@@ -7,11 +7,12 @@ import * as path from 'node:path';
 import { BortError } from '../errors.js';
 
 export interface NativeEncoder {
-  run(inputs: { ids: Int32Array; mask: Int32Array | null; types: Int32Array | null; batch: number; seq: number }): Promise<{
+  run(inputs: { ids: Int32Array; mask: Int32Array | null; types: Int32Array | null; positions?: Int32Array | null; batch: number; seq: number }): Promise<{
     hidden: Float32Array;
     pooled?: Float32Array;
     mlm?: Float32Array;
     cls?: Float32Array;
+    tok?: Float32Array;
   }>;
   close(): void;
   /** From the next run on; an integer in [1, maxThreads] (RangeError otherwise). */

@@ -4,7 +4,7 @@
 //   createEncoder(config, weights) -> NativeEncoder            (packs on the calling thread)
 //   createEncoderAsync(config, weights) -> Promise<NativeEncoder> (packs on a libuv thread; the weights
 //                                          must stay untouched until the promise settles)
-//   handle.run({ ids, mask, types, batch, seq }) -> Promise<{ hidden, pooled?, mlm?, cls? }>
+//   handle.run({ ids, mask, types, positions, batch, seq }) -> Promise<{ hidden, pooled?, mlm?, cls?, tok? }>
 //   handle.close(), handle.setThreads(n), handle.threads
 //   isa() -> "avx512" | "avx2" | "neon" | "scalar"   (BORT_ISA forces one)
 //   isas() -> the ISAs this CPU and build can run
@@ -97,7 +97,11 @@ bort::EncoderConfig parse_config(Napi::Env env, Napi::Value cv) {
   cfg.maxPositions = get_int(c, "maxPositions", true, 0, 1);
   cfg.typeVocab = get_int(c, "typeVocab", false, 0, 0);
   cfg.scoreScale = get_float(c, "scoreScale", true, 0);
-  cfg.maskValue = get_float(c, "maskValue", true, 0);
+  Napi::Value select = c.Get("maskSelect");
+  cfg.maskSelect = select.IsBoolean() ? select.As<Napi::Boolean>().Value() : false;
+  // the Where form may fill with -infinity (onnxruntime then gives NaN only for a sequence without tokens)
+  if (cfg.maskSelect && get_number(c, "maskValue", true, 0) == -INFINITY) cfg.maskValue = -INFINITY;
+  else cfg.maskValue = get_float(c, "maskValue", true, 0);
   cfg.embLnEps = get_float(c, "embLnEps", true, 0);
   Napi::Value eps = c.Get("lnEps");
   if (!eps.IsArray()) throw Napi::TypeError::New(env, "config.lnEps must be an array of 2 numbers per layer");
@@ -111,6 +115,10 @@ bort::EncoderConfig parse_config(Napi::Env env, Napi::Value cv) {
   }
   Napi::Value pooler = c.Get("pooler");
   cfg.pooler = pooler.IsBoolean() ? pooler.As<Napi::Boolean>().Value() : false;
+  Napi::Value act = c.Get("poolerActivation");
+  if (act.IsString() && act.As<Napi::String>().Utf8Value() == "relu") cfg.poolerRelu = true;
+  else if (!act.IsUndefined() && !act.IsNull() && !(act.IsString() && act.As<Napi::String>().Utf8Value() == "tanh"))
+    throw Napi::TypeError::New(env, "config.poolerActivation must be 'tanh' or 'relu'");
   Napi::Value mlm = c.Get("mlm");
   if (mlm.IsObject()) {
     cfg.mlm = true;
@@ -123,6 +131,12 @@ bort::EncoderConfig parse_config(Napi::Env env, Napi::Value cv) {
     cfg.classifierLabels = get_int(cls.As<Napi::Object>(), "labels", true, 0, 1);
   } else if (!cls.IsUndefined() && !cls.IsNull()) {
     throw Napi::TypeError::New(env, "config.classifier must be null or { labels }");
+  }
+  Napi::Value tok = c.Get("tokenClassifier");
+  if (tok.IsObject()) {
+    cfg.tokenLabels = get_int(tok.As<Napi::Object>(), "labels", true, 0, 1);
+  } else if (!tok.IsUndefined() && !tok.IsNull()) {
+    throw Napi::TypeError::New(env, "config.tokenClassifier must be null or { labels }");
   }
   Napi::Value th = c.Get("threads");
   if (th.IsUndefined() || th.IsNull()) {
@@ -236,6 +250,7 @@ std::vector<Output> output_plan(const bort::EncoderConfig& c, size_t B, size_t S
   if (c.pooler) add("pooled", B, 1, (size_t)c.hidden);
   if (c.mlm) add("mlm", B, S, (size_t)c.vocab);
   if (c.classifierLabels) add("cls", B, 1, (size_t)c.classifierLabels);
+  if (c.tokenLabels) add("tok", B, S, (size_t)c.tokenLabels);
   return outs;
 }
 
@@ -277,7 +292,8 @@ struct RunQueue {
 class RunWorker : public Napi::AsyncWorker {
  public:
   RunWorker(Napi::Env env, std::shared_ptr<Encoder> enc, std::shared_ptr<RunQueue> queue, bort::RunInputs in,
-            std::vector<int32_t> ids, std::vector<int32_t> mask, std::vector<int32_t> types, std::vector<Output> outs)
+            std::vector<int32_t> ids, std::vector<int32_t> mask, std::vector<int32_t> types, std::vector<int32_t> positions,
+            std::vector<Output> outs)
       : Napi::AsyncWorker(env, "bort.run"),
         deferred_(Napi::Promise::Deferred::New(env)),
         enc_(std::move(enc)),
@@ -286,10 +302,12 @@ class RunWorker : public Napi::AsyncWorker {
         ids_(std::move(ids)),
         mask_(std::move(mask)),
         types_(std::move(types)),
+        positions_(std::move(positions)),
         outs_(std::move(outs)) {
     in_.ids = ids_.data();
     in_.mask = in.mask ? mask_.data() : nullptr;
     in_.types = in.types ? types_.data() : nullptr;
+    in_.positions = in.positions ? positions_.data() : nullptr;
   }
 
   Napi::Promise Promise() { return deferred_.Promise(); }
@@ -326,6 +344,7 @@ class RunWorker : public Napi::AsyncWorker {
         else if (n == "pooled") r.pooled = p;
         else if (n == "mlm") r.mlm = p;
         else if (n == "cls") r.cls = p;
+        else if (n == "tok") r.tok = p;
       }
       Queue();
       return true;
@@ -397,7 +416,7 @@ class RunWorker : public Napi::AsyncWorker {
   std::shared_ptr<Encoder> enc_;
   std::shared_ptr<RunQueue> queue_;
   bort::RunInputs in_;
-  std::vector<int32_t> ids_, mask_, types_;
+  std::vector<int32_t> ids_, mask_, types_, positions_;
   std::vector<Output> outs_;
   bort::RunOutputs out_;
   Failure failure_;
@@ -531,7 +550,7 @@ class NativeEncoder : public Napi::ObjectWrap<NativeEncoder> {
     };
     try {
       if (!enc_ || enc_->closed()) return reject(Napi::Error::New(env, "this encoder is closed"));
-      if (!info[0].IsObject()) return reject(Napi::TypeError::New(env, "run(inputs): inputs must be { ids, mask, types, batch, seq }"));
+      if (!info[0].IsObject()) return reject(Napi::TypeError::New(env, "run(inputs): inputs must be { ids, mask, types, positions, batch, seq }"));
       Napi::Object o = info[0].As<Napi::Object>();
       const int batch = dim(env, o, "batch"), seq = dim(env, o, "seq");
       if ((double)batch * seq > 2147483647.0)
@@ -540,13 +559,14 @@ class NativeEncoder : public Napi::ObjectWrap<NativeEncoder> {
       std::string too_large;
       std::vector<Output> outs = output_plan(enc_->config(), batch, seq, &too_large);
       if (!too_large.empty()) throw Napi::RangeError::New(env, too_large);
-      std::vector<int32_t> ids, mask, types;
+      std::vector<int32_t> ids, mask, types, positions;
       bort::RunInputs in;
       in.batch = batch;
       in.seq = seq;
       in.ids = int32_input(env, o, "ids", true, n, &ids);
       in.mask = int32_input(env, o, "mask", false, n, &mask);
       in.types = int32_input(env, o, "types", false, n, &types);
+      in.positions = int32_input(env, o, "positions", false, n, &positions);
       try {
         enc_->validate(in);
       } catch (const bort::InputRangeError& e) {
@@ -554,7 +574,7 @@ class NativeEncoder : public Napi::ObjectWrap<NativeEncoder> {
       } catch (const bort::InputTypeError& e) {
         throw Napi::TypeError::New(env, e.what());
       }
-      RunWorker* w = new RunWorker(env, enc_, queue_, in, std::move(ids), std::move(mask), std::move(types), std::move(outs));
+      RunWorker* w = new RunWorker(env, enc_, queue_, in, std::move(ids), std::move(mask), std::move(types), std::move(positions), std::move(outs));
       Napi::Promise p = w->Promise();
       queue_->submit(w);
       return p;

@@ -1,7 +1,10 @@
 #include "encoder.h"
 
+#include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #ifdef BORT_PROFILE
 // -DBORT_PROFILE: wall time per step of run() (summed over layers), printed at exit; one encoder only
 #include <chrono>
@@ -146,6 +149,10 @@ Encoder::Encoder(const EncoderConfig& cfg, const WeightLookup& w, const Kernels*
                       std::to_string(cfg.lnEps.size()));
   if (cfg.classifierLabels < 0) throw ConfigError("config.classifier.labels must be a positive integer");
   if (cfg.classifierLabels > 0 && !cfg.pooler) throw ConfigError("config.classifier needs config.pooler (the classifier reads the pooled output)");
+  if (cfg.tokenLabels < 0) throw ConfigError("config.tokenClassifier.labels must be a positive integer");
+  if (cfg.poolerRelu && !cfg.pooler) throw ConfigError("config.poolerActivation needs config.pooler");
+  if (std::isnan(cfg.maskValue) || cfg.maskValue == INFINITY || (!cfg.maskSelect && std::isinf(cfg.maskValue)))
+    throw ConfigError("config.maskValue must be finite (or -Infinity with config.maskSelect)");
   if (cfg.threads < 1 || cfg.threads > kMaxThreads)
     throw ConfigError("config.threads must be an integer in [1, " + std::to_string(kMaxThreads) + "], got " +
                       std::to_string(cfg.threads));
@@ -178,6 +185,7 @@ Encoder::Encoder(const EncoderConfig& cfg, const WeightLookup& w, const Kernels*
     decoder_ = pack_linear(w, {"decoder_w"}, {"decoder_b"}, (int)H, {(int)V});
   }
   if (cfg.classifierLabels > 0) cls_ = pack_linear(w, {"cls_w"}, {"cls_b"}, (int)H, {cfg.classifierLabels});
+  if (cfg.tokenLabels > 0) tok_ = pack_linear(w, {"tok_w"}, {"tok_b"}, (int)H, {cfg.tokenLabels});
   want_threads_.store(cfg_.threads);
 }
 
@@ -214,10 +222,12 @@ void Encoder::release_locked() {
   word_.reset(); pos_.reset(); type_.reset(); emb_g_.reset(); emb_b_.reset();
   layers_.clear();
   layers_.shrink_to_fit();
-  pooler_ = Linear(); mlm_dense_ = Linear(); decoder_ = Linear(); cls_ = Linear();
+  pooler_ = Linear(); mlm_dense_ = Linear(); decoder_ = Linear(); cls_ = Linear(); tok_ = Linear();
   mlm_g_.reset(); mlm_b_.reset();
   for (Buf* b : {&x_, &tmp_, &qkv_, &ctx_, &inter_, &madd_, &pooled_, &apack_}) *b = Buf();
   pk_.clear(); pv_.clear(); sc_.clear(); ws_.clear();
+  masked_.clear();
+  masked_.shrink_to_fit();
 }
 
 // Takes effect at the start of the next run (never blocks on a run in flight).
@@ -242,6 +252,14 @@ void Encoder::validate(const RunInputs& in) const {
     if (v < 0 || v >= cfg_.vocab)
       throw InputRangeError("ids[" + std::to_string(i) + "] = " + std::to_string(v) + " is outside the vocabulary [0, " +
                             std::to_string(cfg_.vocab) + ")");
+  }
+  if (in.positions) {
+    for (size_t i = 0; i < n; ++i) {
+      const int32_t v = in.positions[i];
+      if (v < 0 || v >= cfg_.maxPositions)
+        throw InputRangeError("positions[" + std::to_string(i) + "] = " + std::to_string(v) + " is outside the position table [0, " +
+                              std::to_string(cfg_.maxPositions) + ")");
+    }
   }
   if (in.types) {
     if (cfg_.typeVocab == 0) throw InputTypeError("types were given but the model has no token-type embeddings; pass types: null");
@@ -362,6 +380,9 @@ void Encoder::attention(int B, int S) {
   const float scale = cfg_.scoreScale;
   const Kernels* k = k_;
   const int NR = k->NR;
+  // select mode: a masked key's score becomes 0 here, and 0 * scale + maskValue = maskValue exactly in
+  // the softmax, which is what Where(mask == 0, maskValue, scores) gives
+  const unsigned char* masked = cfg_.maskSelect ? masked_.data() : nullptr;
   pool_->parallel_for(B * heads, [&](int task, int tid) {
     const int b = task / heads, h = task % heads;
     const float* q = qkv + (size_t)b * S * ld + (size_t)h * d;
@@ -386,6 +407,12 @@ void Encoder::attention(int B, int S) {
       g.N = S;
       g.K = d;
       k->gemm_tile(g, 0, qb, 0, S, ws_[tid].p.get());
+      if (masked) {
+        const unsigned char* mk = masked + (size_t)b * S;
+        for (int j = 0; j < S; ++j)
+          if (mk[j])
+            for (int r = 0; r < qb; ++r) sc[(size_t)r * S + j] = 0.0f;
+      }
       for (int r = 0; r < qb; ++r) k->softmax(sc + (size_t)r * S, S, scale, mrow);
       GemmArgs c;
       c.A = sc;
@@ -456,10 +483,20 @@ void Encoder::run(const RunInputs& in, const RunOutputs& out) {
   float* madd = madd_.p.get();
   const Kernels* k = k_;
 
-  // additive mask, exactly as the graph: (1 - mask) * maskValue
-  for (int i = 0; i < M; ++i) {
-    const float m = in.mask ? (float)in.mask[i] : 1.0f;
-    madd[i] = (1.0f - m) * cfg_.maskValue;
+  // the mask, exactly as the graph: added (1 - mask) * maskValue, or maskValue in place of the scores
+  // of keys whose mask is 0
+  if (cfg_.maskSelect) {
+    masked_.assign((size_t)M, 0);
+    for (int i = 0; i < M; ++i) {
+      const bool m0 = in.mask && in.mask[i] == 0;
+      masked_[i] = m0 ? 1 : 0;
+      madd[i] = m0 ? cfg_.maskValue : 0.0f;
+    }
+  } else {
+    for (int i = 0; i < M; ++i) {
+      const float m = in.mask ? (float)in.mask[i] : 1.0f;
+      madd[i] = (1.0f - m) * cfg_.maskValue;
+    }
   }
 
   // embeddings: word + type + position, LayerNorm
@@ -474,7 +511,7 @@ void Encoder::run(const RunInputs& in, const RunOutputs& out) {
     pool_->parallel_for(chunks, [&](int t, int) {
       const int r1 = (t + 1) * per < M ? (t + 1) * per : M;
       for (int r = t * per; r < r1; ++r) {
-        const int s = r % S;
+        const int s = in.positions ? in.positions[r] : r % S;
         float* y = x + (size_t)r * H;
         const float* tv = type ? type + (size_t)(in.types ? in.types[r] : 0) * H : nullptr;
         k->add3(y, word + (size_t)in.ids[r] * H, posn + (size_t)s * H, tv, H);
@@ -510,7 +547,9 @@ void Encoder::run(const RunInputs& in, const RunOutputs& out) {
   if (cfg_.pooler && (out.pooled || out.cls)) {
     float* pooled = out.pooled ? out.pooled : pooled_.p.get();
     // the [CLS] row of each sequence: row b*S, so A = xfinal with row stride S*H
-    gemm(xfinal, (size_t)S * H, pooler_, pooled, H, B, Epi::BiasTanh);
+    gemm(xfinal, (size_t)S * H, pooler_, pooled, H, B, cfg_.poolerRelu ? Epi::Bias : Epi::BiasTanh);
+    if (cfg_.poolerRelu)
+      for (size_t i = 0; i < (size_t)B * H; ++i) pooled[i] = pooled[i] > 0.0f ? pooled[i] : 0.0f;
     if (cfg_.classifierLabels > 0 && out.cls) gemm(pooled, H, cls_, out.cls, cfg_.classifierLabels, B, Epi::Bias);
   }
   PTICK(8);
@@ -521,6 +560,30 @@ void Encoder::run(const RunInputs& in, const RunOutputs& out) {
     gemm(xfinal, H, mlm_dense_, tmp, H, M, Epi::BiasGelu);
     layernorm_rows(tmp, H, tmp, H, M, mlm_g_.get(), mlm_b_.get(), cfg_.mlmLnEps);
     gemm(tmp, H, decoder_, out.mlm, cfg_.vocab, M, Epi::Bias);
+  }
+  if (cfg_.tokenLabels > 0 && out.tok) gemm(xfinal, H, tok_, out.tok, cfg_.tokenLabels, M, Epi::Bias);
+  if (cfg_.maskSelect && std::isinf(cfg_.maskValue)) nan_fully_masked(in, out);
+}
+
+// Select mode with a fill of -infinity: a sequence whose mask is 0 everywhere has every score at
+// -infinity, which onnxruntime's softmax turns into NaN, and NaN then fills all of that sequence's
+// outputs. The kernels' exp does not carry NaN through, so those rows are written here.
+void Encoder::nan_fully_masked(const RunInputs& in, const RunOutputs& out) {
+  if (!in.mask) return;
+  const int B = in.batch, S = in.seq;
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  auto fill = [&](float* p, size_t b, size_t per) {
+    if (p) std::fill(p + b * per, p + (b + 1) * per, nan);
+  };
+  for (int b = 0; b < B; ++b) {
+    bool any = false;
+    for (int j = 0; j < S && !any; ++j) any = in.mask[(size_t)b * S + j] != 0;
+    if (any) continue;
+    fill(out.hidden, b, (size_t)S * cfg_.hidden);
+    if (cfg_.pooler) fill(out.pooled, b, (size_t)cfg_.hidden);
+    if (cfg_.mlm) fill(out.mlm, b, (size_t)S * cfg_.vocab);
+    if (cfg_.classifierLabels) fill(out.cls, b, (size_t)cfg_.classifierLabels);
+    if (cfg_.tokenLabels) fill(out.tok, b, (size_t)S * cfg_.tokenLabels);
   }
 }
 

@@ -20,11 +20,17 @@ namespace bort {
 struct EncoderConfig {
   int layers = 0, heads = 0, headSize = 0, hidden = 0, intermediate = 0, vocab = 0, maxPositions = 0, typeVocab = 0;
   float scoreScale = 1.0f, maskValue = -10000.0f, embLnEps = 1e-12f;
+  // false: scores += (1 - mask) * maskValue (BERT). true: the scores of keys with mask 0 are replaced
+  // by maskValue (Where(mask == 0, maskValue, scores), DistilBERT); maskValue may then be -infinity,
+  // and a sequence with no unmasked key gives NaN outputs, as onnxruntime computes it.
+  bool maskSelect = false;
   std::vector<float> lnEps;  // 2 per layer
   bool pooler = false;
+  bool poolerRelu = false;  // the pooler's activation: ReLU (DistilBERT's pre_classifier) instead of tanh
   bool mlm = false;
   float mlmLnEps = 1e-12f;
   int classifierLabels = 0;  // 0 = no classifier
+  int tokenLabels = 0;       // per-token classifier on the final hidden states (0 = none)
   int threads = 1;
 };
 
@@ -55,6 +61,7 @@ struct RunInputs {
   const int32_t* ids = nullptr;
   const int32_t* mask = nullptr;   // null = all ones
   const int32_t* types = nullptr;  // null = all zeros
+  const int32_t* positions = nullptr;  // rows of the position table, [B,S]; null = 0..seq-1 in every sequence
   int batch = 0, seq = 0;
 };
 
@@ -63,6 +70,7 @@ struct RunOutputs {
   float* pooled = nullptr;  // [B,H] when config.pooler
   float* mlm = nullptr;     // [B,S,V] when config.mlm
   float* cls = nullptr;     // [B,L] when config.classifierLabels
+  float* tok = nullptr;     // [B,S,L] when config.tokenLabels
 };
 
 class Encoder {
@@ -115,6 +123,7 @@ class Encoder {
   void gemm_raw(const GemmArgs& g);
   void layernorm_rows(float* y, size_t ldy, const float* x, size_t ldx, int M, const float* g, const float* b, float eps);
   void attention(int B, int S);
+  void nan_fully_masked(const RunInputs& in, const RunOutputs& out);
   void ensure_scratch(int B, int S);
   void release_locked();
 
@@ -130,7 +139,7 @@ class Encoder {
 
   FloatBuf word_, pos_, type_, emb_g_, emb_b_;
   std::vector<Layer> layers_;
-  Linear pooler_, mlm_dense_, decoder_, cls_;
+  Linear pooler_, mlm_dense_, decoder_, cls_, tok_;
   FloatBuf mlm_g_, mlm_b_;
   size_t packed_bytes_ = 0, param_bytes_ = 0;
 
@@ -141,6 +150,7 @@ class Encoder {
     float* get(size_t want);
   };
   Buf x_, tmp_, qkv_, ctx_, inter_, madd_, pooled_, apack_;
+  std::vector<unsigned char> masked_;  // per token: the key is masked (select mode)
   std::vector<Buf> pk_, pv_, sc_, ws_;  // per thread
 };
 

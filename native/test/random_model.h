@@ -63,6 +63,10 @@ inline Weights make_weights(const bort::EncoderConfig& c, uint64_t seed) {
     rnd("cls_w", (size_t)H * c.classifierLabels, 1.0f / std::sqrt((float)H));
     rnd("cls_b", c.classifierLabels, 0.1f);
   }
+  if (c.tokenLabels) {
+    rnd("tok_w", (size_t)H * c.tokenLabels, 1.0f / std::sqrt((float)H));
+    rnd("tok_b", c.tokenLabels, 0.1f);
+  }
   return w;
 }
 
