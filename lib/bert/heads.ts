@@ -90,7 +90,7 @@ export function recognizeHeads(ix: GraphIndex, last: string, hidden: number, emb
           if (decoder.inDim !== hidden) throw unknown(`a masked-LM decoder whose weight ${quoteName(decoder.weight)} reads ${decoder.inDim} values, not ${hidden}`);
           const tiedShared = decoder.weight === emb.word.table;
           let tiedCopy = false;
-          if (!tiedShared && decoder.layout === 'in_out' && decoder.outDim === emb.word.rows) {
+          if (!tiedShared && !decoder.quant && decoder.layout === 'in_out' && decoder.outDim === emb.word.rows) {
             const w = ix.weight(emb.word.table)!;
             tiedCopy = sameAsTransposed(floatData(w.tensor), w.dims[0], w.dims[1], floatData(ix.weight(decoder.weight)!.tensor));
           }

@@ -9,6 +9,8 @@ import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { compress, type CompressSummary } from '../compress.js';
 import { inspect, type InspectSummary } from '../inspect.js';
+import { quantize, type QuantizeSummary } from '../quantize/quantize.js';
+import { precisionSummary } from '../quantize/precision.js';
 import { synth } from '../synth/bert.js';
 import { synthHead, synthVariantOptions } from '../synth/cli-flags.js';
 import { benchmark, type BenchResult } from '../runtime/bench.js';
@@ -41,12 +43,20 @@ function printInspect(s: InspectSummary, out: Out): void {
   out(`${s.path}`);
   out(`  arch        ${formatArch(s.arch)}   (layers, heads, hidden, intermediate; head size ${s.headSize})`);
   out(`  vocab       ${s.vocab}   positions ${s.maxPositions}   token types ${s.typeVocab || 'none'}`);
-  out(`  params      ${formatCount(s.params)}   (${formatBytes(s.weightBytes)} of fp32 weights; file ${formatBytes(s.fileBytes)}${s.externalData ? ', external data' : ''})`);
+  out(`  params      ${formatCount(s.params)}   (${formatBytes(s.weightBytes)} of weights; file ${formatBytes(s.fileBytes)}${s.externalData ? ', external data' : ''})`);
+  out(`  precision   linear weights: ${precisionSummary(s.weights)}`);
   out(`  attention   score scale ${s.scoreScale.toPrecision(6)}, LayerNorm ${s.layerNorm}, activation ${s.activation}`);
   out(`  heads       ${heads.length ? heads.join('; ') : 'none (encoder only)'}`);
   out(`  inputs      ids=${s.inputs.ids}${s.inputs.mask ? ` mask=${s.inputs.mask}` : ''}${s.inputs.tokenTypes ? ` token types=${s.inputs.tokenTypes}` : ''}`);
   out(`  outputs     ${s.outputs.map((o) => `${o.name} (${o.role})`).join(', ')}`);
   out(`  format      opset ${s.opset}, IR ${s.irVersion}, producer ${s.producer || 'unknown'}`);
+}
+
+function printQuantize(s: QuantizeSummary, out: Out): void {
+  out(`bort-compress quantize: ${path.basename(s.input)} → ${s.output}`);
+  out(`  int8    ${s.quantized.length} linear weights, symmetric ${s.scheme}; activations dynamic (DynamicQuantizeLinear)`);
+  out(`  bytes   ${formatBytes(s.floatBytes)} of float32 weights → ${formatBytes(s.int8Bytes)} int8 + scales; file ${formatBytes(s.fileBytes)}`);
+  out(`  time    ${s.seconds.toFixed(2)} s`);
 }
 
 function printBench(r: BenchResult, out: Out): void {
@@ -118,6 +128,13 @@ async function run(argv: string[], out: Out): Promise<void> {
     const s = inspect(need(positionals[0], 'the model path', 'inspect'));
     if (o.json) out(JSON.stringify(s, null, 2));
     else printInspect(s, out);
+    return;
+  }
+  if (sub === 'quantize') {
+    onePositional(positionals, 'quantize');
+    const s = quantize(need(positionals[0], 'the model path', 'quantize'), { output: str('output'), perTensor: o['per-tensor'] === true, all: o.all === true });
+    if (o.json) out(JSON.stringify(s, null, 2));
+    else printQuantize(s, out);
     return;
   }
   if (sub === 'synth') {
