@@ -124,3 +124,21 @@ export function quantizedLinearAt(ix: GraphIndex, mul: NodeProto): Linear | unde
     quant: { scale, perChannel, zeroPoint, quantizeInput: dql, nodes: [mm, cast, scaleMul, mul] },
   };
 }
+
+/**
+ * The nodes reading tensor `t`, with a DynamicQuantizeLinear of `t` seen through: in its place, the
+ * output Mul of each int8 linear it feeds (the node `quantizedLinearAt` is keyed on).
+ */
+export function readersOf(ix: GraphIndex, t: string): NodeProto[] {
+  const out: NodeProto[] = [];
+  for (const n of ix.consumersOf(t)) {
+    if (n.opType !== 'DynamicQuantizeLinear' || n.input[0] !== t) { out.push(n); continue; }
+    for (const mm of ix.consumersOf(n.output[0])) {
+      if (mm.opType !== 'MatMulInteger') { out.push(n); continue; }
+      for (const cast of ix.consumersOf(mm.output[0])) {
+        for (const mul of ix.consumersOf(cast.output[0])) if (!out.includes(mul)) out.push(mul);
+      }
+    }
+  }
+  return out;
+}
