@@ -49,6 +49,10 @@ struct QGemmArgs {
   const float* b_scale = nullptr;  // [N] (per channel) or [1]
   bool b_per_channel = true;
   const float* bias = nullptr;     // [N] or null
+  // then, on each finished micro-tile row (float output only): one of
+  void (*gelu)(float* x, size_t n) = nullptr;  // x = gelu(x) (the float kernel table's vector GELU)
+  const float* R = nullptr;                    // C += R (residual), row stride ldr
+  size_t ldr = 0;
 };
 
 struct QKernels {

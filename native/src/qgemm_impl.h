@@ -1,7 +1,8 @@
 // The int8 GEMM driver, written once: included by each qgemm_<isa>.cpp inside its own namespace after
 // it defines MR, NR and `template <int M> ukernel(kg, A, lda, Bp, colsum, out)`, which computes an
 // M x NR tile of exact int32 sums into out[M][NR] (kg groups of 4 k). The driver walks the tiles and
-// applies the epilogue while the tile is in L1: raw int32 (Ci) or dequantize + bias (C).
+// applies the epilogue while the tile is in L1: raw int32 (Ci) or dequantize + bias (C), then GELU or
+// the residual.
 #ifndef BORT_QGEMM_IMPL_BODY
 #error "include qgemm_impl.h from a qgemm ISA file only"
 #endif
@@ -32,6 +33,12 @@ static void k_qgemm_tile(const QGemmArgs& g, int m0, int m1, int n0, int n1) {
           for (int j = 0; j < nc; ++j) {
             const float s = as * (g.b_per_channel ? g.b_scale[n + j] : g.b_scale[0]);
             c[j] = (float)acc[i * NR + j] * s + (g.bias ? g.bias[n + j] : 0.0f);
+          }
+          if (g.gelu) {
+            g.gelu(c, (size_t)nc);
+          } else if (g.R) {
+            const float* r = g.R + (size_t)(m + i) * g.ldr + n;
+            for (int j = 0; j < nc; ++j) c[j] += r[j];
           }
         }
       }
