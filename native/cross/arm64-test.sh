@@ -5,6 +5,7 @@
 #   test_encoder         the whole encoder on every table against a naive reference
 #   test_simd_vs_scalar  neon against scalar on identical inputs, 1e-5 relative (--require neon)
 #   test_qgemm           int8 GEMM: neon (smull/sadalp) and neondot (sdot) bit-exact in int32 vs a reference
+#   test_encoder_int8    the int8 encoder (active int8 path: neondot under qemu) vs the float32 one
 # BORT_ISA=neon is set, so dispatch must also accept NEON as the active table.
 #
 #   bash native/cross/arm64-test.sh                  fails when a tool is missing (what .ci/run calls)
@@ -36,7 +37,7 @@ fi
 echo "arm64-test: cross-compiling into ${build#$root/}"
 cmake -S "$root/native/cross" -B "$build" -DCMAKE_BUILD_TYPE=Release \
   -DCMAKE_TOOLCHAIN_FILE="$root/native/cross/aarch64-linux-gnu.cmake" > /dev/null
-cmake --build "$build" -j "$(nproc)" --target test_kernels test_encoder test_simd_vs_scalar test_qgemm > /dev/null
+cmake --build "$build" -j "$(nproc)" --target test_kernels test_encoder test_simd_vs_scalar test_qgemm test_encoder_int8 > /dev/null
 
 # The NEON table must be real vector code: fused multiply-adds on 4-lane registers in the binary.
 fmla=$(aarch64-linux-gnu-objdump -d "$build/test_simd_vs_scalar" | grep -c 'fmla.*v[0-9]*\.4s' || true)
@@ -77,5 +78,6 @@ if ! grep -q '^testing qgemm neondot' <<< "$LAST_LOG"; then
   echo "arm64-test: FAIL: test_qgemm did not test the neondot path" >&2
   status=1
 fi
+run bort/test_encoder_int8
 if [ $status -eq 0 ]; then echo "arm64-test: PASSED ($fmla NEON fmla instructions in the tested binary)"; else echo "arm64-test: FAILED" >&2; fi
 exit $status

@@ -32,7 +32,8 @@ inline size_t qpacked_size(int K, int N, int NR) { return (size_t)((N + NR - 1) 
 void qpack_b(int8_t* dst, int32_t* colsum, const int8_t* W, size_t ldw, int K, int N, int NR);
 
 // Quantizes rows of x[M][K] (row stride ldx) symmetrically: scale[i] = max|x_i| / 127 (1 for a zero
-// row), A[i][k] = round-half-away(x/scale) in [-127,127]; A[i][K..round4(K)) = 0. lda >= round4(K).
+// row; NaN counts as 0), A[i][k] = round-half-away(x · (1/scale)) in [-127,127]; A[i][K..round4(K)) = 0.
+// lda >= round4(K). This is the scalar table's; QKernels::quantize_rows is the same per ISA.
 void quantize_rows(const float* x, size_t ldx, int M, int K, int8_t* A, size_t lda, float* scale);
 
 struct QGemmArgs {
@@ -60,6 +61,8 @@ struct QKernels {
   int MR, NR;
   // Rows [m0,m1), columns [n0,n1) (n0 a multiple of NR; n1 a multiple of NR or N).
   void (*qgemm_tile)(const QGemmArgs& g, int m0, int m1, int n0, int n1);
+  // quantize_rows below, compiled for this ISA (the same results on every path).
+  void (*quantize_rows)(const float* x, size_t ldx, int M, int K, int8_t* A, size_t lda, float* scale);
 };
 
 enum class QIsa { Scalar, Avx2, Avx512Vnni, Neon, NeonDot };

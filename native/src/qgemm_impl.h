@@ -46,4 +46,40 @@ static void k_qgemm_tile(const QGemmArgs& g, int m0, int m1, int n0, int n1) {
   }
 }
 
-static const QKernels kQTable = {QISA_NAME, MR, NR, k_qgemm_tile};
+// quantize_rows (qgemm.h), written so the compiler vectorises it with this file's ISA flags: 16
+// running maxima per row, then multiply, clamp, round half away from zero, convert. The clamp sits
+// between the multiply and the rounding add so no ISA can fuse them: every path rounds identically.
+static void k_quantize_rows(const float* x, size_t ldx, int M, int K, int8_t* A, size_t lda, float* scale) {
+  const int K4 = qround4(K);
+  for (int i = 0; i < M; ++i) {
+    const float* r = x + (size_t)i * ldx;
+    float m16[16] = {};
+    int k = 0;
+    for (; k + 16 <= K; k += 16)
+      for (int j = 0; j < 16; ++j) {
+        const float a = __builtin_fabsf(r[k + j]);
+        m16[j] = a > m16[j] ? a : m16[j];
+      }
+    float mx = 0.0f;
+    for (; k < K; ++k) {
+      const float a = __builtin_fabsf(r[k]);
+      mx = a > mx ? a : mx;
+    }
+    for (int j = 0; j < 16; ++j) mx = m16[j] > mx ? m16[j] : mx;
+    const float s = mx > 0.0f && mx <= 3.4028235e38f ? mx / 127.0f : 1.0f;
+    const float inv = 1.0f / s;
+    scale[i] = s;
+    int8_t* a = A + (size_t)i * lda;
+    for (k = 0; k < K; ++k) {
+      float v = r[k] * inv;
+      v = v > 127.0f ? 127.0f : v;
+      v = v < -127.0f ? -127.0f : v;
+      v = v == v ? v : 0.0f;  // NaN -> 0
+      v = v + (v < 0.0f ? -0.5f : 0.5f);
+      a[k] = (int8_t)(int)v;
+    }
+    for (k = K; k < K4; ++k) a[k] = 0;
+  }
+}
+
+static const QKernels kQTable = {QISA_NAME, MR, NR, k_qgemm_tile, k_quantize_rows};

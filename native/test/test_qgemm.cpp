@@ -127,6 +127,28 @@ void test_quantize_rows() {
   CHECK(inRange, "-128 used");
 }
 
+// The table's own quantize_rows gives the scalar one's bytes and scales exactly (random rows, rows
+// with exact .5 steps, a NaN, K with tails).
+void test_quantize_same(const QKernels* q) {
+  check::Rng r(3);
+  for (int K : {1, 15, 16, 33, 768, 1027}) {
+    const int M = 5;
+    const size_t lda = qround4(K) + 4;
+    std::vector<float> x((size_t)M * K);
+    for (auto& v : x) v = r.uniform(-4, 4);
+    for (int k = 0; k < K; ++k) x[(size_t)K + k] = (float)(k % 255 - 127) * 0.5f;  // row 1: halves
+    x[(size_t)2 * K + K / 2] = NAN;
+    std::vector<int8_t> a(M * lda, 55), b(M * lda, 66);
+    std::vector<float> sa(M), sb(M);
+    quantize_rows(x.data(), K, M, K, a.data(), lda, sa.data());
+    q->quantize_rows(x.data(), K, M, K, b.data(), lda, sb.data());
+    int bad = 0;
+    for (int i = 0; i < M; ++i)
+      for (int k = 0; k < qround4(K); ++k) bad += a[i * lda + k] != b[i * lda + k];
+    CHECK(bad == 0 && sa == sb, "%s quantize_rows K=%d: %d bytes differ from the scalar table's", q->name, K, bad);
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -149,6 +171,7 @@ int main(int argc, char** argv) {
     for (auto& s : shapes)
       for (Fill f : {Random, AllMax, AllMinMax, Alternating}) test_exact(q, s[0], s[1], s[2], f, seed++);
     test_exact(q, 3, 20, kQMaxK, AllMinMax, 7);  // the largest K: -127*127*K still fits int32
+    test_quantize_same(q);
     test_epilogue(q, true);
     test_epilogue(q, false);
   }
