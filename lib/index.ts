@@ -11,6 +11,8 @@
  */
 export { compress, defaultOutput, type CompressOptions, type CompressSummary } from './compress.js';
 export { inspect, type InspectSummary } from './inspect.js';
+export { quantize, type QuantizeOptions, type QuantizeSummary } from './quantize/quantize.js';
+export type { WeightPrecision, WeightPrecisionEntry } from './quantize/precision.js';
 export { synth, buildSynthModel, type SynthOptions, type SynthSummary } from './synth/bert.js';
 export type { Family, SynthHead, TokenTypeForm, PositionForm, FusedForm } from './synth/options.js';
 export { BortError } from './errors.js';
@@ -19,7 +21,7 @@ export { archParameters, type HeadsConfig } from './bert/params.js';
 export { recognize } from './bert/recognize.js';
 export type {
   Arch, BertModel, Linear, LayerNorm, ShapeSite, ScaleSite, Attention, Ffn, Layer, Embedding, Embeddings, Pooler,
-  MaskedLmHead, Classifier, OutputRole, AttentionMask, PositionIds,
+  MaskedLmHead, Classifier, OutputRole, AttentionMask, PositionIds, QuantizedWeight,
 } from './bert/model.js';
 export { planExtraction, type ExtractionPlan, type LayerPlan, type PlanOptions } from './extract/plan.js';
 export { weightScorer, firstScorer, type ImportanceScorer } from './extract/scorer.js';

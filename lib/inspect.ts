@@ -5,6 +5,7 @@ import { loadModel } from './onnx/io.js';
 import { recognize } from './bert/recognize.js';
 import { countParameters, weightBytes } from './bert/params.js';
 import type { Arch, PositionIds } from './bert/model.js';
+import { weightPrecisions, type WeightPrecisionEntry } from './quantize/precision.js';
 
 function positionSummary(p: PositionIds | undefined): InspectSummary['positionIds'] {
   if (!p) return { kind: 'none' };
@@ -43,6 +44,8 @@ export interface InspectSummary {
   fileBytes: number;
   weightBytes: number;
   externalData: boolean;
+  /** Precision of every linear weight (float32, or int8 per-channel / per-tensor after `quantize`). */
+  weights: WeightPrecisionEntry[];
 }
 
 export function inspect(path: string): InspectSummary {
@@ -79,5 +82,6 @@ export function inspect(path: string): InspectSummary {
     fileBytes: loaded.fileBytes,
     weightBytes: weightBytes(m),
     externalData: loaded.externalData,
+    weights: weightPrecisions(m),
   };
 }

@@ -11,6 +11,7 @@ import { BortError, quoteName } from '../errors.js';
 import { inferenceDropout } from './evaluate.js';
 import { activationBetween, activationOutputs, classifyActivation } from './ffn.js';
 import { layerNormOf } from './layernorm.js';
+import { readersOf } from '../quantize/linear-view.js';
 import { linearAt } from './linear.js';
 import { splitColumns } from './split-columns.js';
 import type { Classifier, Embeddings, Linear, MaskedLmHead, Pooler } from './model.js';
@@ -28,7 +29,7 @@ function through(ix: GraphIndex, t: string): string {
 }
 
 function linearsReading(ix: GraphIndex, t: string): Linear[] {
-  return ix.consumersOf(t).map((n) => linearAt(ix, n)).filter((l): l is Linear => !!l && l.input === t);
+  return readersOf(ix, t).map((n) => linearAt(ix, n)).filter((l): l is Linear => !!l && l.input === t);
 }
 
 /** Gather(index 0, axis 1) or Slice [0:1] on axis 1 (+ Squeeze): the first token. */
@@ -64,7 +65,7 @@ export interface Heads {
 export function recognizeHeads(ix: GraphIndex, last: string, hidden: number, emb: Embeddings): Heads {
   const heads: Heads = { classifiers: [] };
   const unknown = (what: string) => new BortError(`the encoder output is read by ${what}, which bort-compress does not recognise`, 'only the pooler, masked-LM and classifier heads are supported; export the base model instead');
-  for (const n of ix.consumersOf(last)) {
+  for (const n of readersOf(ix, last)) {
     const first = firstToken(ix, n);
     if (first !== undefined) {
       const dense = linearsReading(ix, first)[0];
@@ -93,7 +94,7 @@ export function recognizeHeads(ix: GraphIndex, last: string, hidden: number, emb
           if (decoder.inDim !== hidden) throw unknown(`a masked-LM decoder whose weight ${quoteName(decoder.weight)} reads ${decoder.inDim} values, not ${hidden}`);
           const tiedShared = decoder.weight === emb.word.table;
           let tiedCopy = false;
-          if (!tiedShared && decoder.layout === 'in_out' && decoder.outDim === emb.word.rows) {
+          if (!tiedShared && !decoder.quant && decoder.layout === 'in_out' && decoder.outDim === emb.word.rows) {
             const w = ix.weight(emb.word.table)!;
             tiedCopy = sameAsTransposed(floatData(w.tensor), w.dims[0], w.dims[1], floatData(ix.weight(decoder.weight)!.tensor));
           }

@@ -38,6 +38,24 @@ export interface Linear {
   alpha: number;
   /** Gemm's beta: the factor on the bias (1 for MatMul + Add). */
   beta: number;
+  /** Set when the layer is int8-quantized (lib/quantize/linear-view.ts): `weight` is then int8 [in, out]. */
+  quant?: QuantizedWeight;
+}
+
+/**
+ * An int8 linear as onnxruntime's dynamic quantization writes it: DynamicQuantizeLinear(x) →
+ * MatMulInteger(x_q, W_q, x_zp, W_zp) → Cast(float) → Mul(x_scale · W_scale), then the bias Add.
+ */
+export interface QuantizedWeight {
+  /** float32 scale initializer: one value (per tensor) or one per output column (per channel). */
+  scale: string;
+  perChannel: boolean;
+  /** int8 zero-point initializer (all zeros: symmetric), if the MatMulInteger names one. */
+  zeroPoint?: string;
+  /** The DynamicQuantizeLinear node quantizing the input (may be shared by several layers). */
+  quantizeInput: NodeProto;
+  /** The nodes of this layer: MatMulInteger, Cast, the scale product Mul, the output Mul. */
+  nodes: NodeProto[];
 }
 
 export interface LayerNorm {

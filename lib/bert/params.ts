@@ -2,7 +2,7 @@
  * Parameter counts: measured from a recognised model's weights, and the closed form for an
  * architecture. A decoder tied to the word table counts once, whether shared or stored as a copy.
  */
-import { tensorNumel } from '../onnx/tensor.js';
+import { tensorByteSize, tensorNumel } from '../onnx/tensor.js';
 import type { Arch, BertModel, Linear, LayerNorm } from './model.js';
 
 export function parameterNames(m: BertModel): Set<string> {
@@ -27,15 +27,18 @@ export function countParameters(m: BertModel): number {
   let n = 0;
   for (const name of parameterNames(m)) {
     if (m.mlm?.tiedCopy && name === m.mlm.decoder.weight) continue;
-    n += tensorNumel(m.index.weight(name)!.tensor);
+    n += tensorNumel(m.index.initializers.get(name)!);
   }
   return n;
 }
 
-/** Bytes of all float32 weights as stored (a tied copy counts here). */
+/** Bytes of all weights as stored (a tied copy counts here; int8 weights 1 byte a value). */
 export function weightBytes(m: BertModel): number {
   let n = 0;
-  for (const name of parameterNames(m)) n += tensorNumel(m.index.weight(name)!.tensor) * 4;
+  for (const name of parameterNames(m)) n += tensorByteSize(m.index.initializers.get(name)!);
+  for (const l of m.layers) for (const q of [l.attention.q, l.attention.k, l.attention.v, l.attention.o, l.ffn.in, l.ffn.out]) {
+    if (q.quant) n += tensorByteSize(m.index.initializers.get(q.quant.scale)!);
+  }
   return n;
 }
 

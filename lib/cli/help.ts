@@ -9,6 +9,7 @@ Usage:
   bort-compress synth --arch D,A,H,I [--vocab V] [--head base|mlm|cls|qa|token-cls] -o OUT.onnx
   bort-compress bench MODEL.onnx [--batch B] [--seq S] [--threads T] [--runs N] [--json]
   bort-compress demo
+  bort-compress quantize MODEL.onnx [-o OUT.onnx] [--per-tensor] [--all] [--json]
   bort-compress --version
   bort-compress fill-mask MODEL.onnx [--vocab V] [--top-k K] ["text with [MASK]" …]
   bort-compress embed MODEL.onnx [--vocab V] [--pooling cls|mean] [--normalize] [-o OUT.npy] [TEXT …]
@@ -94,6 +95,20 @@ on a random-weight masked-LM before and after a compression. Needs nothing but t
 Options:
   -h, --help    this text`;
 
+const QUANTIZE = `bort-compress quantize MODEL.onnx [-o OUT.onnx] [--per-tensor] [--all] [--json]
+
+Writes MODEL.onnx with int8 weights for every attention projection (Q, K, V, O) and feed-forward matrix,
+activations quantized at run time: DynamicQuantizeLinear + MatMulInteger, the operators onnxruntime's
+dynamic quantization writes, so onnxruntime runs the result. Weights are symmetric (zero point 0).
+Embeddings, LayerNorms, softmax and the heads stay float32.
+
+Options:
+  -o, --output OUT.onnx   output path (default: MODEL.int8.onnx)
+      --per-tensor        one scale per weight matrix (default: one per output column)
+      --all               also quantize the linear heads (pooler, masked-LM transform and decoder, classifiers)
+      --json              print the summary as JSON
+  -h, --help              this text`;
+
 export function commandHelp(cmd: string): string {
-  return ({ compress: COMPRESS, inspect: INSPECT, synth: SYNTH, demo: DEMO, bench: BENCH } as Record<string, string>)[cmd] ?? HELP;
+  return ({ compress: COMPRESS, inspect: INSPECT, synth: SYNTH, demo: DEMO, bench: BENCH, quantize: QUANTIZE } as Record<string, string>)[cmd] ?? HELP;
 }

@@ -9,10 +9,12 @@ import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { compress, type CompressSummary } from '../compress.js';
 import { inspect, type InspectSummary } from '../inspect.js';
+import { quantize, type QuantizeSummary } from '../quantize/quantize.js';
+import { precisionSummary } from '../quantize/precision.js';
 import { synth } from '../synth/bert.js';
 import { synthHead, synthVariantOptions } from '../synth/cli-flags.js';
 import { benchmark, type BenchResult } from '../runtime/bench.js';
-import { BortError, quoteName } from '../errors.js';
+import { BortError, escapeControls, quoteName } from '../errors.js';
 import { formatArch, parseArch } from '../extract/arch.js';
 import { formatBytes, formatCount } from './format.js';
 import { HELP, commandHelp } from './help.js';
@@ -38,7 +40,7 @@ function printCompress(s: CompressSummary, out: Out): void {
 function printInspect(s: InspectSummary, out: Out): void {
   const split = s.outputs.filter((o) => o.column !== undefined).map((o) => o.name);
   const heads = [s.heads.pooler && `pooler (${s.poolerActivation})`, s.heads.mlm && `masked-LM${s.heads.mlmTied ? ' (decoder tied to word embeddings)' : ''}`,
-    ...s.heads.classifiers.map((c) => `classifier on ${c.source === 'hidden' ? 'every token' : quoteName(c.source)} (${c.labels} labels${c.source === 'hidden' && split.length ? `, split into ${split.map(quoteName).join(', ')}` : ''})`)].filter(Boolean);
+    ...s.heads.classifiers.map((c) => `classifier on ${c.source === 'hidden' ? 'every token' : c.source} (${c.labels} labels${c.source === 'hidden' && split.length ? `, split into ${split.map(escapeControls).join(', ')}` : ''})`)].filter(Boolean);
   const types = s.tokenTypeIds.kind === 'constant' ? ` (no input: row ${s.tokenTypeIds.row} for every token)` : '';
   const p = s.positionIds;
   const positions = p.kind === 'arange' ? `token t reads row ${p.start ? `${p.start} + ` : ''}t` : p.kind === 'from-ids' ? `computed from the ids (padding id ${p.paddingIdx})` : p.kind === 'other' ? `other: ${p.problem}` : 'none';
@@ -49,12 +51,20 @@ function printInspect(s: InspectSummary, out: Out): void {
   out(`  vocab       ${s.vocab}   positions ${s.maxPositions}   token types ${s.typeVocab || 'none'}${types}`);
   out(`  positions   ${positions}`);
   out(`  mask        ${mask}${a.kind !== 'none' && a.problem ? ` (${a.problem})` : ''}`);
-  out(`  params      ${formatCount(s.params)}   (${formatBytes(s.weightBytes)} of fp32 weights; file ${formatBytes(s.fileBytes)}${s.externalData ? ', external data' : ''})`);
+  out(`  params      ${formatCount(s.params)}   (${formatBytes(s.weightBytes)} of weights; file ${formatBytes(s.fileBytes)}${s.externalData ? ', external data' : ''})`);
+  out(`  precision   linear weights: ${precisionSummary(s.weights)}`);
   out(`  attention   score scale ${s.scoreScale.toPrecision(6)}, LayerNorm ${s.layerNorm}, activation ${s.activation}`);
   out(`  heads       ${heads.length ? heads.join('; ') : 'none (encoder only)'}`);
   out(`  inputs      ids=${quoteName(s.inputs.ids)}${s.inputs.mask ? ` mask=${quoteName(s.inputs.mask)}` : ''}${s.inputs.tokenTypes ? ` token types=${quoteName(s.inputs.tokenTypes)}` : ''}`);
   out(`  outputs     ${s.outputs.map((o) => `${quoteName(o.name)} (${o.role})`).join(', ')}`);
   out(`  format      opset ${s.opset}, IR ${s.irVersion}, producer ${s.producer ? quoteName(s.producer) : 'unknown'}`);
+}
+
+function printQuantize(s: QuantizeSummary, out: Out): void {
+  out(`bort-compress quantize: ${path.basename(s.input)} → ${s.output}`);
+  out(`  int8    ${s.quantized.length} linear weights, symmetric ${s.scheme}; activations dynamic (DynamicQuantizeLinear)`);
+  out(`  bytes   ${formatBytes(s.floatBytes)} of float32 weights → ${formatBytes(s.int8Bytes)} int8 + scales; file ${formatBytes(s.fileBytes)}`);
+  out(`  time    ${s.seconds.toFixed(2)} s`);
 }
 
 function printBench(r: BenchResult, out: Out): void {
@@ -127,6 +137,13 @@ async function run(argv: string[], out: Out): Promise<void> {
     // a mask value of -Infinity (DistilBERT's Where fill) as the string JSON cannot hold it as a number
     if (o.json) out(JSON.stringify(s, (_k, v) => (typeof v === 'number' && !Number.isFinite(v) ? String(v) : v), 2));
     else printInspect(s, out);
+    return;
+  }
+  if (sub === 'quantize') {
+    onePositional(positionals, 'quantize');
+    const s = quantize(need(positionals[0], 'the model path', 'quantize'), { output: str('output'), perTensor: o['per-tensor'] === true, all: o.all === true });
+    if (o.json) out(JSON.stringify(s, null, 2));
+    else printQuantize(s, out);
     return;
   }
   if (sub === 'synth') {

@@ -9,7 +9,7 @@ import { MAX_THREADS } from '../runtime/threads.js';
 
 type OptionSpec = { type: 'string' | 'boolean'; short?: string };
 
-export const COMMANDS = ['compress', 'inspect', 'synth', 'bench', 'demo'] as const;
+export const COMMANDS = ['compress', 'inspect', 'synth', 'bench', 'demo', 'quantize'] as const;
 export type Command = (typeof COMMANDS)[number];
 
 const help: Record<string, OptionSpec> = { help: { type: 'boolean', short: 'h' } };
@@ -49,6 +49,12 @@ export const OPTIONS: Record<Command, Record<string, OptionSpec>> = {
     runs: { type: 'string' },
   },
   demo: { ...help },
+  quantize: {
+    ...help, ...json,
+    output: { type: 'string', short: 'o' },
+    'per-tensor': { type: 'boolean' },
+    all: { type: 'boolean' },
+  },
 };
 
 /** Inclusive ranges of the numeric options (bench's --seq is further bounded by the model's positions). */

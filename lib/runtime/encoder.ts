@@ -49,6 +49,12 @@ export interface TensorOutput {
 export interface EncoderOptions {
   /** Threads for this encoder: an integer in [1, 256] (default: the number of CPU cores, at most 256). */
   threads?: number;
+  /**
+   * true: quantize the layer projections (Q, K, V, O, feed-forward) to int8 at load, symmetric per
+   * output column as `quantize` does, and run them on the int8 kernels (activations quantized per row
+   * at run time). Embeddings, LayerNorms, attention scores and heads stay float32. Default false.
+   */
+  int8?: boolean;
 }
 
 /** The values a role accepts: [0, limit), with the message for one outside. */
@@ -121,10 +127,11 @@ export class Encoder {
     if (typeof path !== 'string' || path === '') throw new TypeError(`Encoder.load(path): path must be a non-empty string, got ${typeof path}`);
     if (options === null || typeof options !== 'object') throw new TypeError(`Encoder.load(path, options): options must be an object, got ${options === null ? 'null' : typeof options}`);
     const threads = options.threads === undefined ? defaultThreads() : checkThreads(options.threads, 'threads');
+    if (options.int8 !== undefined && typeof options.int8 !== 'boolean') throw new TypeError(`options.int8 must be a boolean, got ${typeof options.int8}`);
     const addon = native();
     const { spec, arch } = await prepareModel(path);
     const { weights, ...rest } = spec;
-    const handle = await addon.createEncoderAsync({ ...spec.config, threads }, weights);
+    const handle = await addon.createEncoderAsync({ ...spec.config, threads, int8: options.int8 === true }, weights);
     return new Encoder(handle, rest, arch, addon.isa());
   }
 

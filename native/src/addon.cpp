@@ -145,6 +145,10 @@ bort::EncoderConfig parse_config(Napi::Env env, Napi::Value cv) {
   } else {
     cfg.threads = threads_from(env, th, "config.threads");
   }
+  // int8: undefined/false = float32; true = layer projections quantized at load (qlinear.h)
+  Napi::Value q8 = c.Get("int8");
+  if (q8.IsBoolean()) cfg.int8 = q8.As<Napi::Boolean>().Value();
+  else if (!q8.IsUndefined()) throw Napi::TypeError::New(env, "config.int8 must be a boolean");
   return cfg;
 }
 

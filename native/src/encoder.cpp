@@ -96,8 +96,25 @@ FloatBuf Encoder::copy_vec(const WeightLookup& w, const std::string& name, size_
   return b;
 }
 
+// int8: quantize + pack the weights (qlinear.cpp); the bias stays float, padded like the float path's.
+Encoder::Linear Encoder::pack_qlinear(Linear& L, const std::vector<PackSeg>& segs, const WeightLookup& w,
+                                      const std::vector<std::string>& bnames, const std::vector<int>& ns) {
+  std::vector<QSeg> qs;
+  for (const PackSeg& p : segs) qs.push_back({p.p, p.n});
+  L.q = make_qlinear(qk_, L.K, qs.data(), (int)qs.size());
+  L.b = alloc_floats(round_up(L.N, k_->NR));
+  int off = 0;
+  for (size_t i = 0; i < bnames.size(); ++i) {
+    std::memcpy(L.b.get() + off, need(w, bnames[i], ns[i]), sizeof(float) * ns[i]);
+    off += ns[i];
+  }
+  for (int j = off; j < round_up(L.N, k_->NR); ++j) L.b.get()[j] = 0.0f;
+  packed_bytes_ += L.q->bytes() + round_up(L.N, k_->NR) * sizeof(float);
+  return std::move(L);
+}
+
 Encoder::Linear Encoder::pack_linear(const WeightLookup& w, const std::vector<std::string>& wnames,
-                                     const std::vector<std::string>& bnames, int K, const std::vector<int>& ns) {
+                                     const std::vector<std::string>& bnames, int K, const std::vector<int>& ns, bool int8) {
   Linear L;
   L.K = K;
   std::vector<PackSeg> segs;
@@ -106,6 +123,7 @@ Encoder::Linear Encoder::pack_linear(const WeightLookup& w, const std::vector<st
     segs.push_back({p, ns[i], (size_t)ns[i]});
     L.N += ns[i];
   }
+  if (int8) return pack_qlinear(L, segs, w, bnames, ns);
   const int NR = k_->NR;
   const size_t psz = packed_size(K, L.N, NR);
   L.w = alloc_floats(psz);
@@ -158,6 +176,10 @@ Encoder::Encoder(const EncoderConfig& cfg, const WeightLookup& w, const Kernels*
                       std::to_string(cfg.threads));
   const size_t H = cfg.hidden, Wd = (size_t)cfg.heads * cfg.headSize, I = cfg.intermediate, V = cfg.vocab;
   pool_.reset(new ThreadPool(cfg_.threads));
+  if (cfg.int8) {
+    const char* qerr = "no int8 kernels";
+    if (!(qk_ = qkernels_active(&qerr))) throw ConfigError(qerr);
+  }
 
   word_ = copy_vec(w, "word_emb", V * H);
   pos_ = copy_vec(w, "pos_emb", (size_t)cfg.maxPositions * H);
@@ -168,12 +190,12 @@ Encoder::Encoder(const EncoderConfig& cfg, const WeightLookup& w, const Kernels*
   for (int l = 0; l < cfg.layers; ++l) {
     Layer& L = layers_[l];
     L.qkv = pack_linear(w, {at_layer("q_w", l), at_layer("k_w", l), at_layer("v_w", l)},
-                        {at_layer("q_b", l), at_layer("k_b", l), at_layer("v_b", l)}, (int)H, {(int)Wd, (int)Wd, (int)Wd});
-    L.o = pack_linear(w, {at_layer("o_w", l)}, {at_layer("o_b", l)}, (int)Wd, {(int)H});
+                        {at_layer("q_b", l), at_layer("k_b", l), at_layer("v_b", l)}, (int)H, {(int)Wd, (int)Wd, (int)Wd}, cfg.int8);
+    L.o = pack_linear(w, {at_layer("o_w", l)}, {at_layer("o_b", l)}, (int)Wd, {(int)H}, cfg.int8);
     L.ln1g = copy_vec(w, at_layer("ln1_g", l), H);
     L.ln1b = copy_vec(w, at_layer("ln1_b", l), H);
-    L.in = pack_linear(w, {at_layer("ffn_in_w", l)}, {at_layer("ffn_in_b", l)}, (int)H, {(int)I});
-    L.out = pack_linear(w, {at_layer("ffn_out_w", l)}, {at_layer("ffn_out_b", l)}, (int)I, {(int)H});
+    L.in = pack_linear(w, {at_layer("ffn_in_w", l)}, {at_layer("ffn_in_b", l)}, (int)H, {(int)I}, cfg.int8);
+    L.out = pack_linear(w, {at_layer("ffn_out_w", l)}, {at_layer("ffn_out_b", l)}, (int)I, {(int)H}, cfg.int8);
     L.ln2g = copy_vec(w, at_layer("ln2_g", l), H);
     L.ln2b = copy_vec(w, at_layer("ln2_b", l), H);
   }
@@ -228,6 +250,7 @@ void Encoder::release_locked() {
   pk_.clear(); pv_.clear(); sc_.clear(); ws_.clear();
   masked_.clear();
   masked_.shrink_to_fit();
+  qs_ = QScratch();
 }
 
 // Takes effect at the start of the next run (never blocks on a run in flight).
@@ -318,6 +341,10 @@ void Encoder::gemm_raw(const GemmArgs& g) {
 
 void Encoder::gemm(const float* A, size_t lda, const Linear& L, float* C, size_t ldc, int M, Epi epi, const float* R,
                    size_t ldr) {
+  if (L.q) {
+    qlinear_run(*pool_, *L.q, A, lda, C, ldc, M, epi, L.b.get(), R, ldr, k_->gelu, qs_);
+    return;
+  }
   GemmArgs g;
   g.A = A;
   g.lda = lda;

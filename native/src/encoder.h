@@ -14,6 +14,7 @@
 
 #include "kernels.h"
 #include "pool.h"
+#include "qlinear.h"
 
 namespace bort {
 
@@ -32,6 +33,7 @@ struct EncoderConfig {
   int classifierLabels = 0;  // 0 = no classifier
   int tokenLabels = 0;       // per-token classifier on the final hidden states (0 = none)
   int threads = 1;
+  bool int8 = false;  // layer projections quantized at load and run on the int8 kernels (qlinear.h)
 };
 
 // Thrown for a bad configuration or weight (-> TypeError) or bad inputs (-> RangeError).
@@ -108,6 +110,7 @@ class Encoder {
     FloatBuf w;  // packed [K,N]
     FloatBuf b;  // padded to a whole panel
     int K = 0, N = 0;
+    std::unique_ptr<QLinear> q;  // set: int8 (w unused)
   };
   struct Layer {
     Linear qkv, o, in, out;
@@ -117,7 +120,9 @@ class Encoder {
   const float* need(const WeightLookup& w, const std::string& name, size_t len);
   FloatBuf copy_vec(const WeightLookup& w, const std::string& name, size_t len);
   Linear pack_linear(const WeightLookup& w, const std::vector<std::string>& wnames,
-                     const std::vector<std::string>& bnames, int K, const std::vector<int>& ns);
+                     const std::vector<std::string>& bnames, int K, const std::vector<int>& ns, bool int8 = false);
+  Linear pack_qlinear(Linear& L, const std::vector<PackSeg>& segs, const WeightLookup& w,
+                      const std::vector<std::string>& bnames, const std::vector<int>& ns);
   void gemm(const float* A, size_t lda, const Linear& L, float* C, size_t ldc, int M, Epi epi,
             const float* R = nullptr, size_t ldr = 0);
   void gemm_raw(const GemmArgs& g);
@@ -142,6 +147,8 @@ class Encoder {
   Linear pooler_, mlm_dense_, decoder_, cls_, tok_;
   FloatBuf mlm_g_, mlm_b_;
   size_t packed_bytes_ = 0, param_bytes_ = 0;
+  const QKernels* qk_ = nullptr;  // int8 path (cfg_.int8)
+  QScratch qs_;
 
   // scratch, grown on demand, reused across runs
   struct Buf {
