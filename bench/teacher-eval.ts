@@ -24,6 +24,7 @@ import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { compress } from '../lib/compress.js';
 import { dataScorer } from '../lib/extract/data-scorer.js';
+import { parseArch } from '../lib/extract/arch.js';
 import type { ImportanceScorer } from '../lib/extract/scorer.js';
 import { buildCalibration, readCorpus } from '../lib/search/calibration.js';
 import { TextTokenizer } from '../lib/text/tokenizer.js';
@@ -289,14 +290,15 @@ async function main(): Promise<void> {
     const specs: ModelSpec[] = [];
     let teacherParams = 0;
     const targets = [...MAIN_TARGETS, ...(args.ablations ? ABLATION_TARGETS : [])];
-    let data: ImportanceScorer | undefined;
-    if (targets.some((t) => t.strategy === 'data')) {
-      const d0 = process.hrtime.bigint();
-      const cal = buildCalibration(readCorpus(trainPath), TextTokenizer.fromFile(vocabPath), { vocab: 8000, maxPositions: 128, sequences: 32 });
-      data = await dataScorer(teacherPath, cal);
-      console.log(`data scorer: ${cal.inputs.length} calibration sequences of ${cal.seq} tokens from train.txt, ${(Number(process.hrtime.bigint() - d0) / 1e9).toFixed(1)} s`);
-    }
+    const cal = buildCalibration(readCorpus(trainPath), TextTokenizer.fromFile(vocabPath), { vocab: 8000, maxPositions: 128, sequences: 32 });
     for (const t of targets) {
+      let data: ImportanceScorer | undefined;
+      if (t.strategy === 'data') {
+        // as `compress --strategy data --corpus train.txt --vocab vocab.txt` does: scores for this target
+        const d0 = process.hrtime.bigint();
+        data = await dataScorer(teacherPath, cal, { target: parseArch(t.arch) });
+        console.log(`data scorer for ${t.arch}: ${cal.inputs.length} calibration sequences of ${cal.seq} tokens from train.txt, ${(Number(process.hrtime.bigint() - d0) / 1e9).toFixed(1)} s`);
+      }
       const output = path.join(tmp, `teacher.bort-${t.arch.replace(/,/g, '-')}.${t.strategy}.onnx`);
       const summary = await compress(teacherPath, { arch: t.arch, strategy: t.strategy === 'data' ? data! : t.strategy, output });
       teacherParams = summary.source.params;

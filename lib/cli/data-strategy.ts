@@ -8,11 +8,11 @@ import { buildCalibration, readCorpus } from '../search/calibration.js';
 import { TextTokenizer } from '../text/tokenizer.js';
 
 export async function dataStrategyScorer(model: string, arch: string, corpus: string | undefined, vocab: string | undefined, step: (name: string) => void): Promise<ImportanceScorer> {
-  parseArch(arch); // a malformed --arch is reported before the slow part
+  const target = parseArch(arch); // a malformed --arch is reported before the slow part
   if (!corpus) throw new BortError('--strategy data needs --corpus TEXT', 'give calibration text (one paragraph a line) and --vocab V');
   if (!vocab) throw new BortError('--strategy data needs --vocab V', "give the model's vocab.txt or tokenizer.json");
   const info = inspect(model);
   const cal = buildCalibration(readCorpus(corpus), TextTokenizer.fromFile(vocab), { vocab: info.vocab, maxPositions: info.maxPositions, sequences: 32 });
   step('scoring layers on the calibration text');
-  return dataScorer(model, cal);
+  return dataScorer(model, cal, { target });
 }

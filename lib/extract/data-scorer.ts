@@ -16,7 +16,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import type { BertModel } from '../bert/model.js';
+import type { Arch, BertModel } from '../bert/model.js';
 import { runCompress } from '../compress-job.js';
 import { Encoder } from '../runtime/encoder.js';
 import type { CalibrationSet } from '../search/calibration.js';
@@ -26,6 +26,13 @@ import { formatArch } from './arch.js';
 
 export interface DataScorerOptions {
   threads?: number;
+  /**
+   * The architecture the scores are for. When given, layers are chosen for it: every subset of
+   * `target.layers` layers (at most 64 subsets; else the greedy elimination) is extracted at the
+   * target's widths (heads, hidden, neurons by the weight scorer) and the one with the lowest KL on
+   * the calibration set is kept.
+   */
+  target?: Arch;
   /** Called after each ablated run with what was measured. */
   onProgress?: (message: string) => void;
 }
@@ -83,6 +90,57 @@ export async function ablateLayers(model: string, cal: CalibrationSet, opts: Dat
   }
 }
 
+function subsets(n: number, k: number): number[][] {
+  const out: number[][] = [];
+  const rec = (start: number, acc: number[]) => {
+    if (acc.length === k) { out.push([...acc]); return; }
+    for (let i = start; i < n; i++) { acc.push(i); rec(i + 1, acc); acc.pop(); }
+  };
+  rec(0, []);
+  return out;
+}
+
+/** Most layer subsets the target-aware search evaluates (C(D, k) above this: greedy elimination). */
+const MAX_SUBSETS = 64;
+
+/**
+ * The layer subset of size `target.layers` with the lowest KL(source ‖ extracted) on `cal`, every
+ * candidate extracted at the target's widths; undefined when there are too many subsets.
+ */
+export async function bestLayerSubset(model: string, cal: CalibrationSet, target: Arch, opts: DataScorerOptions = {}): Promise<{ layers: number[]; kl: number } | undefined> {
+  const source = await Encoder.load(model, { threads: opts.threads });
+  const D = source.arch.layers;
+  let ref;
+  try {
+    ref = await referenceLogProbs(source, cal, 'the source model');
+  } finally {
+    source.close();
+  }
+  const all = subsets(D, target.layers);
+  if (all.length > MAX_SUBSETS) return undefined;
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bort-layers-'));
+  try {
+    let best: { layers: number[]; kl: number } | undefined;
+    for (const keep of all) {
+      const file = path.join(dir, `${keep.join('-')}.onnx`);
+      const scorer = { ...weightScorer, name: 'layers', layers: (m: BertModel) => m.layers.map((_, i) => (keep.includes(i) ? 1 : 0)) };
+      runCompress(model, { arch: target, strategy: scorer, output: file });
+      const enc = await Encoder.load(file, { threads: opts.threads });
+      try {
+        const f = await fidelity(enc, cal, ref, 'a candidate layer subset');
+        opts.onProgress?.(`layers ${keep.join(',')} at ${formatArch(target)}: KL ${f.kl.toFixed(4)}`);
+        if (!best || f.kl < best.kl) best = { layers: keep, kl: f.kl };
+      } finally {
+        enc.close();
+        fs.rmSync(file, { force: true });
+      }
+    }
+    return best;
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 /** The scorer from a finished ablation (for a model of architecture `arch`). */
 export function scorerFromAblation(ablation: LayerAblation, arch: BertModel['arch']): ImportanceScorer {
   const layerScores = new Array<number>(arch.layers);
@@ -105,7 +163,16 @@ export function scorerFromAblation(ablation: LayerAblation, arch: BertModel['arc
 
 /** Measures data-driven scores for `model` on `cal` and returns them as an ImportanceScorer. */
 export async function dataScorer(model: string, cal: CalibrationSet, opts: DataScorerOptions = {}): Promise<ImportanceScorer> {
-  const ablation = await ablateLayers(model, cal, opts);
   const { inspect } = await import('../inspect.js');
-  return scorerFromAblation(ablation, inspect(model).arch);
+  const arch = inspect(model).arch;
+  if (opts.target) {
+    const best = await bestLayerSubset(model, cal, opts.target, opts);
+    if (best) {
+      // the chosen subset survives longest, the others in source order
+      const removed = [...Array.from({ length: arch.layers }, (_, i) => i).filter((l) => !best.layers.includes(l)), ...best.layers];
+      return scorerFromAblation({ removed, klAfter: [] }, arch);
+    }
+  }
+  const ablation = await ablateLayers(model, cal, opts);
+  return scorerFromAblation(ablation, arch);
 }

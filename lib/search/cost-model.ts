@@ -18,9 +18,9 @@ export interface CostModel {
   looMaxRelError: number;
 }
 
-interface Point { gflop: number; ms: number }
+export interface LatencyPoint { gflop: number; ms: number }
 
-function fit(points: Point[]): { a: number; b: number } {
+function fit(points: LatencyPoint[]): { a: number; b: number } {
   const n = points.length;
   const mx = points.reduce((s, p) => s + p.gflop, 0) / n;
   const my = points.reduce((s, p) => s + p.ms, 0) / n;
@@ -37,7 +37,7 @@ export function predictMs(m: Pick<CostModel, 'interceptMs' | 'msPerGflop'>, gflo
   return m.interceptMs + m.msPerGflop * gflop;
 }
 
-export function fitCostModel(points: Point[]): CostModel {
+export function fitCostModel(points: LatencyPoint[]): CostModel {
   if (points.length < 2) throw new RangeError(`a cost model needs at least 2 measured points, got ${points.length}`);
   const { a, b } = fit(points);
   const rel = points.map((p) => Math.abs(a + b * p.gflop - p.ms) / p.ms);
