@@ -3,11 +3,12 @@ import { SYNTH_VARIANT_HELP } from '../synth/cli-flags.js';
 export const HELP = `bort-compress — extract a small, fast BERT (Bort-style sub-architecture) from a BERT ONNX model
 
 Usage:
-  bort-compress IN.onnx --arch D,A,H,I [-o OUT.onnx] [--strategy importance|first] [--json]
+  bort-compress IN.onnx --arch D,A,H,I [-o OUT.onnx] [--strategy importance|first|data] [--json]
   bort-compress compress IN.onnx --arch D,A,H,I ...   (the same, with the command named)
   bort-compress inspect MODEL.onnx [--json]
   bort-compress synth --arch D,A,H,I [--vocab V] [--head base|mlm|cls|qa|token-cls] -o OUT.onnx
   bort-compress bench MODEL.onnx [--batch B] [--seq S] [--threads T] [--runs N] [--json]
+  bort-compress search MODEL.onnx --corpus TEXT --vocab V [--space S] [--steps 0] [--shape 1x128] [-o DIR]
   bort-compress demo
   bort-compress quantize MODEL.onnx [-o OUT.onnx] [--per-tensor] [--all] [--json]
   bort-compress --version
@@ -29,7 +30,10 @@ Options:
   -a, --arch D,A,H,I        target layers, heads, hidden size, intermediate size (H divisible by A)
   -o, --output OUT.onnx     output path (default: IN.bort-D-A-H-I.onnx)
   -s, --strategy S          importance (default): keep the parts that matter most by weight importance;
-                            first: keep the first k of each, a reproducible baseline
+                            first: keep the first k of each, a reproducible baseline;
+                            data: layers chosen by masked ablation on --corpus text (the rest by importance)
+      --corpus TEXT         calibration text for --strategy data, one paragraph a line
+      --vocab V             the model's vocab.txt or tokenizer.json, for --strategy data
       --attention-scale M   score scale when the head size changes, derived from the graph's own scale s:
                             mean (default when heads are merged): s·d/d', a merged head's logits are the
                               mean of its source heads' logits (keeps the teacher's function best)

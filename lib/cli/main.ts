@@ -24,6 +24,8 @@ import { closestName } from './suggest.js';
 import { Progress } from './progress.js';
 import { TEXT_COMMANDS } from './text-commands.js';
 import { textDemo } from './demo-text.js';
+import { searchCommand, SEARCH_HELP } from './search.js';
+import { dataStrategyScorer } from './data-strategy.js';
 
 type Out = (line: string) => void;
 
@@ -96,7 +98,7 @@ function commandOf(argv: string[]): { sub: Command; rest: string[] } {
   if (named) return { sub: named, rest: argv.slice(1) };
   // a word that is no file but close to a command name is a typo, not a model path
   if (!first.startsWith('-') && !/[./\\]/.test(first) && !fs.existsSync(first)) {
-    const near = closestName(first, [...COMMANDS, ...Object.keys(TEXT_COMMANDS), 'help']);
+    const near = closestName(first, [...COMMANDS, ...Object.keys(TEXT_COMMANDS), 'search', 'help']);
     if (near) throw new BortError(`unknown command ${quoteName(first)}`, `did you mean '${near}'? (bort-compress --help lists the commands)`);
   }
   return { sub: 'compress', rest: argv };
@@ -107,6 +109,7 @@ async function run(argv: string[], out: Out): Promise<void> {
   if (!cmd || cmd === '--help' || cmd === '-h' || cmd === 'help') {
     const topic = cmd === 'help' ? argv[1] : undefined;
     if (topic && Object.hasOwn(TEXT_COMMANDS, topic)) out(TEXT_COMMANDS[topic].help);
+    else if (topic === 'search') out(SEARCH_HELP);
     else out(topic && COMMANDS.some((c) => c === topic) ? commandHelp(topic) : HELP);
     return;
   }
@@ -115,6 +118,7 @@ async function run(argv: string[], out: Out): Promise<void> {
     return;
   }
   if (Object.hasOwn(TEXT_COMMANDS, cmd)) return TEXT_COMMANDS[cmd].run(argv.slice(1), out);
+  if (cmd === 'search') return searchCommand(argv.slice(1), out);
   const { sub, rest } = commandOf(argv);
   const progress = new Progress(process.stderr);
   let parsed;
@@ -193,7 +197,8 @@ async function run(argv: string[], out: Out): Promise<void> {
   const input = need(positionals[0], 'the input model path', '');
   onePositional(positionals, '');
   const strategy = str('strategy') ?? 'importance';
-  if (strategy !== 'importance' && strategy !== 'first') throw new BortError(`--strategy ${quoteName(strategy)} is unknown`, 'use --strategy importance or --strategy first');
+  if (strategy !== 'importance' && strategy !== 'first' && strategy !== 'data') throw new BortError(`--strategy ${quoteName(strategy)} is unknown`, 'use --strategy importance, first or data');
+  if (strategy !== 'data' && (str('corpus') || str('vocab'))) throw new BortError(`--${str('corpus') ? 'corpus' : 'vocab'} is only used by --strategy data`, 'add --strategy data, or leave it out');
   let attentionScale = str('attention-scale') as 'keep' | 'mean' | 'rescale' | undefined;
   if (attentionScale !== undefined && !['keep', 'mean', 'rescale'].includes(attentionScale)) {
     throw new BortError(`--attention-scale ${quoteName(attentionScale)} is unknown`, 'use --attention-scale mean, keep or rescale');
@@ -204,8 +209,10 @@ async function run(argv: string[], out: Out): Promise<void> {
     }
     attentionScale = 'rescale';
   }
+  const arch = need(str('arch'), '--arch D,A,H,I', '');
   const s = await compress(input, {
-    arch: need(str('arch'), '--arch D,A,H,I', ''), output: str('output'), strategy,
+    arch, output: str('output'),
+    strategy: strategy === 'data' ? await dataStrategyScorer(input, arch, str('corpus'), str('vocab'), (step) => progress.step(step)) : strategy,
     externalData: o['external-data'] ? true : undefined,
     attentionScale,
     onProgress: (step) => progress.step(step),

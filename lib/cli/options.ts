@@ -21,6 +21,8 @@ export const OPTIONS: Record<Command, Record<string, OptionSpec>> = {
     arch: { type: 'string', short: 'a' },
     output: { type: 'string', short: 'o' },
     strategy: { type: 'string', short: 's' },
+    corpus: { type: 'string' },
+    vocab: { type: 'string' },
     'attention-scale': { type: 'string' },
     'rescale-attention': { type: 'boolean' },
     'external-data': { type: 'boolean' },
