@@ -24,7 +24,9 @@
         "native/src/pack.cpp",
         "native/src/pool.cpp",
         "native/src/encoder.cpp",
-        "native/src/kernels_scalar.cpp"
+        "native/src/kernels_scalar.cpp",
+        "native/src/train/train_dispatch.cpp",
+        "native/src/train/trainer.cpp"
       ]
     },
     {
