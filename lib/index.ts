@@ -41,3 +41,5 @@ export type { FillMaskResult, FillMaskPrediction } from './tasks/fill-mask.js';
 export type { EmbedResult, Pooling } from './tasks/embed.js';
 export type { ClassifyResult } from './tasks/classify.js';
 export type { AnswerInput, AnswerResult } from './tasks/answer.js';
+export { Trainer, type TrainOptions, type TrainBatch, type StepResult, type TrainerState } from './train/trainer.js';
+export { distill, type DistillOptions, type DistillProgress, type DistillSummary } from './distill/distill.js';

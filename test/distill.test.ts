@@ -1,0 +1,107 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { compress } from '../lib/compress.js';
+import { distill, type DistillOptions } from '../lib/distill/distill.js';
+import { MaskedLmBatches } from '../lib/distill/masked-batches.js';
+import { synth } from '../lib/synth/bert.js';
+import { TextTokenizer } from '../lib/text/tokenizer.js';
+import { FIXTURES, runOrt, tmpDir } from './helpers.js';
+
+const VOCAB = path.join(FIXTURES, 'text', 'teacher-vocab.txt');
+const LINES = [
+  'the cat sat on the mat and looked at the dog .',
+  'a man walks into a bar , and the bar is closed .',
+  'never trust a computer you cannot throw out of a window .',
+  'the quick brown fox jumps over the lazy dog again and again .',
+  'if at first you do not succeed , try , try again .',
+  'all that glitters is not gold , but it is shiny .',
+];
+
+/** A tiny masked-LM teacher with the 8,000-word vocabulary, a 1-layer student cut from it, and a corpus. */
+async function setup(): Promise<{ dir: string; base: Omit<DistillOptions, 'output'> }> {
+  const dir = tmpDir('bort-distill-');
+  const teacher = path.join(dir, 'teacher.onnx');
+  synth({ arch: '2,2,32,64', vocab: 8000, maxPositions: 32, head: 'mlm', seed: 7, output: teacher });
+  const student = path.join(dir, 'student.onnx');
+  await compress(teacher, { arch: '1,2,32,32', strategy: 'first', output: student });
+  const corpus = path.join(dir, 'corpus.txt');
+  fs.writeFileSync(corpus, LINES.join('\n') + '\n');
+  return { dir, base: { teacher, student, corpus, vocab: VOCAB, steps: 6, batch: 3, seq: 16, lr: 1e-3, threads: 1, seed: 3 } };
+}
+
+describe('masked-LM batches', () => {
+  it('cuts [CLS] … [SEP] rows, masks ~15% of the text tokens 80/10/10, and resumes exactly', () => {
+    const tok = TextTokenizer.fromFile(VOCAB);
+    const text = LINES.join('\n');
+    const a = MaskedLmBatches.create(tok, text, { batch: 8, seq: 16, seed: 5 });
+    const cls = tok.tokenToId('[CLS]')!, sep = tok.tokenToId('[SEP]')!, mask = tok.mask!.id;
+    let masked = 0, chosen = 0, text_ = 0;
+    for (let i = 0; i < 20; i++) {
+      const b = a.next();
+      for (let r = 0; r < 8; r++) {
+        expect(b.ids[r * 16]).toBe(cls);
+        expect(b.ids[r * 16 + 15]).toBe(sep);
+      }
+      b.positions.forEach((p, j) => {
+        chosen++;
+        if (b.ids[p] === mask) masked++;
+        expect(b.labels[j]).not.toBe(mask);
+      });
+      text_ += 8 * 14;
+    }
+    expect(chosen / text_).toBeGreaterThan(0.1);
+    expect(chosen / text_).toBeLessThan(0.2);
+    expect(masked / chosen).toBeGreaterThan(0.7);
+    expect(masked / chosen).toBeLessThan(0.9);
+    const s = a.state;
+    const want = a.next();
+    const b = MaskedLmBatches.create(tok, text, { batch: 8, seq: 16, seed: 5 });
+    b.restore(s);
+    expect(b.next()).toEqual(want);
+  });
+});
+
+describe('distill()', () => {
+  it('trains the student, writes its ONNX with the same outputs; an abort leaves a checkpoint that resumes to the same model', async () => {
+    const { dir, base } = await setup();
+    const full = path.join(dir, 'full.onnx');
+    const seen: number[] = [];
+    const r = await distill({ ...base, output: full, onProgress: (p) => seen.push(p.step) });
+    expect(r.finished).toBe(true);
+    expect(seen).toEqual([1, 2, 3, 4, 5, 6]);
+    expect(Number.isFinite(r.lastLoss)).toBe(true);
+    const ids = { shape: [1, 8], data: [2, 10, 11, 12, 13, 14, 15, 3] };
+    const before = await runOrt(base.student, { input_ids: ids, attention_mask: { shape: [1, 8], data: Array(8).fill(1) }, token_type_ids: { shape: [1, 8], data: Array(8).fill(0) } });
+    const after = await runOrt(full, { input_ids: ids, attention_mask: { shape: [1, 8], data: Array(8).fill(1) }, token_type_ids: { shape: [1, 8], data: Array(8).fill(0) } });
+    expect(Object.keys(after)).toEqual(Object.keys(before));
+    expect(after.logits.dims).toEqual(before.logits.dims);
+    expect(after.logits.data).not.toEqual(before.logits.data);
+
+    // stop after step 2: checkpoint, no model; resume: the same weights as the run that never stopped
+    const out = path.join(dir, 'resumed.onnx');
+    const ac = new AbortController();
+    const stopped = await distill({ ...base, output: out, signal: ac.signal, onProgress: (p) => { if (p.step === 2) ac.abort(); } });
+    expect(stopped.finished).toBe(false);
+    expect(stopped.steps).toBe(2);
+    expect(fs.existsSync(out)).toBe(false);
+    expect(fs.existsSync(`${out}.ckpt`)).toBe(true);
+    const resumed = await distill({ ...base, output: out, resume: true });
+    expect(resumed.finished).toBe(true);
+    expect(resumed.steps).toBe(6);
+    const again = await runOrt(out, { input_ids: ids, attention_mask: { shape: [1, 8], data: Array(8).fill(1) }, token_type_ids: { shape: [1, 8], data: Array(8).fill(0) } });
+    expect(again.logits.data).toEqual(after.logits.data);
+  }, 60_000);
+
+  it('refuses a damaged checkpoint and one from another run, writing nothing', async () => {
+    const { dir, base } = await setup();
+    const out = path.join(dir, 'x.onnx');
+    fs.writeFileSync(`${out}.ckpt`, '{"magic":"bort-distill-checkpoint/1","params":10}\nshort');
+    await expect(distill({ ...base, output: out, resume: true })).rejects.toThrow(/not a complete distillation checkpoint/);
+    const ac = new AbortController();
+    ac.abort();
+    await distill({ ...base, output: out, signal: ac.signal });
+    await expect(distill({ ...base, output: out, resume: true, batch: 4 })).rejects.toThrow(/from another run \(batch 3 vs 4\)/);
+    expect(fs.existsSync(out)).toBe(false);
+  }, 60_000);
+});
