@@ -105,3 +105,45 @@ describe('distill()', () => {
     expect(fs.existsSync(out)).toBe(false);
   }, 60_000);
 });
+
+describe('bort-compress distill', () => {
+  const CLI = path.join(__dirname, '..', 'dist', 'cli', 'main.js');
+  it('trains and writes the model; a bad option is one line, exit 1, nothing written; Ctrl-C leaves a checkpoint and no model', async () => {
+    const { spawnSync, spawn } = await import('node:child_process');
+    const { dir, base } = await setup();
+    const args = ['distill', base.teacher, base.student, '--corpus', base.corpus, '--vocab', VOCAB, '--batch', '3', '--seq', '16', '--threads', '1'];
+    const out = path.join(dir, 'cli.onnx');
+    const ok = spawnSync(process.execPath, [CLI, ...args, '--steps', '3', '-o', out], { encoding: 'utf8' });
+    expect(ok.status, ok.stderr).toBe(0);
+    expect(ok.stdout).toMatch(/distilled 3 steps in [\d.]+ s/);
+    expect(ok.stderr).toMatch(/step 1\/3 +loss [\d.]+ \(mlm [\d.]+, kl [\d.]+\) +lr [\d.e+-]+ +\d+ tokens\/s +ETA/);
+    expect(fs.existsSync(out)).toBe(true);
+
+    const bad = path.join(dir, 'bad.onnx');
+    const r = spawnSync(process.execPath, [CLI, ...args, '--lr', 'fast', '-o', bad], { encoding: 'utf8' });
+    expect(r.status).toBe(1);
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+    expect(r.stderr).toMatch(/^bort-compress: error: --lr 'fast' is not a learning rate/);
+    expect(fs.existsSync(bad)).toBe(false);
+    const nodir = spawnSync(process.execPath, [CLI, ...args, '-o', dir], { encoding: 'utf8' });
+    expect(nodir.status).toBe(1);
+    expect(nodir.stderr.trim().split('\n')).toHaveLength(1);
+
+    const stopped = path.join(dir, 'stopped.onnx');
+    const child = spawn(process.execPath, [CLI, ...args, '--steps', '100000', '-o', stopped], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let err = '';
+    let stdout = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    const code = await new Promise<number | null>((resolve) => {
+      child.stderr.on('data', (d) => {
+        err += d;
+        if (/step 1\//.test(err)) child.kill('SIGINT');
+      });
+      child.on('exit', (c) => resolve(c));
+    });
+    expect(code).toBe(130);
+    expect(stdout).toMatch(/stopped at step \d+; state saved in .*stopped\.onnx\.ckpt/);
+    expect(fs.existsSync(stopped)).toBe(false);
+    expect(fs.existsSync(`${stopped}.ckpt`)).toBe(true);
+  }, 60_000);
+});

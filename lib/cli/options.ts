@@ -8,7 +8,7 @@ import { MAX_THREADS } from '../runtime/threads.js';
 
 type OptionSpec = { type: 'string' | 'boolean'; short?: string };
 
-export const COMMANDS = ['compress', 'inspect', 'synth', 'bench', 'demo'] as const;
+export const COMMANDS = ['compress', 'inspect', 'synth', 'bench', 'demo', 'distill'] as const;
 export type Command = (typeof COMMANDS)[number];
 
 const help: Record<string, OptionSpec> = { help: { type: 'boolean', short: 'h' } };
@@ -48,6 +48,20 @@ export const OPTIONS: Record<Command, Record<string, OptionSpec>> = {
     runs: { type: 'string' },
   },
   demo: { ...help },
+  distill: {
+    ...help, ...json,
+    output: { type: 'string', short: 'o' },
+    corpus: { type: 'string' },
+    vocab: { type: 'string' },
+    steps: { type: 'string' },
+    batch: { type: 'string' },
+    seq: { type: 'string' },
+    lr: { type: 'string' },
+    threads: { type: 'string' },
+    seed: { type: 'string' },
+    'checkpoint-every': { type: 'string' },
+    resume: { type: 'boolean' },
+  },
 };
 
 /** Inclusive ranges of the numeric options (bench's --seq is further bounded by the model's positions). */
@@ -62,6 +76,8 @@ export const RANGES = {
   'type-vocab': [0, 1024],
   labels: [1, 100_000],
   seed: [0, 4294967295],
+  steps: [1, 100_000_000],
+  'checkpoint-every': [1, 100_000_000],
 } as const satisfies Record<string, readonly [number, number]>;
 
 /** Tokens per bench run (batch × seq) at most. */

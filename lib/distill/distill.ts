@@ -9,6 +9,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { recognize } from '../bert/recognize.js';
 import { BortError, quoteName } from '../errors.js';
+import { checkOutputPath } from '../onnx/files.js';
 import { loadModel, saveModel } from '../onnx/io.js';
 import { Encoder } from '../runtime/encoder.js';
 import { TextTokenizer } from '../text/tokenizer.js';
@@ -89,6 +90,9 @@ export async function distill(o: DistillOptions): Promise<DistillSummary> {
     throw new BortError(`cannot read the corpus ${quoteName(o.corpus)}: ${(e as Error).message}`, 'give a text file with one paragraph a line');
   }
   const loaded = loadModel(o.student);
+  // refused now, not after the training: a folder, a read-only file, the student itself
+  checkOutputPath(o.output, loaded.sources);
+  checkOutputPath(checkpoint, loaded.sources);
   const student = recognize(loaded.model);
   if (!student.mlm) throw new BortError('the student has no masked-LM head', 'distil a student extracted from a masked-LM teacher');
   if (seq > (student.embeddings.positionIds?.kind === 'arange' ? student.embeddings.positionIds.maxSeq : 0)) {
