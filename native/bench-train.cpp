@@ -1,6 +1,6 @@
 // Training-step benchmark (not a test): one AdamW step of a Bort-style student with the MLM + KL
 // loss at 15% of the positions, random weights, random teacher logits.
-//   bort_bench_train [layers heads hidden intermediate] [batch seq] [threads] [steps]
+//   bort_bench_train [layers heads hidden intermediate] [batch seq] [threads] [steps] [vocab]
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -18,7 +18,7 @@ int main(int argc, char** argv) {
   c.hidden = arg(3, 256);
   c.intermediate = arg(4, 512);
   c.headSize = c.hidden / c.heads;
-  c.vocab = 30522;
+  c.vocab = arg(9, 30522);
   c.maxPositions = 512;
   c.typeVocab = 2;
   c.scoreScale = 1.0f / std::sqrt((float)c.headSize);

@@ -32,6 +32,12 @@ struct TrainKernels {
   void (*axpy)(float* y, float a, const float* x, int n);
   // sum of x[i]^2, accumulated in double per vector lane group.
   double (*sumsq)(const float* x, size_t n);
+  // max of x[0..n) (n >= 1); sum of x; sum of x[i]*y[i] (float lanes per block of 1024, then double).
+  float (*row_max)(const float* x, int n);
+  double (*row_sum)(const float* x, int n);
+  double (*row_dot)(const float* x, const float* y, int n);
+  // acc[i] += x[i] * y[i] (y null: acc[i] += x[i]), n floats.
+  void (*acc_mul)(float* acc, const float* x, const float* y, int n);
   // AdamW (PyTorch order) on n parameters: g' = g * gscale; m = b1 m + (1-b1) g'; v = b2 v + (1-b2) g'^2;
   // p = p (1 - lr wd) - lr * (m / bc1) / (sqrt(v / bc2) + eps), bc1 = 1 - b1^t, bc2 = 1 - b2^t.
   void (*adamw)(float* p, float* m, float* v, const float* g, size_t n, float lr, float b1, float b2, float eps, float wd,

@@ -115,6 +115,45 @@ static double t_sumsq(const float* x, size_t n) {
   return total;
 }
 
+static float t_row_max(const float* x, int n) {
+  int i = 0;
+  float m = x[0];
+  if (n >= W) {
+    F v = V::load(x);
+    for (i = W; i + W <= n; i += W) v = V::max(v, V::load(x + i));
+    m = V::reduce_max(v);
+  }
+  for (; i < n; ++i) m = x[i] > m ? x[i] : m;
+  return m;
+}
+
+static double t_row_dot(const float* x, const float* y, int n) {
+  double total = 0.0;
+  int i = 0;
+  while (i < n) {
+    const int end = n - i > 1024 ? i + 1024 : n;
+    F s = V::zero();
+    for (; i + W <= end; i += W) s = V::fmadd(V::load(x + i), y ? V::load(y + i) : V::set1(1.0f), s);
+    double part = V::reduce_add(s);
+    for (; i < end; ++i) part += (double)x[i] * (y ? y[i] : 1.0f);
+    total += part;
+  }
+  return total;
+}
+
+static double t_row_sum(const float* x, int n) { return t_row_dot(x, nullptr, n); }
+
+static void t_acc_mul(float* acc, const float* x, const float* y, int n) {
+  int i = 0;
+  if (y) {
+    for (; i + W <= n; i += W) V::store(acc + i, V::fmadd(V::load(x + i), V::load(y + i), V::load(acc + i)));
+    for (; i < n; ++i) acc[i] += x[i] * y[i];
+  } else {
+    for (; i + W <= n; i += W) V::store(acc + i, V::add(V::load(x + i), V::load(acc + i)));
+    for (; i < n; ++i) acc[i] += x[i];
+  }
+}
+
 static void t_adamw(float* p, float* m, float* v, const float* g, size_t n, float lr, float b1, float b2, float eps, float wd,
                     float bc1, float bc2, float gscale) {
   const float decay = 1.0f - lr * wd, ob1 = 1.0f - b1, ob2 = 1.0f - b2, ibc1 = 1.0f / bc1, ibc2 = 1.0f / bc2;
@@ -192,5 +231,6 @@ static void t_attn_bwd(const float* q, const float* k, const float* v, size_t ld
 }
 
 static const TrainKernels kTrainTable = {
-    ISA_NAME, t_layernorm_fwd, t_layernorm_bwd, t_gelu_fwd, t_gelu_bwd, t_axpy, t_sumsq, t_adamw, t_attn_fwd, t_attn_bwd,
+    ISA_NAME, t_layernorm_fwd, t_layernorm_bwd, t_gelu_fwd, t_gelu_bwd, t_axpy, t_sumsq, t_row_max, t_row_sum, t_row_dot, t_acc_mul,
+    t_adamw, t_attn_fwd, t_attn_bwd,
 };

@@ -324,9 +324,15 @@ void Trainer::linear_fwd(const float* X, size_t ldx, int M, const Lin& L, float*
 void Trainer::weight_grad(const float* X, int M, int K, const float* dY, int N, float* dW) {
   // dW[K,N] = X^T dY: A = X^T [K,M] (transposed here), B = dY [M,N] packed
   float* xt = tr_.get((size_t)K * M);
-  rows_parallel(K, [&](int c, int) {
-    float* o = xt + (size_t)c * M;
-    for (int r = 0; r < M; ++r) o[r] = X[(size_t)r * K + c];
+  // blocked transpose: 32 x 32 tiles, so both sides stay in L1
+  const int tb = 32, tiles_k = (K + tb - 1) / tb;
+  pool_->parallel_for(tiles_k, [&](int t, int) {
+    const int c0 = t * tb, c1 = imin(K, c0 + tb);
+    for (int r0 = 0; r0 < M; r0 += tb) {
+      const int r1 = imin(M, r0 + tb);
+      for (int c = c0; c < c1; ++c)
+        for (int r = r0; r < r1; ++r) xt[(size_t)c * M + r] = X[(size_t)r * K + c];
+    }
   });
   const int NR = k_->NR, KC = k_->KC;
   float* bp = packd_.get(packed_size(M, N, NR));
@@ -340,17 +346,25 @@ void Trainer::weight_grad(const float* X, int M, int K, const float* dY, int N, 
 }
 
 void Trainer::colsum_add(const float* Y, int M, int N, float* out, const float* mulby) {
-  const int chunk = 64;
-  const int nchunks = (N + chunk - 1) / chunk;
-  pool_->parallel_for(nchunks, [&](int t, int) {
-    const int c0 = t * chunk, c1 = imin(N, c0 + chunk);
-    double acc[64] = {};
-    for (int r = 0; r < M; ++r) {
-      const float* y = Y + (size_t)r * N;
-      const float* m = mulby ? mulby + (size_t)r * N : nullptr;
-      for (int c = c0; c < c1; ++c) acc[c - c0] += m ? (double)y[c] * m[c] : (double)y[c];
+  // fixed blocks of rows (not one per thread, so the sums do not depend on the thread count), each
+  // summed in float lanes, then the blocks added in order in double
+  const int rows = 256;
+  const int nb = (M + rows - 1) / rows;
+  float* part = colsum_.get((size_t)nb * N);
+  const TrainKernels* tk = tk_;
+  pool_->parallel_for(nb, [&](int b, int) {
+    float* acc = part + (size_t)b * N;
+    std::memset(acc, 0, sizeof(float) * N);
+    for (int r = b * rows; r < M && r < (b + 1) * rows; ++r)
+      tk->acc_mul(acc, Y + (size_t)r * N, mulby ? mulby + (size_t)r * N : nullptr, N);
+  });
+  const int chunk = 256, nc = (N + chunk - 1) / chunk;
+  pool_->parallel_for(nc, [&](int t, int) {
+    for (int c = t * chunk; c < N && c < (t + 1) * chunk; ++c) {
+      double s = 0;
+      for (int b = 0; b < nb; ++b) s += part[(size_t)b * N + c];
+      out[c] += (float)s;
     }
-    for (int c = c0; c < c1; ++c) out[c] += (float)acc[c - c0];
   });
 }
 
@@ -417,7 +431,7 @@ double Trainer::forward_backward(const TrainBatch& bt, double* mlm_out, double* 
   for (int t = 0; t < T; ++t) {
     ws_[t].get((size_t)k->MC * k->KC);
     aws_[t].get(attn_ws_floats(S, d));
-    lossws_[t].get((size_t)2 * Vv + 64);
+    lossws_[t].get((size_t)3 * Vv + 64);
   }
   saved_.resize(L);
   float* madd = madd_.get(M);
@@ -496,30 +510,28 @@ double Trainer::forward_backward(const TrainBatch& bt, double* mlm_out, double* 
     float* e1 = lossws_[tid].p.get();
     float* e2 = e1 + Vv;
     double mlm = 0, kl = 0;
-    float zmax = z[0];
-    for (int j = 1; j < Vv; ++j) zmax = z[j] > zmax ? z[j] : zmax;
+    const float zmax = tk->row_max(z, Vv);
     // student at T = 1: p = exp(z - max) / s1
     for (int j = 0; j < Vv; ++j) e1[j] = z[j] - zmax;
     k->exp(e1, Vv);
-    double s1 = 0;
-    for (int j = 0; j < Vv; ++j) s1 += e1[j];
+    const double s1 = tk->row_sum(e1, Vv);
     if (bt.labels) mlm = std::log(s1) - ((double)z[bt.labels[r]] - zmax);
     if (bt.teacher) {
       // student and teacher at T: qs = exp((z - zmax)/T) / s2, qt = exp((t - tmax)/T) / s3
       const float* tz = bt.teacher + (size_t)r * Vv;
-      float tmax = tz[0];
-      for (int j = 1; j < Vv; ++j) tmax = tz[j] > tmax ? tz[j] : tmax;
+      const float tmax = tk->row_max(tz, Vv);
       for (int j = 0; j < Vv; ++j) e2[j] = (tz[j] - tmax) * invT;
       k->exp(e2, Vv);
-      double s3 = 0;
-      for (int j = 0; j < Vv; ++j) s3 += e2[j];
-      double s2 = 0, cross = 0;
+      const double s3 = tk->row_sum(e2, Vv);
       // KL = sum qt (log qt - log qs) = sum qt ((t - tmax)/T - (z - zmax)/T) - log s3 + log s2
       float* es = z;  // after the cross term, z is replaced by exp((z - zmax)/T)
-      for (int j = 0; j < Vv; ++j) cross += (double)e2[j] * (((double)tz[j] - tmax) - ((double)z[j] - zmax));
+      // sum e2 ((t - tmax) - (z - zmax)), on centred values (no cancellation between two large sums)
+      float* dd = e2 + Vv;
+      for (int j = 0; j < Vv; ++j) dd[j] = (tz[j] - tmax) - (z[j] - zmax);
+      const double cross = tk->row_dot(e2, dd, Vv);
       for (int j = 0; j < Vv; ++j) es[j] = (z[j] - zmax) * invT;
       k->exp(es, Vv);
-      for (int j = 0; j < Vv; ++j) s2 += es[j];
+      const double s2 = tk->row_sum(es, Vv);
       kl = cross / s3 * (double)invT - std::log(s3) + std::log(s2);
       // gradient: a_mlm/P (p - onehot) + a_kl T / P (qs - qt)
       const float c1 = (float)(a_mlm / P / s1), c2 = (float)(a_kl * Td / P / s2), c3 = (float)(a_kl * Td / P / s3);

@@ -147,7 +147,7 @@ class Trainer {
 
   std::vector<Saved> saved_;
   Scratch xhat_e_, r_e_, madd_, x_, t_, gi_, dx_, dt_, di_, dqkv_, dctx_, tr_, packw_, packd_, zeros_;
-  Scratch hsel_, hu_, xhatm_, rm_, nrm_, dh_, logits_, rowloss_;
+  Scratch hsel_, hu_, xhatm_, rm_, nrm_, dh_, logits_, rowloss_, colsum_;
   std::vector<Scratch> ws_, aws_, lossws_;
 };
 
