@@ -40,7 +40,13 @@ export async function distillCommand(positionals: string[], o: Record<string, st
   const seed = intOption(str('seed'), 'seed', 1);
   const every = str('checkpoint-every') === undefined ? undefined : intOption(str('checkpoint-every'), 'checkpoint-every', 1);
   const ac = new AbortController();
-  const stop = () => ac.abort();
+  // the first Ctrl-C stops after the current step (checkpoint); a second one exits at once, which is
+  // safe too: the model and the checkpoint are only ever replaced by a rename
+  let signals = 0;
+  const stop = () => {
+    if (++signals > 1) process.exit(130);
+    ac.abort();
+  };
   process.on('SIGINT', stop);
   process.on('SIGTERM', stop);
   const tty = !!process.stderr.isTTY;

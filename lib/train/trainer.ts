@@ -128,9 +128,8 @@ export class Trainer {
     if (tied) delete weights['decoder_w'];
     const threads = options.threads === undefined ? defaultThreads() : checkThreads(options.threads, 'threads');
     const Ctor = (native() as unknown as { NativeTrainer: TrainerCtor }).NativeTrainer;
-    const { threads: _t, ...rest } = options;
-    void _t;
-    const nt = new Ctor({ ...spec.config, threads }, weights, { ...rest, tiedDecoder: tied });
+    const { lr, beta1, beta2, eps, weightDecay, clipNorm, warmupSteps, totalSteps } = options;
+    const nt = new Ctor({ ...spec.config, threads }, weights, { lr, beta1, beta2, eps, weightDecay, clipNorm, warmupSteps, totalSteps, tiedDecoder: tied });
     if (tied) targets.delete('decoder_w');
     return new Trainer(model, nt, targets, tied);
   }

@@ -200,6 +200,8 @@ void Trainer::validate(const TrainBatch& b) const {
     throw InputRangeError("seq " + std::to_string(b.seq) + " exceeds the model's " + std::to_string(cfg_.maxPositions) + " positions");
   if (!b.ids) throw InputTypeError("ids is required");
   const size_t M = (size_t)b.batch * b.seq;
+  if (M > ((size_t)1 << 24))
+    throw InputRangeError("batch x seq = " + std::to_string(M) + " tokens is more than a step takes (16,777,216)");
   for (size_t i = 0; i < M; ++i)
     if (b.ids[i] < 0 || b.ids[i] >= cfg_.vocab)
       throw InputRangeError("ids[" + std::to_string(i) + "] = " + std::to_string(b.ids[i]) + " is outside the vocabulary [0, " +
