@@ -43,3 +43,4 @@ export type { ClassifyResult } from './tasks/classify.js';
 export type { AnswerInput, AnswerResult } from './tasks/answer.js';
 export { Trainer, type TrainOptions, type TrainBatch, type StepResult, type TrainerState } from './train/trainer.js';
 export { distill, type DistillOptions, type DistillProgress, type DistillSummary } from './distill/distill.js';
+export type { EvalScore, EvalCase } from './distill/evaluate.js';

@@ -106,6 +106,58 @@ describe('distill()', () => {
   }, 60_000);
 });
 
+/** Top word at each case's masked position, by onnxruntime (the oracle), [MASK] = 4. */
+async function ortTop(model: string, cases: { input_ids: number[]; masked_index: number }[]): Promise<number[]> {
+  const top: number[] = [];
+  for (const c of cases) {
+    const S = c.input_ids.length;
+    const ids = [...c.input_ids];
+    ids[c.masked_index] = 4;
+    const r = await runOrt(model, { input_ids: { shape: [1, S], data: ids }, attention_mask: { shape: [1, S], data: Array(S).fill(1) }, token_type_ids: { shape: [1, S], data: Array(S).fill(0) } });
+    const row = r.logits.data.subarray(c.masked_index * 8000, (c.masked_index + 1) * 8000);
+    let best = 0;
+    for (let j = 1; j < 8000; j++) if (row[j] > row[best]) best = j;
+    top.push(best);
+  }
+  return top;
+}
+
+describe('distill() with held-out evaluation', () => {
+  it('scores agreement at step 0 and every k steps as onnxruntime does on the student and on the written model', async () => {
+    const { dir, base } = await setup();
+    const tok = TextTokenizer.fromFile(VOCAB);
+    const cases = LINES.slice(0, 4).map((l, i) => {
+      const ids = tok.encode(l).ids;
+      return { input_ids: ids, masked_index: 1 + i, label: ids[1 + i] };
+    });
+    const file = path.join(dir, 'eval.json');
+    fs.writeFileSync(file, JSON.stringify({ cases }));
+    const out = path.join(dir, 'eval-out.onnx');
+    const scores: { step: number; agreement: number; accuracy: number }[] = [];
+    await distill({ ...base, output: out, evalCases: file, evalEvery: 3, onEval: (e) => scores.push(e) });
+    expect(scores.map((e) => e.step)).toEqual([0, 3, 6]);
+    const teacherTop = await ortTop(base.teacher, cases);
+    const agree = (top: number[]) => top.filter((t, i) => t === teacherTop[i]).length / cases.length;
+    const hits = (top: number[]) => top.filter((t, i) => t === cases[i].label).length / cases.length;
+    const before = await ortTop(base.student, cases);
+    expect(scores[0].agreement).toBe(agree(before));
+    expect(scores[0].accuracy).toBe(hits(before));
+    const after = await ortTop(out, cases);
+    expect(scores[2].agreement).toBe(agree(after));
+    expect(scores[2].accuracy).toBe(hits(after));
+  }, 60_000);
+
+  it('refuses malformed evaluation cases before training', async () => {
+    const { dir, base } = await setup();
+    const file = path.join(dir, 'bad-eval.json');
+    fs.writeFileSync(file, JSON.stringify({ cases: [{ input_ids: [2, 9000, 3], masked_index: 1, label: 5 }] }));
+    const out = path.join(dir, 'never.onnx');
+    await expect(distill({ ...base, output: out, evalCases: file, onEval: () => {} })).rejects.toThrow(/evaluation case 0 .* is malformed/);
+    expect(fs.existsSync(out)).toBe(false);
+    expect(fs.existsSync(`${out}.ckpt`)).toBe(false);
+  }, 60_000);
+});
+
 describe('bort-compress distill', () => {
   const CLI = path.join(__dirname, '..', 'dist', 'cli', 'main.js');
   it('trains and writes the model; a bad option is one line, exit 1, nothing written; Ctrl-C leaves a checkpoint and no model', async () => {
@@ -113,8 +165,11 @@ describe('bort-compress distill', () => {
     const { dir, base } = await setup();
     const args = ['distill', base.teacher, base.student, '--corpus', base.corpus, '--vocab', VOCAB, '--batch', '3', '--seq', '16', '--threads', '1'];
     const out = path.join(dir, 'cli.onnx');
-    const ok = spawnSync(process.execPath, [CLI, ...args, '--steps', '3', '-o', out], { encoding: 'utf8' });
+    const evalFile = path.join(dir, 'cases.json');
+    fs.writeFileSync(evalFile, JSON.stringify({ cases: [{ input_ids: [2, 10, 11, 12, 3], masked_index: 2, label: 11 }] }));
+    const ok = spawnSync(process.execPath, [CLI, ...args, '--steps', '3', '--eval', evalFile, '--eval-every', '2', '-o', out], { encoding: 'utf8' });
     expect(ok.status, ok.stderr).toBe(0);
+    expect(ok.stderr.match(/^eval at step (\d+): agreement with the teacher (100|0)\.0%, accuracy (100|0)\.0% \(1 cases\)$/gm)?.map((l) => l.split(' ')[3])).toEqual(['0:', '2:', '3:']);
     expect(ok.stdout).toMatch(/distilled 3 steps in [\d.]+ s/);
     expect(ok.stderr).toMatch(/step 1\/3 +loss [\d.]+ \(mlm [\d.]+, kl [\d.]+\) +lr [\d.e+-]+ +\d+ tokens\/s +ETA/);
     expect(fs.existsSync(out)).toBe(true);

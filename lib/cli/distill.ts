@@ -38,6 +38,8 @@ export async function distillCommand(positionals: string[], o: Record<string, st
   const seq = intOption(str('seq'), 'seq', 64);
   const threads = str('threads') === undefined ? undefined : intOption(str('threads'), 'threads', 1);
   const seed = intOption(str('seed'), 'seed', 1);
+  const evalCases = str('eval') === undefined ? undefined : fileArg(str('eval'), 'the evaluation cases', '--eval CASES');
+  const evalEvery = str('eval-every') === undefined ? undefined : intOption(str('eval-every'), 'eval-every', 1);
   const every = str('checkpoint-every') === undefined ? undefined : intOption(str('checkpoint-every'), 'checkpoint-every', 1);
   const ac = new AbortController();
   // the first Ctrl-C stops after the current step (checkpoint); a second one exits at once, which is
@@ -56,7 +58,11 @@ export async function distillCommand(positionals: string[], o: Record<string, st
   try {
     const r = await distill({
       teacher, student, corpus, vocab, output, steps, batch, seq, lr, threads, seed, checkpointEvery: every,
-      resume: !!o.resume, signal: ac.signal,
+      resume: !!o.resume, signal: ac.signal, evalCases, evalEvery,
+      onEval: (e) => {
+        if (tty) process.stderr.write('\r\x1b[K');
+        process.stderr.write(`eval at step ${e.step}: agreement with the teacher ${(100 * e.agreement).toFixed(1)}%, accuracy ${(100 * e.accuracy).toFixed(1)}% (${e.cases} cases)\n`);
+      },
       onProgress: (p) => {
         if (tty) process.stderr.write(`\r\x1b[K${line(p)}`);
         else if (Date.now() - lastLine >= 10_000 || p.step === p.steps) {

@@ -116,6 +116,9 @@ Options:
       --seed N                 seed of the masking and data order (default 1)
       --checkpoint-every K     also write the checkpoint every K steps
       --resume                 continue from OUT.onnx.ckpt (same models, corpus and options)
+      --eval CASES             held-out cases (an mlm-eval.json): print the student's top-1 agreement
+                               with the teacher and its accuracy at the start and every K steps
+      --eval-every K           steps between evaluations (default: a tenth of the steps)
       --json                   print the summary as JSON
   -h, --help                   this text`;
 

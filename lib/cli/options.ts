@@ -61,6 +61,8 @@ export const OPTIONS: Record<Command, Record<string, OptionSpec>> = {
     seed: { type: 'string' },
     'checkpoint-every': { type: 'string' },
     resume: { type: 'boolean' },
+    eval: { type: 'string' },
+    'eval-every': { type: 'string' },
   },
 };
 
@@ -78,6 +80,7 @@ export const RANGES = {
   seed: [0, 4294967295],
   steps: [1, 100_000_000],
   'checkpoint-every': [1, 100_000_000],
+  'eval-every': [1, 100_000_000],
 } as const satisfies Record<string, readonly [number, number]>;
 
 /** Tokens per bench run (batch × seq) at most. */

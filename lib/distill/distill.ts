@@ -15,6 +15,9 @@ import { Encoder } from '../runtime/encoder.js';
 import { TextTokenizer } from '../text/tokenizer.js';
 import { Trainer } from '../train/trainer.js';
 import { readCheckpoint, writeCheckpoint } from './checkpoint.js';
+import { readEvalCases, score, topWords, type EvalScore, type MlmRunner } from './evaluate.js';
+import { engineSpec } from '../runtime/spec.js';
+import { native } from '../runtime/native.js';
 import { MaskedLmBatches } from './masked-batches.js';
 
 export interface DistillOptions {
@@ -46,6 +49,10 @@ export interface DistillOptions {
   resume?: boolean;
   signal?: AbortSignal;
   onProgress?: (p: DistillProgress) => void;
+  /** Held-out cases (an mlm-eval.json): agreement with the teacher at the start and every `evalEvery` steps. */
+  evalCases?: string;
+  evalEvery?: number;
+  onEval?: (s: EvalScore) => void;
 }
 
 export interface DistillProgress {
@@ -104,6 +111,7 @@ export async function distill(o: DistillOptions): Promise<DistillSummary> {
     lr: o.lr ?? 5e-4, warmupSteps: Math.round((o.warmup ?? 0.05) * steps), totalSteps: steps,
     weightDecay: o.weightDecay, clipNorm: o.clipNorm, threads: o.threads,
   });
+  const evalCases = o.evalCases ? readEvalCases(o.evalCases, student.vocab) : undefined;
   const run = { student: path.resolve(o.student), params: trainer.state().params.length, steps, batch, seq, seed: o.seed ?? 1 };
   try {
     const V = student.vocab;
@@ -118,6 +126,36 @@ export async function distill(o: DistillOptions): Promise<DistillSummary> {
       trainer.setState(c.state);
       batches.restore(c.header.batches);
     }
+    // evaluation: the teacher's top words once; the student through an encoder packed from the current weights
+    let evaluate: (() => Promise<void>) | undefined;
+    if (evalCases && o.onEval) {
+      const maskId = tok.mask!.id;
+      const teacherRun: MlmRunner = async (ids, b, s) => {
+        const r = await teacher.run(teacherInputs(teacher, { ids, mask: new Int32Array(b * s).fill(1), types: new Int32Array(b * s), batch: b, seq: s }));
+        return Object.values(r).find((t) => t.dims.length === 3 && t.dims[2] === V)!.data;
+      };
+      const teacherTop = await topWords(teacherRun, evalCases, maskId, V);
+      const spec = engineSpec(student);
+      const evalThreads = o.threads ?? teacher.threads;
+      evaluate = async () => {
+        const weights: Record<string, Float32Array> = { ...spec.weights };
+        for (const n of trainer.weightNames()) weights[n] = trainer.weight(n);
+        if (trainer.tiedDecoder) {
+          const w = weights['word_emb'], H = student.arch.hidden, dec = new Float32Array(H * V);
+          for (let v = 0; v < V; v++) for (let h = 0; h < H; h++) dec[h * V + v] = w[v * H + h];
+          weights['decoder_w'] = dec;
+        }
+        const enc = native().createEncoder({ ...spec.config, threads: evalThreads }, weights);
+        try {
+          const run: MlmRunner = async (ids, b, s) => (await enc.run({ ids, mask: new Int32Array(b * s).fill(1), types: spec.config.typeVocab ? new Int32Array(b * s) : null, batch: b, seq: s })).mlm!;
+          o.onEval!(score(trainer.steps, await topWords(run, evalCases, maskId, V), teacherTop, evalCases));
+        } finally {
+          enc.close();
+        }
+      };
+      await evaluate();
+    }
+    const evalEvery = o.evalEvery ?? Math.max(1, Math.round(steps / 10));
     const save = () => writeCheckpoint(checkpoint, { run, step: trainer.steps, batches: batches.state }, trainer.state());
     const tStart = Date.now();
     const stepStart = trainer.steps;
@@ -142,6 +180,7 @@ export async function distill(o: DistillOptions): Promise<DistillSummary> {
         tokensPerSecond: (done * batch * seq) / Math.max(secs, 1e-9), etaSeconds: (secs / done) * (steps - trainer.steps),
       });
       if (o.checkpointEvery && trainer.steps % o.checkpointEvery === 0) save();
+      if (evaluate && (trainer.steps % evalEvery === 0 || trainer.steps === steps)) await evaluate();
     }
     trainer.writeInto();
     saveModel(loaded.model, o.output, { protect: loaded.sources });
