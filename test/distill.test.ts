@@ -147,6 +147,15 @@ describe('distill() with held-out evaluation', () => {
     expect(scores[2].accuracy).toBe(hits(after));
   }, 60_000);
 
+  it('refuses a vocabulary larger than the student before training', async () => {
+    const { dir, base } = await setup();
+    const big = path.join(dir, 'big-vocab.txt');
+    fs.writeFileSync(big, fs.readFileSync(VOCAB, 'utf8').trimEnd() + '\nextra1\nextra2\n');
+    const out = path.join(dir, 'never2.onnx');
+    await expect(distill({ ...base, vocab: big, output: out })).rejects.toThrow(/has 8002 tokens but the student only 8000/);
+    expect(fs.existsSync(out)).toBe(false);
+  }, 60_000);
+
   it('refuses malformed evaluation cases before training', async () => {
     const { dir, base } = await setup();
     const file = path.join(dir, 'bad-eval.json');

@@ -105,6 +105,9 @@ export async function distill(o: DistillOptions): Promise<DistillSummary> {
   if (seq > (student.embeddings.positionIds?.kind === 'arange' ? student.embeddings.positionIds.maxSeq : 0)) {
     throw new BortError(`seq ${seq} is longer than the student's positions`, 'use a shorter --seq');
   }
+  if (tok.vocabSize > student.vocab) {
+    throw new BortError(`the vocabulary ${quoteName(o.vocab)} has ${tok.vocabSize} tokens but the student only ${student.vocab}`, 'pass the vocab.txt or tokenizer.json of the teacher the student came from');
+  }
   const batches = MaskedLmBatches.create(tok, text, { batch, seq, maskRate: o.maskRate ?? 0.15, seed: o.seed ?? 1 });
   const teacher = await Encoder.load(o.teacher, { threads: o.threads });
   const trainer = Trainer.fromModel(student, {
