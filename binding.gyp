@@ -28,12 +28,14 @@
         "native/src/qpack.cpp",
         "native/src/qdispatch.cpp",
         "native/src/qgemm_scalar.cpp",
-        "native/src/qlinear.cpp"
+        "native/src/qlinear.cpp",
+        "native/src/train/train_dispatch.cpp",
+        "native/src/train/trainer.cpp"
       ]
     },
     {
       "target_name": "bort_native",
-      "sources": ["native/src/addon.cpp"],
+      "sources": ["native/src/addon.cpp", "native/src/train/train_addon.cpp"],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "NODE_ADDON_API_CPP_EXCEPTIONS_ALL"],
       "dependencies": ["bort_portable"],

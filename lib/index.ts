@@ -53,3 +53,6 @@ export { fitCostModel, type CostModel, type LatencyPoint } from './search/cost-m
 export type { Shape } from './search/latency.js';
 export { buildCalibration, readCorpus, type CalibrationSet, type CalibrationOptions } from './search/calibration.js';
 export { dataScorer, ablateLayers, scorerFromAblation, type DataScorerOptions, type LayerAblation } from './extract/data-scorer.js';
+export { Trainer, type TrainOptions, type TrainBatch, type StepResult, type TrainerState } from './train/trainer.js';
+export { distill, type DistillOptions, type DistillProgress, type DistillSummary } from './distill/distill.js';
+export type { EvalScore, EvalCase } from './distill/evaluate.js';

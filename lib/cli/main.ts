@@ -14,6 +14,7 @@ import { precisionSummary } from '../quantize/precision.js';
 import { synth } from '../synth/bert.js';
 import { synthHead, synthVariantOptions } from '../synth/cli-flags.js';
 import { benchmark, type BenchResult } from '../runtime/bench.js';
+import { distillCommand } from './distill.js';
 import { BortError, escapeControls, quoteName } from '../errors.js';
 import { formatArch, parseArch } from '../extract/arch.js';
 import { formatBytes, formatCount } from './format.js';
@@ -189,6 +190,10 @@ async function run(argv: string[], out: Out): Promise<void> {
     else printBench(r, out);
     return;
   }
+  if (sub === 'distill') {
+    await distillCommand(positionals, o, out);
+    return;
+  }
   if (sub === 'demo') {
     if (positionals.length) throw new BortError(`unexpected argument ${quoteName(positionals[0])}`, 'demo takes no arguments');
     await demo(out, progress);
@@ -261,7 +266,8 @@ async function demo(out: Out, progress: Progress): Promise<void> {
 export async function main(argv: string[]): Promise<number> {
   try {
     await run(argv, (line) => process.stdout.write(line + '\n'));
-    return 0;
+    // a command may end without an error but not done (distill stopped by Ctrl-C: 130)
+    return typeof process.exitCode === 'number' ? process.exitCode : 0;
   } catch (e) {
     if (process.env.BORT_DEBUG) console.error(e);
     if (e instanceof BortError) {

@@ -9,7 +9,7 @@ import { MAX_THREADS } from '../runtime/threads.js';
 
 type OptionSpec = { type: 'string' | 'boolean'; short?: string };
 
-export const COMMANDS = ['compress', 'inspect', 'synth', 'bench', 'demo', 'quantize'] as const;
+export const COMMANDS = ['compress', 'inspect', 'synth', 'bench', 'demo', 'quantize', 'distill'] as const;
 export type Command = (typeof COMMANDS)[number];
 
 const help: Record<string, OptionSpec> = { help: { type: 'boolean', short: 'h' } };
@@ -57,6 +57,22 @@ export const OPTIONS: Record<Command, Record<string, OptionSpec>> = {
     'per-tensor': { type: 'boolean' },
     all: { type: 'boolean' },
   },
+  distill: {
+    ...help, ...json,
+    output: { type: 'string', short: 'o' },
+    corpus: { type: 'string' },
+    vocab: { type: 'string' },
+    steps: { type: 'string' },
+    batch: { type: 'string' },
+    seq: { type: 'string' },
+    lr: { type: 'string' },
+    threads: { type: 'string' },
+    seed: { type: 'string' },
+    'checkpoint-every': { type: 'string' },
+    resume: { type: 'boolean' },
+    eval: { type: 'string' },
+    'eval-every': { type: 'string' },
+  },
 };
 
 /** Inclusive ranges of the numeric options (bench's --seq is further bounded by the model's positions). */
@@ -71,6 +87,9 @@ export const RANGES = {
   'type-vocab': [0, 1024],
   labels: [1, 100_000],
   seed: [0, 4294967295],
+  steps: [1, 100_000_000],
+  'checkpoint-every': [1, 100_000_000],
+  'eval-every': [1, 100_000_000],
 } as const satisfies Record<string, readonly [number, number]>;
 
 /** Tokens per bench run (batch × seq) at most. */

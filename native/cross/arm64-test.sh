@@ -3,6 +3,7 @@
 # static executables) and runs them under qemu-aarch64, so the NEON kernels really execute:
 #   test_kernels         every kernel table (scalar, neon) against a naive double-precision reference
 #   test_encoder         the whole encoder on every table against a naive reference
+#   test_train           training kernels and one full step against float64 finite differences
 #   test_simd_vs_scalar  neon against scalar on identical inputs, 1e-5 relative (--require neon)
 #   test_qgemm           int8 GEMM: neon (smull/sadalp) and neondot (sdot) bit-exact in int32 vs a reference
 #   test_encoder_int8    the int8 encoder (active int8 path: neondot under qemu) vs the float32 one
@@ -37,7 +38,7 @@ fi
 echo "arm64-test: cross-compiling into ${build#$root/}"
 cmake -S "$root/native/cross" -B "$build" -DCMAKE_BUILD_TYPE=Release \
   -DCMAKE_TOOLCHAIN_FILE="$root/native/cross/aarch64-linux-gnu.cmake" > /dev/null
-cmake --build "$build" -j "$(nproc)" --target test_kernels test_encoder test_simd_vs_scalar test_qgemm test_encoder_int8 > /dev/null
+cmake --build "$build" -j "$(nproc)" --target test_kernels test_encoder test_simd_vs_scalar test_qgemm test_encoder_int8 test_train > /dev/null
 
 # The NEON table must be real vector code: fused multiply-adds on 4-lane registers in the binary.
 fmla=$(aarch64-linux-gnu-objdump -d "$build/test_simd_vs_scalar" | grep -c 'fmla.*v[0-9]*\.4s' || true)
@@ -61,6 +62,11 @@ if ! grep -q '^testing neon' <<< "$LAST_LOG"; then
   status=1
 fi
 run bort/test_encoder
+run bort/test_train
+if ! grep -q '^neon full step' <<< "$LAST_LOG"; then
+  echo "arm64-test: FAIL: test_train did not check the neon training kernels" >&2
+  status=1
+fi
 run test_simd_vs_scalar --require neon
 if ! grep -q '^neon vs scalar: worst relative difference' <<< "$LAST_LOG"; then
   echo "arm64-test: FAIL: no neon-vs-scalar comparison ran" >&2

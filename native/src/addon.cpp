@@ -24,6 +24,12 @@
 
 #include "encoder.h"
 
+// the training binding (train/train_addon.cpp) reads configurations and picks kernels as createEncoder does
+namespace bort_train {
+void init_binding(Napi::Env env, Napi::Object exports, bort::EncoderConfig (*parse)(Napi::Env, Napi::Value),
+                  const bort::Kernels* (*kernels)(Napi::Env));
+}
+
 namespace {
 
 using bort::Encoder;
@@ -678,6 +684,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("isas", Napi::Function::New(env, Isas, "isas"));
   exports.Set("maxThreads", Napi::Number::New(env, bort::kMaxThreads));
   exports.Set("_testFault", Napi::Function::New(env, TestFault, "_testFault"));
+  bort_train::init_binding(env, exports, parse_config, kernels_or_throw);
   return exports;
 }
 
