@@ -33,6 +33,7 @@ export type {
   StringStringEntry, Int64,
 } from './onnx/types.js';
 export { MAX_THREADS } from './runtime/threads.js';
+export type { EngineOutput } from './runtime/spec.js';
 export { Encoder, type EncoderOptions, type TensorInput, type TensorOutput } from './runtime/encoder.js';
 export { TextTokenizer, type Encoding, type EncodeOptions, type Truncation, type TokenPieces, type TokenizerJson } from './text/tokenizer.js';
 export type { VocabOptions } from './text/vocab.js';

@@ -171,6 +171,20 @@ export class Encoder {
     return this.spec.outputs.map((o) => o.name);
   }
 
+  /**
+   * What each output is, in declared order: the engine output that carries it (hidden states, pooled
+   * output, masked-LM logits, sequence-classifier logits, per-token logits) and, for an output split
+   * from the per-token logits (a QA head's start and end), its column.
+   */
+  get outputRoles(): { name: string; from: EngineOutput; column?: number }[] {
+    return this.spec.outputs.map((o) => ({ ...o }));
+  }
+
+  /** Token types the model embeds (0 when it takes no token_type_ids input). */
+  get typeVocab(): number {
+    return this.spec.inputs.tokenTypes ? this.spec.config.typeVocab : 0;
+  }
+
   async run(inputs: Record<string, TensorInput>): Promise<Record<string, TensorOutput>> {
     if (!this.handle) throw new Error('this Encoder is closed');
     if (!inputs || typeof inputs !== 'object') throw new TypeError(`run() takes an object of inputs keyed by ${this.inputNames.map(quoteName).join(', ')}`);

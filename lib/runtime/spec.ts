@@ -49,6 +49,16 @@ function scaled(data: Float32Array, factor: number): Float32Array {
   return out;
 }
 
+/** The model's outputs in declared order, with the engine output that carries each (and its column). */
+export function engineOutputs(m: BertModel): EngineSpec['outputs'] {
+  return m.outputs.map((o): EngineSpec['outputs'][number] => {
+    if (o.role !== 'classifier') return { name: o.name, from: o.role === 'pooled' ? 'pooled' : o.role };
+    const c = m.classifiers.find((x) => x.linear.output === o.source)!;
+    if (c.source === 'pooler') return { name: o.name, from: 'cls' };
+    return o.column === undefined ? { name: o.name, from: 'tok' } : { name: o.name, from: 'tok', column: o.column };
+  });
+}
+
 export function engineSpec(m: BertModel): EngineSpec {
   const w: Record<string, Float32Array> = {};
   /** Stores an engine weight after checking its size and values, naming the part and the model's tensor. */
@@ -136,12 +146,7 @@ export function engineSpec(m: BertModel): EngineSpec {
     throw unsupported(select ? `the attention mask puts ${m.maskValue} in place of the scores` : `the attention mask adds ${m.maskValue} · (1 - mask)`,
       'onnxruntime would return NaN for this model; export it with a finite mask value');
   }
-  const outputs = m.outputs.map((o): EngineSpec['outputs'][number] => {
-    if (o.role !== 'classifier') return { name: o.name, from: o.role === 'pooled' ? 'pooled' : o.role };
-    const c = m.classifiers.find((x) => x.linear.output === o.source)!;
-    if (c.source === 'pooler') return { name: o.name, from: 'cls' };
-    return o.column === undefined ? { name: o.name, from: 'tok' } : { name: o.name, from: 'tok', column: o.column };
-  });
+  const outputs = engineOutputs(m);
   return {
     config: {
       layers: m.arch.layers, heads: m.arch.heads, headSize: m.headSize, hidden: H, intermediate: I,
