@@ -24,6 +24,8 @@
         "native/src/pack.cpp",
         "native/src/pool.cpp",
         "native/src/encoder.cpp",
+        "native/src/encoder_packed.cpp",
+        "native/src/packing.cpp",
         "native/src/kernels_scalar.cpp"
       ]
     },
