@@ -51,11 +51,16 @@ bool Encoder::attention_packed(const PackPlan& plan, int layer) {
       k->gemm_tile(g, 0, qb, 0, S, ws_[tid].p.get());
       for (int r = 0; r < qb; ++r) {
         float* row = sc + (size_t)r * S;
-        double top = -INFINITY, qn = 0;
-        for (int j = 0; j < S; ++j) top = std::fmax(top, (double)(row[j] * scale));
+        // float sums and maxima (the margin dwarfs their rounding; a double reduction over floats here
+        // crashed GCC 12's aarch64 vectoriser)
+        float top = -INFINITY, qn = 0.0f;
+        for (int j = 0; j < S; ++j) {
+          const float t = row[j] * scale;
+          top = t > top ? t : top;
+        }
         const float* qr = q + (size_t)(q0 + r) * ld;
-        for (int e = 0; e < d; ++e) qn += (double)qr[e] * qr[e];
-        if (!(ascale * std::sqrt(qn) * kbound[h] + mask_value - top < -kMaskedMargin)) ok = false;
+        for (int e = 0; e < d; ++e) qn += qr[e] * qr[e];
+        if (!(ascale * std::sqrt((double)qn) * kbound[h] + mask_value - (double)top < -kMaskedMargin)) ok = false;
         k->softmax(row, S, scale, nullptr);
       }
       GemmArgs c;

@@ -57,9 +57,17 @@ void zero_masked_rows(float* buf, size_t width, const int32_t* mask, size_t rows
 }
 
 namespace {
-double norm2(const float* p, size_t n, size_t stride = 1) {
+// Squared norm, summed in float by rows of at most 64 and the partial sums in double (relative error
+// far below the 1% the bounds are widened by). A double sum of float squares crashed GCC 12's
+// aarch64 vectoriser.
+double norm2(const float* p, size_t n) {
   double s = 0;
-  for (size_t i = 0; i < n; ++i) s += (double)p[i * stride] * p[i * stride];
+  for (size_t i0 = 0; i0 < n; i0 += 64) {
+    const size_t i1 = i0 + 64 < n ? i0 + 64 : n;
+    float part = 0.0f;
+    for (size_t i = i0; i < i1; ++i) part += p[i] * p[i];
+    s += part;
+  }
   return s;
 }
 const float* get(const WeightLookup& w, const std::string& name) {
@@ -80,7 +88,10 @@ std::vector<double> key_norm_bounds(const EncoderConfig& c, const WeightLookup& 
     const float* g = get(w, gname);
     const float* b = get(w, bname);
     double gmax = 0;
-    for (int j = 0; j < H; ++j) gmax = std::fmax(gmax, std::fabs((double)g[j]));
+    for (int j = 0; j < H; ++j) {
+      const double a = std::fabs((double)g[j]);
+      if (a > gmax || a != a) gmax = a;  // NaN sticks (then the bound is NaN and never proves anything)
+    }
     const double xmax = gmax * std::sqrt((double)H) + std::sqrt(norm2(b, H));
     const float* kw = get(w, "k_w." + std::to_string(l));  // [H, Wd] row-major
     const float* kb = get(w, "k_b." + std::to_string(l));
