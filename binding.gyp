@@ -30,7 +30,9 @@
         "native/src/qgemm_scalar.cpp",
         "native/src/qlinear.cpp",
         "native/src/train/train_dispatch.cpp",
-        "native/src/train/trainer.cpp"
+        "native/src/train/trainer.cpp",
+        "native/src/encoder_packed.cpp",
+        "native/src/packing.cpp"
       ]
     },
     {

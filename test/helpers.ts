@@ -94,6 +94,27 @@ export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
 }
 
 /** Random int64-style inputs (batch 2, second row padded) for a model with the given input names. */
+/**
+ * maxAbsDiff of the engine's output against onnxruntime's where they are meant to agree: for a
+ * per-position output (dims [batch, seq, …] with a mask of batch × seq) only the real positions
+ * (mask 1) are compared, and the engine's padded positions must be exactly 0 (it skips them;
+ * onnxruntime computes values there) — Infinity when one is not. Other outputs: maxAbsDiff.
+ */
+export function maxAbsDiffAtTokens(got: ArrayLike<number>, want: ArrayLike<number>, dims: readonly number[], mask?: ArrayLike<number | bigint>): number {
+  if (!mask || dims.length !== 3 || dims[0] * dims[1] !== mask.length) return maxAbsDiff(got, want);
+  if (got.length !== want.length) return Infinity;
+  const width = dims[2];
+  let m = 0;
+  for (let i = 0; i < got.length; i++) {
+    if (Number(mask[Math.floor(i / width)]) === 0) {
+      if (got[i] !== 0) return Infinity;
+      continue;
+    }
+    m = Math.max(m, Math.abs(got[i] - want[i]));
+  }
+  return m;
+}
+
 export function randomInputs(names: { ids: string; mask?: string; tokenTypes?: string }, vocab: number, seq = 12, typeVocab = 2): Record<string, { shape: number[]; data: number[] }> {
   let s = 7;
   const rnd = () => ((s = (s * 1103515245 + 12345) % 2147483648) / 2147483648);

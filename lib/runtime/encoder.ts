@@ -14,6 +14,14 @@
  * Position ids a model computes from the token ids (RoBERTa) are computed here the same way. Work happens off the main thread (loading: reading and recognising in a worker thread,
  * packing on a libuv thread; runs on the engine's own threads); calls may overlap.
  *
+ * Padding is skipped: when the attention mask marks padding (0s after or between a sequence's
+ * tokens, position 0 a token), the engine packs the real tokens of the batch and runs attention per
+ * sequence, so a padded batch costs what its tokens cost. Real positions equal the padded
+ * computation's within 1e-5. Behaviour change from onnxruntime: positions whose mask is 0 come back
+ * as zeros in per-position outputs (last_hidden_state, masked-LM logits, per-token and QA logits) — onnxruntime returns
+ * computed values there; pooled and classifier outputs are as onnxruntime's. `BORT_PACK=0` turns
+ * packing off.
+ *
  * Inputs the engine refuses (a TypeError for a wrong type or shape, a RangeError for a value out of
  * range; the promise rejects, nothing is computed):
  * - `data` other than a BigInt64Array or Int32Array; `dims` other than [batch, seq] of integers with

@@ -13,6 +13,8 @@ export interface NativeEncoder {
     mlm?: Float32Array;
     cls?: Float32Array;
     tok?: Float32Array;
+    /** Whether the run packed the real tokens (padding skipped) rather than computing every position. */
+    skippedPadding: boolean;
   }>;
   close(): void;
   /** From the next run on; an integer in [1, maxThreads] (RangeError otherwise). */

@@ -4,7 +4,7 @@
 //   createEncoder(config, weights) -> NativeEncoder            (packs on the calling thread)
 //   createEncoderAsync(config, weights) -> Promise<NativeEncoder> (packs on a libuv thread; the weights
 //                                          must stay untouched until the promise settles)
-//   handle.run({ ids, mask, types, positions, batch, seq }) -> Promise<{ hidden, pooled?, mlm?, cls?, tok? }>
+//   handle.run({ ids, mask, types, positions, batch, seq }) -> Promise<{ hidden, pooled?, mlm?, cls?, tok?, skippedPadding }>
 //   handle.close(), handle.setThreads(n), handle.threads
 //   isa() -> "avx512" | "avx2" | "neon" | "scalar"   (BORT_ISA forces one)
 //   isas() -> the ISAs this CPU and build can run
@@ -375,6 +375,7 @@ class RunWorker : public Napi::AsyncWorker {
   void Execute() override {
     try {
       enc_->run(in_, out_);
+      skipped_padding_ = enc_->last_run_packed();  // read under the run's serialisation, before the next
     } catch (const bort::InputRangeError& e) {
       failure_ = {Failure::Range, e.what()};
     } catch (const bort::InputTypeError& e) {
@@ -395,6 +396,7 @@ class RunWorker : public Napi::AsyncWorker {
       if (inst && inst->take_fault(Fault::Resolve) != Fault::None) throw Napi::Error::New(env, "injected fault while resolving a run");
       Napi::Object r = Napi::Object::New(env);
       for (Output& o : outs_) r.Set(o.name, to_js(env, o));
+      r.Set("skippedPadding", Napi::Boolean::New(env, skipped_padding_));
       deferred_.Resolve(r);
     } catch (const Napi::Error& e) {
       Settle(e);
@@ -429,6 +431,7 @@ class RunWorker : public Napi::AsyncWorker {
   std::vector<int32_t> ids_, mask_, types_, positions_;
   std::vector<Output> outs_;
   bort::RunOutputs out_;
+  bool skipped_padding_ = false;
   Failure failure_;
 };
 

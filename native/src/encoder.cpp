@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include "packing.h"
+
 #include <cstdlib>
 #include <cstring>
 #include <limits>
@@ -208,6 +210,8 @@ Encoder::Encoder(const EncoderConfig& cfg, const WeightLookup& w, const Kernels*
   }
   if (cfg.classifierLabels > 0) cls_ = pack_linear(w, {"cls_w"}, {"cls_b"}, (int)H, {cfg.classifierLabels});
   if (cfg.tokenLabels > 0) tok_ = pack_linear(w, {"tok_w"}, {"tok_b"}, (int)H, {cfg.tokenLabels});
+  key_bound_ = key_norm_bounds(cfg_, w);
+  if (const char* p = std::getenv("BORT_PACK")) packing = std::strcmp(p, "0") != 0;
   want_threads_.store(cfg_.threads);
 }
 
@@ -499,9 +503,27 @@ void Encoder::run(const RunInputs& in, const RunOutputs& out) {
     ~RunScope() { p->end_run(); }
   } run_scope{pool_.get()};
   pool_->begin_run();
+  ensure_scratch(in.batch, in.seq);
+  last_run_packed_ = false;
+  PackPlan plan;
+  // the packed path implements the stock BERT forward; explicit position ids, the Where (select) mask,
+  // a ReLU pooler and a per-token head run padded (exact) until encoder_packed.cpp handles them
+  const bool packable = !in.positions && !cfg_.maskSelect && !cfg_.poolerRelu && cfg_.tokenLabels == 0;
+  if (packing && packable && plan_packing(in, &plan) && forward_packed(in, out, plan)) {
+    last_run_packed_ = true;
+    return;
+  }
+  forward_padded(in, out);
+  // padded positions read as zeros whichever path ran (documented on Encoder)
+  const size_t rows = (size_t)in.batch * in.seq;
+  zero_masked_rows(out.hidden, cfg_.hidden, in.mask, rows);
+  if (cfg_.mlm) zero_masked_rows(out.mlm, cfg_.vocab, in.mask, rows);
+  if (cfg_.tokenLabels > 0 && out.tok) zero_masked_rows(out.tok, cfg_.tokenLabels, in.mask, rows);
+}
+
+void Encoder::forward_padded(const RunInputs& in, const RunOutputs& out) {
   const int B = in.batch, S = in.seq, M = B * S;
   const int H = cfg_.hidden, Wd = cfg_.heads * cfg_.headSize;
-  ensure_scratch(B, S);
   float* x = x_.p.get();
   float* tmp = tmp_.p.get();
   float* qkv = qkv_.p.get();

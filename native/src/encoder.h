@@ -18,6 +18,8 @@
 
 namespace bort {
 
+struct PackPlan;  // packing.h
+
 struct EncoderConfig {
   int layers = 0, heads = 0, headSize = 0, hidden = 0, intermediate = 0, vocab = 0, maxPositions = 0, typeVocab = 0;
   float scoreScale = 1.0f, maskValue = -10000.0f, embLnEps = 1e-12f;
@@ -75,6 +77,14 @@ struct RunOutputs {
   float* tok = nullptr;     // [B,S,L] when config.tokenLabels
 };
 
+// Padding is skipped: when the attention mask marks padding (0s after, or between, a sequence's
+// tokens, and position 0 is a token), run() packs the batch's real tokens into one [tokens, H]
+// matrix, runs embeddings, GEMMs, LayerNorms and FFN on it, and attention per sequence over its own
+// tokens only (packing.h). Outputs at real positions equal the padded computation's up to the order
+// of float sums (a run-time bound proves the masked keys would add exactly 0; when it cannot, the
+// batch runs padded). Positions whose mask is 0 come back as zeros in `hidden` and `mlm` on every
+// path (onnxruntime returns computed values there); `pooled` and `cls` read position 0 and are the
+// padded computation's. BORT_PACK=0 in the environment turns packing off (benchmarks, tests).
 class Encoder {
  public:
   // Validates the configuration, packs every weight (copying from the lookup's memory, which may be
@@ -104,6 +114,10 @@ class Encoder {
   // encoder (a close() seen) and before it lets other calls in; a test can close() meanwhile.
   std::function<void()> run_end_hook_for_tests;
   size_t param_bytes() const { return param_bytes_; }
+  // Whether the last run packed the real tokens (tests and benchmarks).
+  bool last_run_packed() const { return last_run_packed_; }
+  // Packing on (default unless BORT_PACK=0) or off; set before a run, not during one.
+  bool packing = true;
 
  private:
   struct Linear {
@@ -129,6 +143,11 @@ class Encoder {
   void layernorm_rows(float* y, size_t ldy, const float* x, size_t ldx, int M, const float* g, const float* b, float eps);
   void attention(int B, int S);
   void nan_fully_masked(const RunInputs& in, const RunOutputs& out);
+  void forward_padded(const RunInputs& in, const RunOutputs& out);
+  // encoder_packed.cpp: false (nothing usable written) when a key bound cannot prove that the
+  // padded computation's masked keys contribute exactly 0; the caller then runs padded.
+  bool forward_packed(const RunInputs& in, const RunOutputs& out, const PackPlan& plan);
+  bool attention_packed(const PackPlan& plan, int layer);
   void ensure_scratch(int B, int S);
   void release_locked();
 
@@ -149,6 +168,8 @@ class Encoder {
   size_t packed_bytes_ = 0, param_bytes_ = 0;
   const QKernels* qk_ = nullptr;  // int8 path (cfg_.int8)
   QScratch qs_;
+  std::vector<double> key_bound_;  // [layers*heads] |key| bounds (packing.h)
+  bool last_run_packed_ = false;
 
   // scratch, grown on demand, reused across runs
   struct Buf {

@@ -167,7 +167,20 @@ static void run_case(const char* name, EncoderConfig c, int B, int S, bool use_m
         CHECK(CPU_EQUAL(&before, &after), "%s [%s, %d threads] the caller's CPU mask was not restored after the run", name,
               k->name, threads);
 #endif
-        double e = check::max_abs_diff(hidden.data(), ref.hidden.data(), ref.hidden.size());
+        // real positions against the reference; padded positions (mask 0) are returned as zeros
+        auto real_diff = [&](const std::vector<float>& got, const D& want, size_t width) {
+          double m = 0;
+          for (int i = 0; i < M; ++i) {
+            const bool real = !use_mask || mask[i];
+            for (size_t j = 0; j < width; ++j) {
+              const size_t at = (size_t)i * width + j;
+              const double d = real ? std::fabs(got[at] - want[at]) : std::fabs((double)got[at]);
+              if (!(d <= m)) m = d;
+            }
+          }
+          return m;
+        };
+        double e = real_diff(hidden, ref.hidden, c.hidden);
         CHECK(e < 1e-4, "%s [%s, %d threads] hidden: max error %g", name, k->name, threads, e);
         if (c.pooler) {
           e = check::max_abs_diff(pooled.data(), ref.pooled.data(), ref.pooled.size());
@@ -178,11 +191,11 @@ static void run_case(const char* name, EncoderConfig c, int B, int S, bool use_m
           CHECK(e < 1e-4, "%s [%s] cls: max error %g", name, k->name, e);
         }
         if (c.mlm) {
-          e = check::max_abs_diff(mlm.data(), ref.mlm.data(), ref.mlm.size());
+          e = real_diff(mlm, ref.mlm, c.vocab);
           CHECK(e < 1e-4, "%s [%s] mlm: max error %g", name, k->name, e);
         }
         if (c.tokenLabels) {
-          e = check::max_abs_diff(tok.data(), ref.tok.data(), ref.tok.size());
+          e = real_diff(tok, ref.tok, (size_t)c.tokenLabels);
           CHECK(e < 1e-4, "%s [%s] tok: max error %g", name, k->name, e);
         }
       }
@@ -231,6 +244,132 @@ static void run_case(const char* name, EncoderConfig c, int B, int S, bool use_m
     }
 }
 
+// ---- skipping padding: the packed path against the reference and against the same encoder forced
+// padded, for masks with trailing padding, length-1 rows, a hole, a row of one token, batch of one;
+// plus the cases that must run padded (position 0 padding, all rows full, a weak mask value)
+struct MaskCase {
+  const char* name;
+  int B, S;
+  std::vector<int> lens;         // trailing padding per row (used when holes is empty)
+  std::vector<int32_t> explicit_mask;  // or the whole mask
+  bool expect_packed;
+};
+
+static void run_mask_case(EncoderConfig c, const MaskCase& mc, uint64_t seed) {
+  Weights w = make_weights(c, seed);
+  Rng r(seed + 7);
+  const int B = mc.B, S = mc.S, M = B * S;
+  std::vector<int32_t> ids(M), types(M), mask(M);
+  for (int i = 0; i < M; ++i) {
+    ids[i] = r.below(c.vocab);
+    types[i] = c.typeVocab ? r.below(c.typeVocab) : 0;
+  }
+  if (!mc.explicit_mask.empty()) mask = mc.explicit_mask;
+  else
+    for (int b = 0; b < B; ++b)
+      for (int s = 0; s < S; ++s) mask[b * S + s] = s < mc.lens[b] ? 1 : 0;
+  RefOut ref = reference(c, w, ids, &mask, &types, nullptr, B, S);
+  for (const Kernels* k : check::all_tables())
+    for (int threads : {1, 3}) {
+      c.threads = threads;
+      Encoder enc(c, lookup(w), k);
+      struct Out {
+        std::vector<float> hidden, pooled, mlm, cls;
+      };
+      auto go = [&](bool packing, Out& o) {
+        o.hidden.assign((size_t)M * c.hidden, 7.0f);  // not zero: padded rows must be written
+        o.pooled.assign((size_t)B * c.hidden, 0.0f);
+        o.mlm.assign((size_t)M * c.vocab, 7.0f);
+        o.cls.assign((size_t)B * c.classifierLabels, 0.0f);
+        RunInputs in;
+        in.ids = ids.data();
+        in.mask = mask.data();
+        in.types = types.data();
+        in.batch = B;
+        in.seq = S;
+        RunOutputs out;
+        out.hidden = o.hidden.data();
+        if (c.pooler) out.pooled = o.pooled.data();
+        if (c.mlm) out.mlm = o.mlm.data();
+        if (c.classifierLabels) out.cls = o.cls.data();
+        enc.packing = packing;
+        enc.run(in, out);
+        return enc.last_run_packed();
+      };
+      Out packed, padded;
+      const bool was_packed = go(true, packed);
+      CHECK(was_packed == mc.expect_packed, "%s [%s, %d threads] packed = %d, expected %d", mc.name, k->name, threads,
+            (int)was_packed, (int)mc.expect_packed);
+      CHECK(!go(false, padded), "%s [%s] packing off still packed", mc.name, k->name);
+      // real positions: against the double reference (1e-4, as every case) and the padded run (1e-5);
+      // padded positions: exactly 0 on both paths
+      double e_ref = 0, e_pad = 0, e_mlm_ref = 0, e_mlm_pad = 0;
+      bool zeros = true;
+      for (int i = 0; i < M; ++i) {
+        const size_t H = c.hidden, V = c.vocab;
+        for (size_t j = 0; j < H; ++j) {
+          const size_t at = i * H + j;
+          if (mask[i]) {
+            e_ref = std::fmax(e_ref, std::fabs(packed.hidden[at] - ref.hidden[at]));
+            e_pad = std::fmax(e_pad, std::fabs(packed.hidden[at] - padded.hidden[at]));
+          } else if (packed.hidden[at] != 0.0f || padded.hidden[at] != 0.0f) {
+            zeros = false;
+          }
+        }
+        if (c.mlm)
+          for (size_t j = 0; j < V; ++j) {
+            const size_t at = i * V + j;
+            if (mask[i]) {
+              e_mlm_ref = std::fmax(e_mlm_ref, std::fabs(packed.mlm[at] - ref.mlm[at]));
+              e_mlm_pad = std::fmax(e_mlm_pad, std::fabs(packed.mlm[at] - padded.mlm[at]));
+            } else if (packed.mlm[at] != 0.0f || padded.mlm[at] != 0.0f) {
+              zeros = false;
+            }
+          }
+      }
+      CHECK(e_ref < 1e-4 && e_mlm_ref < 1e-4, "%s [%s, %d threads] vs reference: hidden %g mlm %g", mc.name, k->name, threads,
+            e_ref, e_mlm_ref);
+      CHECK(e_pad < 1e-5 && e_mlm_pad < 1e-5, "%s [%s, %d threads] packed vs padded: hidden %g mlm %g", mc.name, k->name,
+            threads, e_pad, e_mlm_pad);
+      CHECK(zeros, "%s [%s, %d threads] a padded position is not 0", mc.name, k->name, threads);
+      if (c.pooler) {
+        double e = check::max_abs_diff(packed.pooled.data(), ref.pooled.data(), ref.pooled.size());
+        CHECK(e < 1e-4, "%s [%s] pooled vs reference: %g", mc.name, k->name, e);
+        double p = 0;
+        for (size_t i = 0; i < packed.pooled.size(); ++i) p = std::fmax(p, std::fabs(packed.pooled[i] - padded.pooled[i]));
+        CHECK(p < 1e-5, "%s [%s] pooled packed vs padded: %g", mc.name, k->name, p);
+      }
+      if (c.classifierLabels) {
+        double e = check::max_abs_diff(packed.cls.data(), ref.cls.data(), ref.cls.size());
+        CHECK(e < 1e-4, "%s [%s] cls vs reference: %g", mc.name, k->name, e);
+      }
+    }
+}
+
+static void packed_cases(EncoderConfig c) {
+  run_mask_case(c, {"mixed lengths", 4, 23, {23, 5, 1, 17}, {}, true}, 31);
+  run_mask_case(c, {"rows of length 1", 3, 9, {1, 1, 1}, {}, true}, 32);
+  run_mask_case(c, {"all padding but one token", 2, 30, {30, 1}, {}, true}, 33);
+  run_mask_case(c, {"batch of one", 1, 20, {12}, {}, true}, 34);
+  run_mask_case(c, {"longer than a 64-row query block", 2, 38, {38, 3}, {}, true}, 35);
+  run_mask_case(c, {"all rows full", 2, 11, {11, 11}, {}, false}, 36);
+  // a hole: each token keeps its own position, so the packed rows are exact
+  run_mask_case(c, {"hole in a row", 2, 8, {}, {1, 1, 0, 0, 1, 1, 0, 1, 1, 1, 1, 1, 0, 0, 0, 0}, true}, 37);
+  // position 0 padding: the pooler reads it, so the batch runs padded
+  run_mask_case(c, {"left padding", 2, 6, {}, {0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0}, false}, 38);
+  run_mask_case(c, {"a row with no token", 2, 5, {}, {1, 1, 1, 0, 0, 0, 0, 0, 0, 0}, false}, 39);
+  // a mask value too weak to prove that masked keys add exactly 0: the bound fails, the batch runs padded
+  EncoderConfig weak = c;
+  weak.maskValue = -4.0f;
+  run_mask_case(weak, {"weak mask value", 3, 7, {7, 3, 5}, {}, false}, 40);
+  // a mask value that looks large but is not against these scores (scale 40: masked keys would
+  // matter): only the key bound sees it, the batch runs padded
+  EncoderConfig sharp = c;
+  sharp.maskValue = -150.0f;
+  sharp.scoreScale = 40.0f;
+  run_mask_case(sharp, {"sharp scores, mask -150", 3, 7, {7, 3, 5}, {}, false}, 41);
+}
+
 int main() {
   EncoderConfig c;
   c.layers = 2;
@@ -250,10 +389,12 @@ int main() {
   c.mlmLnEps = 1e-12f;
   c.classifierLabels = 3;
   run_case("full heads, mask -1e4", c, 3, 9, true, true, 1);
+  packed_cases(c);
   c.maskValue = -3.4028234663852886e38f;
   run_case("mask float-lowest, long seq", c, 2, 37, true, true, 2);
   run_case("no mask, no types given", c, 2, 5, false, false, 3);
   run_case("one token", c, 1, 1, true, true, 5);
+  packed_cases(c);
   EncoderConfig e = c;
   e.typeVocab = 0;
   e.pooler = false;
