@@ -5,6 +5,7 @@
  */
 import type { GraphIndex } from '../onnx/graph.js';
 import type { ModelProto, NodeProto } from '../onnx/types.js';
+import type { GraphView, MaskReading } from './normalize/view.js';
 
 /** An architecture tuple as in the Bort paper: (D, A, H, I). */
 export interface Arch {
@@ -174,8 +175,12 @@ export interface Classifier {
 export type OutputRole = 'hidden' | 'pooled' | 'mlm' | 'classifier';
 
 export interface BertModel {
+  /** The model file as loaded (the rewrite edits this graph). */
   model: ModelProto;
+  /** An index of the recogniser's view of the graph, which every role below names parts of. */
   index: GraphIndex;
+  /** That view, and where each of its weights and constants is in the file (lib/bert/normalize/). */
+  view: GraphView;
   arch: Arch;
   vocab: number;
   maxPositions: number;
@@ -183,11 +188,21 @@ export interface BertModel {
   headSize: number;
   /** Attention width heads·headSize (equals hidden in BERT configs). */
   attentionWidth: number;
-  inputs: { ids: string; mask?: string; tokenTypes?: string; all: string[] };
+  /**
+   * Model inputs by role. `fixedLength`: the sequence length every [batch, seq] input declares, when
+   * they declare a number (onnxruntime runs the model at that length only).
+   */
+  inputs: { ids: string; mask?: string; tokenTypes?: string; all: string[]; fixedLength?: number };
   /** Additive value for masked positions: scores += (1 - mask) * maskValue (the same in every layer). */
   maskValue?: number;
   /** Set when the layers add a mask that is not that form (or differs between layers): why. */
   maskProblem?: string;
+  /**
+   * Set when onnxruntime's fused Attention reads the mask: 'raw' (a key attends where the mask is 1)
+   * or 'lengths' (the first as many keys as the row has ones attend). Either is the formula above for
+   * masks of 0s and 1s, the only ones the engine then accepts.
+   */
+  maskReading?: MaskReading;
   embeddings: Embeddings;
   layers: Layer[];
   pooler?: Pooler;

@@ -3,6 +3,7 @@
  * architecture. A decoder tied to the word table counts once, whether shared or stored as a copy.
  */
 import { tensorNumel } from '../onnx/tensor.js';
+import { DataType } from '../onnx/types.js';
 import type { Arch, BertModel, Linear, LayerNorm } from './model.js';
 
 export function parameterNames(m: BertModel): Set<string> {
@@ -32,10 +33,10 @@ export function countParameters(m: BertModel): number {
   return n;
 }
 
-/** Bytes of all float32 weights as stored (a tied copy counts here). */
+/** Bytes of all weights as the file stores them, float32 or float16 (a tied copy counts here). */
 export function weightBytes(m: BertModel): number {
   let n = 0;
-  for (const name of parameterNames(m)) n += tensorNumel(m.index.weight(name)!.tensor) * 4;
+  for (const name of parameterNames(m)) n += tensorNumel(m.index.weight(name)!.tensor) * (m.view.weightSource(name).dataType === DataType.FLOAT16 ? 2 : 4);
   return n;
 }
 

@@ -50,6 +50,24 @@ function checkRange(name: string, data: Int32Array, limit: number, what: string)
   }
 }
 
+/**
+ * The mask as the engine's formula (1 - mask) · value reads it, for a model whose fused Attention reads
+ * its mask another way: 0/1 values only; 'lengths': the first (number of ones) positions of each row.
+ */
+function maskAsRead(name: string, mask: Int32Array, batch: number, seq: number, reading: 'raw' | 'lengths'): Int32Array {
+  for (let i = 0; i < mask.length; i++) {
+    if (mask[i] !== 0 && mask[i] !== 1) throw new RangeError(`${name}[${i}] = ${mask[i]}: this model's attention reads masks of 0s and 1s only`);
+  }
+  if (reading === 'raw') return mask;
+  const out = new Int32Array(mask.length);
+  for (let b = 0; b < batch; b++) {
+    let ones = 0;
+    for (let t = 0; t < seq; t++) ones += mask[b * seq + t];
+    out.fill(1, b * seq, b * seq + ones);
+  }
+  return out;
+}
+
 export class Encoder {
   private handle: NativeEncoder | undefined;
 
@@ -133,12 +151,15 @@ export class Encoder {
       }
     }
     const c = this.spec.config;
+    const fixed = this.spec.fixedLength;
+    if (fixed !== undefined && seq !== fixed) throw new RangeError(`sequence length ${seq}: this model's inputs declare sequences of exactly ${fixed} tokens`);
     if (seq > c.maxPositions) throw new RangeError(`sequence length ${seq} exceeds the model's ${c.maxPositions} positions`);
     const idData = prepared[names.ids]!;
     checkRange(names.ids, idData, c.vocab, 'vocabulary');
     const types = names.tokenTypes ? prepared[names.tokenTypes] : null;
     if (types) checkRange(names.tokenTypes!, types, c.typeVocab, 'token types');
-    const mask = names.mask ? prepared[names.mask] : null;
+    let mask = names.mask ? prepared[names.mask] : null;
+    if (mask && this.spec.maskReading) mask = maskAsRead(names.mask!, mask, batch, seq, this.spec.maskReading);
     const r = await this.handle.run({ ids: idData, mask, types, batch, seq });
     const out: Record<string, TensorOutput> = {};
     for (const o of this.spec.outputs) {
