@@ -4,7 +4,7 @@
  * and classifiers on the pooled output or on every token.
  */
 import type { GraphIndex } from '../onnx/graph.js';
-import type { NodeProto } from '../onnx/types.js';
+import { DataType, type NodeProto } from '../onnx/types.js';
 import { floatData } from '../onnx/tensor.js';
 import { BortError, quoteName } from '../errors.js';
 import { inferenceDropout } from './evaluate.js';
@@ -105,7 +105,9 @@ export function recognizeHeads(ix: GraphIndex, last: string, hidden: number, emb
       }
       continue;
     }
-    if (n.opType === 'Identity' && (ix.outputs.has(last) || ix.outputs.has(n.output[0]))) continue;
+    // a copy of the hidden states as another output (Identity, or a Cast to float32 of float32 values)
+    const copy = n.opType === 'Identity' || (n.opType === 'Cast' && Number(n.attribute.find((a) => a.name === 'to')?.i) === DataType.FLOAT);
+    if (copy && (ix.outputs.has(last) || ix.outputs.has(n.output[0]))) continue;
     throw unknown(`a ${n.opType} node ${quoteName(n.name ?? '')}`);
   }
   return heads;

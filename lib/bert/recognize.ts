@@ -97,11 +97,12 @@ function passedOn(ix: GraphIndex, name: string, known: (t: string) => boolean): 
  * nodes no pass reads remain), that is the part to name.
  */
 function unreadPart(view: GraphView, cause: BortError): BortError {
+  const problem = cause.message.slice(0, cause.message.length - cause.fix.length - 2);
   const first = view.unread[0];
-  if (first) return new BortError(`${first.reason}, which bort-compress cannot read (${cause.message.split(':')[0]})`, 'export the model without onnxruntime optimisations, or optimise it with the options these forms need');
+  if (first) return new BortError(`${first.reason}, which bort-compress cannot read (${problem})`, 'export the model without onnxruntime optimisations, or optimise it with the options these forms need');
   const foreign = view.graph.node.find((n) => n.domain && n.domain !== 'ai.onnx');
   if (foreign) {
-    return new BortError(`${cause.message.split(':')[0]}; the graph has the node ${quoteName(foreign.name || foreign.output[0])} of the ${quoteName(foreign.domain)} operator ${quoteName(foreign.opType)}, which bort-compress does not read`,
+    return new BortError(`${problem}; the graph has the node ${quoteName(foreign.name || foreign.output[0])} of the ${quoteName(foreign.domain)} operator ${quoteName(foreign.opType)}, which bort-compress does not read`,
       'export the model without onnxruntime optimisations, or report the operator');
   }
   return cause;
