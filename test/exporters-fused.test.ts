@@ -82,9 +82,9 @@ function expectClose(a: Outputs, b: Outputs, tol: number): void {
   }
 }
 
-async function compressTo(file: string, arch: string): Promise<string> {
+async function compressTo(file: string, arch: string, attentionScale?: 'keep' | 'rescale' | 'mean'): Promise<string> {
   const output = path.join(tmpDir('bort-exporters-out-'), path.basename(file));
-  await compress(file, { arch, strategy: 'first', output });
+  await compress(file, { arch, strategy: 'first', output, attentionScale });
   return output;
 }
 
@@ -174,6 +174,10 @@ describe('onnxruntime transformer-optimizer forms (synth, same weights as the st
     const out = await ortRun(merged, INPUTS);
     expectClose(out, await ortRun(await compressTo(stock, '2,2,32,64'), INPUTS), 1e-5);
     expectClose(await nativeRun(merged, INPUTS), out, 1e-4);
+    // keeping the source's scale with merged heads: still written, as onnxruntime's default would change it
+    const kept = await compressTo(file, '2,2,32,64', 'keep');
+    expect(attrOf(kept, 'Attention', 'scale')[0]).toBeCloseTo(1 / Math.sqrt(8), 7);
+    expectClose(await ortRun(kept, INPUTS), await ortRun(await compressTo(stock, '2,2,32,64', 'keep'), INPUTS), 1e-5);
   });
 
   it('Split sizes follow the sliced QKV weight', async () => {
@@ -243,7 +247,9 @@ describe('what onnxruntime saves with optimizedModelFilePath (FusedMatMul, BiasG
     if (name.startsWith('PyTorch')) {
       expect(counts['com.microsoft.Attention']).toBe(5);
       expect(counts['com.microsoft.SkipLayerNormalization']).toBe(11);
+      expect(recognize(model(opt)).maskReading).toBe('raw');
     } else {
+      expect(recognize(model(opt)).maskReading).toBeUndefined();
       expect(counts['com.microsoft.FusedMatMul']).toBe(2);
       expect(counts.LayerNormalization).toBeGreaterThanOrEqual(5);
     }
