@@ -60,12 +60,13 @@ export class GraphView {
   readonly dimensions: DimensionSite[] = [];
   /** Graph inputs whose mask onnxruntime's Attention reads, and how. */
   readonly maskReading = new Map<string, MaskReading>();
-  /** File element types of view float constants converted from float16 (Constant nodes and initializers). */
+  /** View float constants (initializers, Constant outputs, stand-ins for attributes) that the file holds in float16. */
   readonly halfConstants = new Set<string>();
   readonly unread: { node: NodeProto; reason: string }[] = [];
   /** True when the file stores its weights in float16. */
   halfPrecision = false;
   private readonly copies = new Map<NodeProto, NodeProto>();
+  private readonly fileNodes: Set<NodeProto>;
   private readonly used: Set<string>;
   private cachedIndex: GraphIndex | undefined;
 
@@ -73,6 +74,7 @@ export class GraphView {
     const g = file.graph!;
     this.graph = { ...g, node: [...g.node], initializer: [...g.initializer] };
     this.model = { ...file, graph: this.graph };
+    this.fileNodes = new Set(g.node);
     this.used = new Set([...g.node.flatMap((n) => [...n.input, ...n.output, n.name ?? '']), ...g.initializer.map((t) => t.name ?? ''), ...g.input.map((i) => i.name ?? '')]);
   }
 
@@ -93,7 +95,7 @@ export class GraphView {
   /** The file's node that a view node is or stands for; undefined for nodes only the view has. */
   fileNode(n: NodeProto): NodeProto | undefined {
     if (this.copies.has(n)) return this.copies.get(n);
-    return this.file.graph!.node.includes(n) ? n : undefined;
+    return this.fileNodes.has(n) ? n : undefined;
   }
 
   /**
