@@ -26,6 +26,8 @@ export interface InspectSummary {
   producer: string;
   fileBytes: number;
   weightBytes: number;
+  /** How the file stores its weights. */
+  weightType: 'float32' | 'float16';
   externalData: boolean;
 }
 
@@ -56,6 +58,7 @@ export function inspect(path: string): InspectSummary {
     producer: `${loaded.model.producerName ?? ''} ${loaded.model.producerVersion ?? ''}`.trim(),
     fileBytes: loaded.fileBytes,
     weightBytes: weightBytes(m),
+    weightType: m.view.halfPrecision ? 'float16' : 'float32',
     externalData: loaded.externalData,
   };
 }

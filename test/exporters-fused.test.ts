@@ -6,6 +6,7 @@
  * the part it cannot compute exactly. The stock model is the same synth model (same seed, same
  * weights) in the PyTorch export pattern, so every comparison can fail.
  */
+import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { describe, expect, it } from 'vitest';
@@ -17,7 +18,7 @@ import { loadModel, saveModel } from '../lib/onnx/io.js';
 import { tensorDims } from '../lib/onnx/tensor.js';
 import { DataType, type ModelProto } from '../lib/onnx/types.js';
 import { float32Copy, halfBits } from './float16-copy.js';
-import { FIXTURES, REAL, REAL_EXPORTS, fixture, maxAbsDiff, randomInputs, tmpDir } from './helpers.js';
+import { FIXTURES, REAL, REAL_EXPORTS, ROOT, fixture, maxAbsDiff, randomInputs, tmpDir } from './helpers.js';
 import { opCounts, ortOptimized } from './ort-optimized.js';
 
 type Feed = Record<string, { shape: number[]; data: number[] }>;
@@ -298,6 +299,7 @@ describe('half precision (weights FLOAT16, as onnxruntime\'s float16 converter w
     const s = inspect(file);
     expect(s.arch).toEqual(ARCH);
     expect(s.activation).toBe('gelu');
+    expect(s.weightType).toBe('float16');
     if (!opts.fp16KeepFloat) expect(s.weightBytes).toBe(2 * s.params);
     const reference = await ortRun(file, INPUTS);
     const asFloat32 = await ortRun(float32Copy(file), INPUTS);
@@ -413,5 +415,25 @@ describe('a Cast of the encoder output to float32 is read through (float16 outpu
     g.node.push(makeNode('Cast', [`${out}_inner`], [out], 'cast_out', [makeAttrInt('to', DataType.FLOAT)]));
     const file = save(m);
     expect(inspect(file).outputs).toEqual([{ name: 'last_hidden_state', role: 'hidden' }, { name: 'pooler_output', role: 'pooled' }]);
+  });
+});
+
+describe('the command line on these forms', () => {
+  const CLI = path.join(ROOT, 'dist', 'cli', 'main.js');
+  const cli = (...args: string[]) => spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8' });
+
+  it('inspect says the weights are float16; compress keeps a fused float16 model fused and float16', async () => {
+    const file = write({ dtype: 'float16', fused: ['attention', 'skip-ln', 'embed-ln', 'bias-gelu'] });
+    const r = cli('inspect', file);
+    expect(r.status).toBe(0);
+    expect(r.stdout).toMatch(/params +22,496 +\(45\.0 kB of fp16 weights; file/);
+    const out = path.join(tmpDir(), 'small.onnx');
+    const c = cli(file, '--arch', '1,2,16,32', '-o', out);
+    expect(c.stderr).toBe('');
+    expect(c.status).toBe(0);
+    expect(opCounts(out)['com.microsoft.Attention']).toBe(1);
+    const qkv = model(out).graph!.initializer.filter((t) => /^Attention_\d_qkv_weight$/.test(t.name ?? ''));
+    expect(qkv.map((t) => [t.dataType, ...tensorDims(t)])).toEqual([[DataType.FLOAT16, 16, 48]]);
+    expect((await ortRun(out, INPUTS)).last_hidden_state.every(Number.isFinite)).toBe(true);
   });
 });

@@ -41,7 +41,7 @@ function printInspect(s: InspectSummary, out: Out): void {
   out(`${s.path}`);
   out(`  arch        ${formatArch(s.arch)}   (layers, heads, hidden, intermediate; head size ${s.headSize})`);
   out(`  vocab       ${s.vocab}   positions ${s.maxPositions}   token types ${s.typeVocab || 'none'}`);
-  out(`  params      ${formatCount(s.params)}   (${formatBytes(s.weightBytes)} of fp32 weights; file ${formatBytes(s.fileBytes)}${s.externalData ? ', external data' : ''})`);
+  out(`  params      ${formatCount(s.params)}   (${formatBytes(s.weightBytes)} of ${s.weightType === 'float16' ? 'fp16' : 'fp32'} weights; file ${formatBytes(s.fileBytes)}${s.externalData ? ', external data' : ''})`);
   out(`  attention   score scale ${s.scoreScale.toPrecision(6)}, LayerNorm ${s.layerNorm}, activation ${s.activation}`);
   out(`  heads       ${heads.length ? heads.join('; ') : 'none (encoder only)'}`);
   out(`  inputs      ids=${s.inputs.ids}${s.inputs.mask ? ` mask=${s.inputs.mask}` : ''}${s.inputs.tokenTypes ? ` token types=${s.inputs.tokenTypes}` : ''}`);
