@@ -149,6 +149,11 @@ function patchDimensions(view: GraphView, file: GraphIndex, slices: SliceSet, na
     const byInput = groups.get(node) ?? new Map();
     groups.set(node, byInput);
     const g = byInput.get(d.at.inputIndex) ?? { constant: d.at.constant, changes: new Map<number, number>() };
+    const before = g.changes.get(d.element);
+    if (before !== undefined && before !== kept.length) {
+      throw new BortError(`the constant ${quoteName(d.at.constant)} gives the width of weights that are sliced to ${before} and ${kept.length} values`,
+        'this model shares one shape constant between layers of different widths; compress to equal hidden and attention widths');
+    }
     g.changes.set(d.element, kept.length);
     byInput.set(d.at.inputIndex, g);
   }

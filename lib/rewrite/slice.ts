@@ -122,18 +122,21 @@ export function applySlices(view: GraphView, graph: GraphProto, slices: SliceSet
   for (const [tensor, parts] of byTensor) {
     const t = graph.initializer.find((x) => x.name === tensor);
     if (!t) throw new BortError(`weight ${quoteName(tensor)} is not an initializer of the file`, 'the model file changed while it was read; run again');
-    const dims = tensorDims(t);
+    // a view weight may read the file's tensor without its leading axes of size 1 ([1, L, H] as [L, H])
+    const ones = Math.max(0, ...parts.map((p) => view.weightSource(p.name).leadingOnes ?? 0));
+    const dims = tensorDims(t).slice(ones);
     const selection = fileSelection(view, tensor, dims, parts);
     if (selection.every((s) => s === null)) continue;
+    const lead = new Array<number>(ones).fill(1);
     if (t.dataType === DataType.FLOAT16) {
       const bits = t.rawData && t.rawData.byteLength ? float16BitsOf(t.rawData) : Uint16Array.from(t.int32Data, Number);
       const r = sliceValues(bits, dims, selection, tensor);
-      t.dims = r.dims;
+      t.dims = [...lead, ...r.dims];
       t.rawData = new Uint8Array(r.data.buffer, r.data.byteOffset, r.data.byteLength);
       t.int32Data = [];
     } else {
       const r = sliceValues(floatData(t), dims, selection, tensor);
-      t.dims = r.dims;
+      t.dims = [...lead, ...r.dims];
       t.rawData = new Uint8Array(r.data.buffer, r.data.byteOffset, r.data.byteLength);
       t.floatData = [];
     }

@@ -9,6 +9,7 @@ import type { ModelProto, NodeProto } from '../../onnx/types.js';
 import { presentAttention } from './attention.js';
 import { presentBiasGelus } from './bias-gelu.js';
 import { foldConstants } from './constant-folding.js';
+import { presentConstantPositions } from './constant-positions.js';
 import { presentEmbedLayerNorms } from './embed-layernorm.js';
 import { presentFixedSequence } from './fixed-sequence.js';
 import { presentFusedGemms } from './fused-gemm.js';
@@ -26,6 +27,7 @@ const PASSES: ((view: GraphView) => void)[] = [
   foldConstants,
   presentNoopSlices,
   presentFixedSequence,
+  presentConstantPositions,
   presentReshapedMatMuls,
   presentReciprocalLayerNorms,
   presentFusedMatMuls,

@@ -27,7 +27,7 @@ export function presentReshapedMatMuls(view: GraphView): void {
     if (!w || w.dims.length !== 2 || !r1 || r1.opType !== 'Reshape' || (r1.domain && r1.domain !== 'ai.onnx')) continue;
     const r2 = only(ix.consumersOf(m.output[0]));
     if (!r2 || r2.opType !== 'Reshape' || r2.input[0] !== m.output[0] || (r2.domain && r2.domain !== 'ai.onnx')) continue;
-    if (ix.consumersOf(r1.output[0]).length !== 1 || ix.outputs.has(r1.output[0]) || ix.outputs.has(m.output[0])) continue;
+    if (ix.outputs.has(r1.output[0]) || ix.outputs.has(m.output[0])) continue;
     const x = r1.input[0];
     const [inDim, outDim] = w.dims;
     const targets = (b: number, s: number, h: number) => {
@@ -57,8 +57,8 @@ export function presentReshapedMatMuls(view: GraphView): void {
       continue;
     }
     view.dimensions.push(...sites);
-    replacements.set(r1, []);
-    replacements.set(m, []);
+    // the flattening Reshape may serve several projections (onnxruntime merges equal ones); it and the
+    // MatMul are dropped with the view's unused nodes once nothing reads them
     replacements.set(r2, [makeNode('MatMul', [x, m.input[1]], [r2.output[0]], '')]);
   }
   view.replace(replacements);

@@ -30,6 +30,8 @@ export interface WeightSource {
   dataType: number;
   /** Set when the view weight is a block of that tensor: `size` indices from `offset` along `axis`. */
   block?: { axis: number; offset: number; size: number };
+  /** Leading axes of size 1 the file's tensor has and the view weight drops ([1, L, H] read as [L, H]). */
+  leadingOnes?: number;
 }
 
 /** What one element of a view constant stands for in the file. */
@@ -168,6 +170,17 @@ export class GraphView {
       else for (let r = 0; r < whole.dims[0]; r++) out.set(data.subarray(r * full + offset, r * full + offset + size), r * size);
       return out;
     }));
+  }
+
+  /** A view weight holding the values of view weight `of` without its leading axes of size 1. */
+  addSqueezed(name: string, of: string): void {
+    const whole = this.index.weight(of)!;
+    const src = this.weightSource(of);
+    if (src.block || src.leadingOnes) throw new Error(`view weight ${of} is already a part`);
+    let ones = 0;
+    while (ones < whole.dims.length - 1 && whole.dims[ones] === 1) ones++;
+    this.weights.set(name, { tensor: src.tensor, dataType: src.dataType, leadingOnes: ones });
+    this.addInitializer(lazyFloatTensor(name, whole.dims.slice(ones), () => floatData(whole.tensor)));
   }
 
   /** Records what element `element` of view constant `name` stands for. */
