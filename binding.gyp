@@ -24,18 +24,24 @@
         "native/src/pack.cpp",
         "native/src/pool.cpp",
         "native/src/encoder.cpp",
-        "native/src/kernels_scalar.cpp"
+        "native/src/kernels_scalar.cpp",
+        "native/src/qpack.cpp",
+        "native/src/qdispatch.cpp",
+        "native/src/qgemm_scalar.cpp",
+        "native/src/qlinear.cpp",
+        "native/src/train/train_dispatch.cpp",
+        "native/src/train/trainer.cpp"
       ]
     },
     {
       "target_name": "bort_native",
-      "sources": ["native/src/addon.cpp"],
+      "sources": ["native/src/addon.cpp", "native/src/train/train_addon.cpp"],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "NODE_ADDON_API_CPP_EXCEPTIONS_ALL"],
       "dependencies": ["bort_portable"],
       "conditions": [
-        ["target_arch=='x64'", { "dependencies": ["bort_avx2", "bort_avx512"] }],
-        ["target_arch=='arm64'", { "dependencies": ["bort_neon"] }]
+        ["target_arch=='x64'", { "dependencies": ["bort_avx2", "bort_avx512", "bort_qavx2", "bort_qavx512vnni"] }],
+        ["target_arch=='arm64'", { "dependencies": ["bort_neon", "bort_qneon", "bort_qneondot"] }]
       ],
       "libraries": ["-lpthread"]
     }
@@ -56,6 +62,20 @@
           "sources": ["native/src/kernels_avx512.cpp"],
           "cflags_cc": ["-mavx512f", "-mavx2", "-mfma", "-Wno-uninitialized", "-Wno-maybe-uninitialized"],
           "xcode_settings": { "OTHER_CPLUSPLUSFLAGS": ["-O3", "-ffp-contract=fast", "-mavx512f", "-mavx2", "-mfma"] }
+        },
+        {
+          "target_name": "bort_qavx2",
+          "type": "static_library",
+          "sources": ["native/src/qgemm_avx2.cpp"],
+          "cflags_cc": ["-mavx2"],
+          "xcode_settings": { "OTHER_CPLUSPLUSFLAGS": ["-O3", "-mavx2"] }
+        },
+        {
+          "target_name": "bort_qavx512vnni",
+          "type": "static_library",
+          "sources": ["native/src/qgemm_avx512vnni.cpp"],
+          "cflags_cc": ["-mavx512f", "-mavx512bw", "-mavx512vnni", "-mavx2", "-Wno-uninitialized", "-Wno-maybe-uninitialized"],
+          "xcode_settings": { "OTHER_CPLUSPLUSFLAGS": ["-O3", "-mavx512f", "-mavx512bw", "-mavx512vnni", "-mavx2"] }
         }
       ]
     }],
@@ -65,6 +85,18 @@
           "target_name": "bort_neon",
           "type": "static_library",
           "sources": ["native/src/kernels_neon.cpp"]
+        },
+        {
+          "target_name": "bort_qneon",
+          "type": "static_library",
+          "sources": ["native/src/qgemm_neon.cpp"]
+        },
+        {
+          "target_name": "bort_qneondot",
+          "type": "static_library",
+          "sources": ["native/src/qgemm_neondot.cpp"],
+          "cflags_cc": ["-march=armv8.2-a+dotprod"],
+          "xcode_settings": { "OTHER_CPLUSPLUSFLAGS": ["-O3", "-march=armv8.2-a+dotprod"] }
         }
       ]
     }]

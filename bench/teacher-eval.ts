@@ -23,6 +23,11 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { compress } from '../lib/compress.js';
+import { dataScorer } from '../lib/extract/data-scorer.js';
+import { parseArch } from '../lib/extract/arch.js';
+import type { ImportanceScorer } from '../lib/extract/scorer.js';
+import { buildCalibration, readCorpus } from '../lib/search/calibration.js';
+import { TextTokenizer } from '../lib/text/tokenizer.js';
 
 interface EvalCase {
   input_ids: number[];
@@ -38,7 +43,7 @@ interface EvalSet {
 interface ModelSpec {
   name: string;
   arch: string;
-  strategy: 'teacher' | 'importance' | 'first';
+  strategy: 'teacher' | Strategy;
   group: Group;
   what?: string;
   file: string;
@@ -88,15 +93,20 @@ function parseArgs(argv: string[]): { limit: number | undefined; batch: number; 
 // Under tsx this file runs as CommonJS, so __dirname is bench/; the shared folder sits beside the
 // repository root (/work/main/../shared).
 const repoRoot = path.resolve(__dirname, '..');
-const teacherDir = path.resolve(repoRoot, '..', 'shared', 'teacher');
+// BORT_TEACHER_DIR overrides it (a git worktree sits elsewhere).
+const teacherDir = process.env.BORT_TEACHER_DIR ?? path.resolve(repoRoot, '..', 'shared', 'teacher');
 const teacherPath = path.join(teacherDir, 'teacher-mlm.onnx');
 const evalPath = path.join(teacherDir, 'mlm-eval.json');
 const resultsPath = path.join(repoRoot, 'bench', 'teacher-eval.md');
+// calibration for --strategy data: the training text, never heldout.txt
+const trainPath = path.join(teacherDir, 'train.txt');
+const vocabPath = path.join(teacherDir, 'vocab.txt');
 
 type Group = 'main' | 'ablation';
+type Strategy = 'importance' | 'first' | 'data';
 interface Target {
   arch: string;
-  strategy: 'importance' | 'first';
+  strategy: Strategy;
   group: Group;
   /** What the extraction changes relative to the teacher (ablation table). */
   what?: string;
@@ -105,6 +115,7 @@ interface Target {
 const bothStrategies = (arch: string, group: Group, what?: string): Target[] => [
   { arch, strategy: 'importance', group, what },
   { arch, strategy: 'first', group, what },
+  { arch, strategy: 'data', group, what },
 ];
 
 const MAIN_TARGETS: Target[] = [...bothStrategies('3,4,256,512', 'main'), ...bothStrategies('2,8,256,256', 'main')];
@@ -242,6 +253,15 @@ function comparison(results: ModelResult[]): string[] {
   for (const arch of [...new Set(results.filter((r) => r.spec.strategy !== 'teacher').map((r) => r.spec.arch))]) {
     const imp = results.find((r) => r.spec.arch === arch && r.spec.strategy === 'importance');
     const first = results.find((r) => r.spec.arch === arch && r.spec.strategy === 'first');
+    const data = results.find((r) => r.spec.arch === arch && r.spec.strategy === 'data');
+    if (data && first && imp) {
+      const beats = (o: ModelResult) => data.agree > o.agree && data.klMean < o.klMean;
+      out.push(
+        `- ${arch}: data ${data.agree} agreement / KL ${data.klMean.toFixed(4)}; importance ${imp.agree} / ${imp.klMean.toFixed(4)}; first ${first.agree} / ${first.klMean.toFixed(4)} → ` +
+          `data beats importance: ${beats(imp) ? 'yes' : 'no'}, beats first: ${beats(first) ? 'yes' : 'no'} (both metrics)`,
+      );
+      continue;
+    }
     if (!imp || !first) continue;
     const agree = imp.agree > first.agree ? 'importance' : imp.agree < first.agree ? 'first' : 'tie';
     const kl = imp.klMean < first.klMean ? 'importance' : imp.klMean > first.klMean ? 'first' : 'tie';
@@ -270,9 +290,17 @@ async function main(): Promise<void> {
     const specs: ModelSpec[] = [];
     let teacherParams = 0;
     const targets = [...MAIN_TARGETS, ...(args.ablations ? ABLATION_TARGETS : [])];
+    const cal = buildCalibration(readCorpus(trainPath), TextTokenizer.fromFile(vocabPath), { vocab: 8000, maxPositions: 128, sequences: 32 });
     for (const t of targets) {
+      let data: ImportanceScorer | undefined;
+      if (t.strategy === 'data') {
+        // as `compress --strategy data --corpus train.txt --vocab vocab.txt` does: scores for this target
+        const d0 = process.hrtime.bigint();
+        data = await dataScorer(teacherPath, cal, { target: parseArch(t.arch) });
+        console.log(`data scorer for ${t.arch}: ${cal.inputs.length} calibration sequences of ${cal.seq} tokens from train.txt, ${(Number(process.hrtime.bigint() - d0) / 1e9).toFixed(1)} s`);
+      }
       const output = path.join(tmp, `teacher.bort-${t.arch.replace(/,/g, '-')}.${t.strategy}.onnx`);
-      const summary = await compress(teacherPath, { arch: t.arch, strategy: t.strategy, output });
+      const summary = await compress(teacherPath, { arch: t.arch, strategy: t.strategy === 'data' ? data! : t.strategy, output });
       teacherParams = summary.source.params;
       specs.push({
         name: `bort ${t.arch}`,
@@ -367,7 +395,7 @@ async function main(): Promise<void> {
         '',
         teacherLine,
         '',
-        'importance vs first (higher agreement, lower KL wins):',
+        'data vs importance vs first (higher agreement, lower KL wins):',
         '',
         ...cmp,
         ...(ablationMd

@@ -1,83 +1,83 @@
 /**
  * The main job as a library call: load a BERT ONNX model, plan an extraction to a target
  * architecture, rewrite the graph and save it. Returns the summary the CLI prints.
+ *
+ * The job (compress-job.ts) reads, recognises, rewrites and writes synchronously, seconds of work on a
+ * large model, so `compress()` runs it on a worker thread and the caller's event loop keeps turning.
+ * A BortError in the worker arrives as a BortError with the same message and `fix`; progress steps
+ * arrive through `onProgress`. A custom `ImportanceScorer` object (functions cannot be sent to another
+ * thread) makes the job run on the calling thread instead.
  */
-import * as path from 'node:path';
-import { loadModel, saveModel } from './onnx/io.js';
-import { recognize } from './bert/recognize.js';
-import { countParameters, weightBytes } from './bert/params.js';
+import { runCompress, type CompressJobOptions, type CompressSummary } from './compress-job.js';
+import { workerEntry } from './worker/entry.js';
+import { WorkerPool } from './worker/pool.js';
+import type { ImportanceScorer } from './extract/scorer.js';
 import type { Arch } from './bert/model.js';
-import { parseArch } from './extract/arch.js';
-import { planExtraction, type ExtractionPlan } from './extract/plan.js';
-import { scorerFor, type ImportanceScorer } from './extract/scorer.js';
-import { applyPlan } from './rewrite/apply.js';
 import { BortError } from './errors.js';
+
+export { defaultOutput, type CompressSummary } from './compress-job.js';
 
 export interface CompressOptions {
   /** Target architecture: an object or 'D,A,H,I'. */
   arch: Arch | string;
-  /** 'importance' (default) or 'first'; or a custom scorer. */
+  /**
+   * 'importance' (default) or 'first'; or a custom scorer (which runs the job on the calling thread;
+   * an error it throws, a BortError included, rejects the call as it is). Anything else is refused.
+   */
   strategy?: 'importance' | 'first' | ImportanceScorer;
-  /** Output path; defaults to IN with `.bort-D-A-H-I.onnx`. */
+  /**
+   * Output path; defaults to IN with `.bort-D-A-H-I.onnx`. Must name a file: a path ending in a slash
+   * is refused, as are the input model, its external data file, anything that is not a regular file
+   * (a directory, /dev/null) and read-only files.
+   */
   output?: string;
-  /** Write weights to an external data file (always when the model passes 2 GB). */
+  /** Write weights to an external data file `OUTPUT.data` (always when the model passes 2 GB). */
   externalData?: boolean;
-  /** Attention-score scale when the head size changes: keep the source's (default) or 1/sqrt(d). */
+  /**
+   * Attention-score scale when the head size changes, from the source's scale s: 'mean' (the default
+   * when heads are merged into larger ones) s·d/d', so a merged head's logits are the mean of its
+   * source heads'; 'keep' (the default when heads shrink) s unchanged; 'rescale' 1/sqrt(d').
+   */
   attentionScale?: 'keep' | 'rescale' | 'mean';
-  /** Progress callback: step name and fraction done. */
+  /** Progress callback: the name of each step as it starts. */
   onProgress?: (step: string) => void;
 }
 
-export interface CompressSummary {
+/** The job and its options, as sent to compress-worker.ts. */
+export interface CompressRequest {
   input: string;
-  output: string;
-  dataFile?: string;
-  source: { arch: Arch; params: number; bytes: number; weightBytes: number };
-  target: { arch: Arch; params: number; bytes: number; weightBytes: number };
-  /** target params / source params. */
-  ratio: number;
-  strategy: string;
-  plan: { layers: number[]; headSize: number; sourceHeadSize: number; hiddenKept: number; notes: string[] };
-  seconds: number;
+  options: CompressJobOptions;
 }
 
-export function defaultOutput(input: string, arch: Arch): string {
-  const base = input.replace(/\.onnx$/i, '');
-  return `${base}.bort-${arch.layers}-${arch.heads}-${arch.hidden}-${arch.intermediate}.onnx`;
+/** How long a finished worker waits for another job before it is stopped. */
+const IDLE_MS = 5_000;
+let pool: WorkerPool<CompressRequest, CompressSummary> | undefined;
+
+/** The workers that run jobs, one job each at a time; undefined when none can be started here. */
+function compressPool(): WorkerPool<CompressRequest, CompressSummary> | undefined {
+  if (pool) return pool;
+  const entry = workerEntry(__dirname, 'compress-worker');
+  if (!entry) return undefined; // TypeScript sources without tsx: run on this thread
+  pool = new WorkerPool<CompressRequest, CompressSummary>({
+    entry,
+    maxWorkers: Infinity,
+    idleMs: IDLE_MS,
+    failure: (why, { input }) => {
+      if (why.kind === 'exit') return new Error(`the compress worker stopped (exit code ${why.code}) before it finished`);
+      if (why.kind === 'out-of-memory') {
+        return new BortError(`ran out of memory while compressing ${input}`,
+          'the model needs more memory than Node allows here (raise it with NODE_OPTIONS=--max-old-space-size=MB), or the file is damaged');
+      }
+      return why.error;
+    },
+  });
+  return pool;
 }
 
 export async function compress(input: string, options: CompressOptions): Promise<CompressSummary> {
-  const t0 = process.hrtime.bigint();
-  const arch = typeof options.arch === 'string' ? parseArch(options.arch) : parseArch(`${options.arch.layers},${options.arch.heads},${options.arch.hidden},${options.arch.intermediate}`);
-  const output = options.output ?? defaultOutput(input, arch);
-  if (path.resolve(output) === path.resolve(input)) throw new BortError(`output ${output} is the input file`, 'choose a different output path with -o');
-  const progress = options.onProgress ?? (() => {});
-  progress('reading model');
-  const loaded = loadModel(input);
-  progress('recognising structure');
-  const m = recognize(loaded.model);
-  const sourceParams = countParameters(m);
-  const sourceWeightBytes = weightBytes(m);
-  const sourceArch = { ...m.arch };
-  const scorer = typeof options.strategy === 'object' ? options.strategy : scorerFor(options.strategy ?? 'importance');
-  progress('scoring importance');
-  const plan: ExtractionPlan = planExtraction(m, arch, scorer, { attentionScale: options.attentionScale });
-  progress('rewriting graph');
-  applyPlan(m, plan);
-  const out = recognize(loaded.model);
-  const targetParams = countParameters(out);
-  progress('writing model');
-  const saved = saveModel(loaded.model, output, { externalData: options.externalData });
-  const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
-  return {
-    input: loaded.path,
-    output: saved.path,
-    dataFile: saved.dataPath,
-    source: { arch: sourceArch, params: sourceParams, bytes: loaded.fileBytes, weightBytes: sourceWeightBytes },
-    target: { arch: out.arch, params: targetParams, bytes: saved.bytes + (saved.dataBytes ?? 0), weightBytes: weightBytes(out) },
-    ratio: targetParams / sourceParams,
-    strategy: scorer.name,
-    plan: { layers: plan.layers.map((l) => l.source), headSize: plan.headSize, sourceHeadSize: plan.sourceHeadSize, hiddenKept: plan.hidden.length, notes: plan.notes },
-    seconds,
-  };
+  const { onProgress, ...job } = options;
+  const progress = onProgress ?? (() => {});
+  const workers = typeof job.strategy === 'object' && job.strategy !== null ? undefined : compressPool();
+  if (!workers) return runCompress(input, job, progress);
+  return workers.request({ input, options: job }, progress);
 }

@@ -12,15 +12,23 @@ export class BortError extends Error {
 }
 
 /**
- * A name taken from a model file (tensor, node, input), made safe to put in a one-line message:
- * control characters (newlines, terminal escapes, NUL) shown as \xNN / \uNNNN escapes, and names
- * longer than 80 characters cut in the middle. Always quoted.
+ * Text from a model file made safe for one line of a terminal: control characters (newlines, terminal
+ * escapes, NUL) shown as \xNN / \uNNNN escapes. For output whose format has no quotes (a label).
  */
-export function quoteName(name: unknown): string {
-  let s = String(name).replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g, (c) => {
+export function escapeControls(text: unknown): string {
+  return String(text).replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g, (c) => {
     const code = c.charCodeAt(0);
     return code < 0x100 ? `\\x${code.toString(16).padStart(2, '0')}` : `\\u${code.toString(16).padStart(4, '0')}`;
   });
+}
+
+/**
+ * A name taken from a model file (tensor, node, input), made safe to put in a one-line message:
+ * control characters escaped (escapeControls), and names longer than 80 characters cut in the middle.
+ * Always quoted.
+ */
+export function quoteName(name: unknown): string {
+  let s = escapeControls(name);
   if (s.length > 80) s = `${s.slice(0, 38)}…(${s.length - 76} more)…${s.slice(-38)}`;
   return `'${s}'`;
 }

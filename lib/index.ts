@@ -11,6 +11,8 @@
  */
 export { compress, defaultOutput, type CompressOptions, type CompressSummary } from './compress.js';
 export { inspect, type InspectSummary } from './inspect.js';
+export { quantize, type QuantizeOptions, type QuantizeSummary } from './quantize/quantize.js';
+export type { WeightPrecision, WeightPrecisionEntry } from './quantize/precision.js';
 export { synth, buildSynthModel, type SynthOptions, type SynthSummary } from './synth/bert.js';
 export type { Family, SynthHead, TokenTypeForm, PositionForm, FusedForm } from './synth/options.js';
 export { BortError } from './errors.js';
@@ -19,18 +21,20 @@ export { archParameters, type HeadsConfig } from './bert/params.js';
 export { recognize } from './bert/recognize.js';
 export type {
   Arch, BertModel, Linear, LayerNorm, ShapeSite, ScaleSite, Attention, Ffn, Layer, Embedding, Embeddings, Pooler,
-  MaskedLmHead, Classifier, OutputRole, AttentionMask, PositionIds,
+  MaskedLmHead, Classifier, OutputRole, AttentionMask, PositionIds, QuantizedWeight,
 } from './bert/model.js';
 export type { GraphView, WeightSource, ConstantSource, DimensionSite, MaskReading } from './bert/normalize/view.js';
 export { planExtraction, type ExtractionPlan, type LayerPlan, type PlanOptions } from './extract/plan.js';
 export { weightScorer, firstScorer, type ImportanceScorer } from './extract/scorer.js';
 export { applyPlan, type RewriteStats } from './rewrite/apply.js';
-export { loadModel, saveModel, type LoadedModel, type SaveOptions, type SaveResult } from './onnx/io.js';
+export { loadModel, saveModel, type LoadedModel, type SaveOptions, type SaveResult, type FileIdentity } from './onnx/io.js';
 export type { GraphIndex } from './onnx/graph.js';
 export type {
   ModelProto, GraphProto, NodeProto, TensorProto, AttributeProto, ValueInfoProto, TypeProto, Dimension, OperatorSetId,
   StringStringEntry, Int64,
 } from './onnx/types.js';
+export { MAX_THREADS } from './runtime/threads.js';
+export type { EngineOutput } from './runtime/spec.js';
 export { Encoder, type EncoderOptions, type TensorInput, type TensorOutput } from './runtime/encoder.js';
 export { TextTokenizer, type Encoding, type EncodeOptions, type Truncation, type TokenPieces, type TokenizerJson } from './text/tokenizer.js';
 export type { VocabOptions } from './text/vocab.js';
@@ -41,3 +45,16 @@ export type { FillMaskResult, FillMaskPrediction } from './tasks/fill-mask.js';
 export type { EmbedResult, Pooling } from './tasks/embed.js';
 export type { ClassifyResult } from './tasks/classify.js';
 export type { AnswerInput, AnswerResult } from './tasks/answer.js';
+export { search, parseShape, type SearchOptions, type SearchProgress, type SearchResult } from './search/search.js';
+export type { SearchFile, SearchConfig, CandidateRecord } from './search/search-file.js';
+export { parseSpace, completeSpace, defaultSpace, candidatesOf, type SearchSpace, type Dimension as SpaceDimension } from './search/space.js';
+export { wCoefficient, type Objectives } from './search/w-coefficient.js';
+export { dominates, paretoFlags } from './search/pareto.js';
+export { representatives, type Sized } from './search/fptas.js';
+export { fitCostModel, type CostModel, type LatencyPoint } from './search/cost-model.js';
+export type { Shape } from './search/latency.js';
+export { buildCalibration, readCorpus, type CalibrationSet, type CalibrationOptions } from './search/calibration.js';
+export { dataScorer, ablateLayers, scorerFromAblation, type DataScorerOptions, type LayerAblation } from './extract/data-scorer.js';
+export { Trainer, type TrainOptions, type TrainBatch, type StepResult, type TrainerState } from './train/trainer.js';
+export { distill, type DistillOptions, type DistillProgress, type DistillSummary } from './distill/distill.js';
+export type { EvalScore, EvalCase } from './distill/evaluate.js';

@@ -33,6 +33,7 @@ int main(int argc, char** argv) {
   c.lnEps.assign(2 * c.layers, 1e-12f);
   c.pooler = true;
   c.threads = threads;
+  c.int8 = getenv("BORT_BENCH_INT8") && *getenv("BORT_BENCH_INT8") == '1';  // int8 layer projections (qlinear.h)
   std::map<std::string, std::vector<float>> w;
   uint32_t s = 1;
   auto get = [&](const std::string& n, size_t* len) -> const float* {

@@ -54,6 +54,7 @@ describe('CLI: every option value a user can get wrong is refused in one line, e
     ['synth --labels 0', ['synth', '--arch', '1,1,8,8', '--head', 'cls', '--labels', '0', '-o', '$DIR/m.onnx'], /--labels 0 is out of range/],
     ['synth --seed 2^32', ['synth', '--arch', '1,1,8,8', '--seed', '4294967296', '-o', '$DIR/m.onnx'], /--seed 4294967296 is out of range: .* from 0 to 4,294,967,295/],
     ['synth --opset 10', ['synth', '--arch', '1,1,8,8', '--opset', '10', '-o', '$DIR/m.onnx'], /--opset 10 is out of range: .* from 11 to 17/],
+    ['synth --opset 18 (above what synth writes)', ['synth', '--arch', '1,1,8,8', '--opset', '18', '-o', '$DIR/m.onnx'], /--opset 18 is out of range: .* from 11 to 17/],
     ['synth with a weight too large', ['synth', '--arch', '1,1,100000,1', '-o', '$DIR/m.onnx'], /word embeddings \(vocab × hidden\) would hold 3,052,200,000 values, more than 268,435,456: choose smaller sizes/],
     ['synth with too many parameters', ['synth', '--arch', '1000,1,8192,8192', '--vocab', '10', '-o', '$DIR/m.onnx'], /model would have [\d,]+ parameters, more than 1,073,741,824/],
     ['synth --arch with a huge number', ['synth', '--arch', '99999999999999999999,1,8,8', '-o', '$DIR/m.onnx'], /--arch '99999999999999999999,1,8,8' has a size above 1,048,576/],
@@ -301,7 +302,7 @@ describe('README claims', () => {
 
   it('inspect --json has the keys the README lists', () => {
     const j = JSON.parse(cli(['inspect', OP14, '--json']).stdout);
-    for (const k of ['arch', 'vocab', 'params', 'headSize', 'scoreScale', 'heads', 'inputs', 'outputs']) expect(j, k).toHaveProperty(k);
+    for (const k of ['arch', 'vocab', 'params', 'headSize', 'scoreScale', 'heads', 'inputs', 'outputs', 'tokenTypeIds', 'positionIds', 'attentionMask']) expect(j, k).toHaveProperty(k);
     expect(Object.keys(j.arch)).toEqual(['layers', 'heads', 'hidden', 'intermediate']);
   });
 

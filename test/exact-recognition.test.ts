@@ -363,10 +363,10 @@ describe('what the engine cannot compute exactly is refused, naming the part', (
     add.input[1] = insertBefore(m, add, 'Mul', [sub.output[0], floatConst(m, -1)]);
     const file = save(m);
     expect(await ortDifference(file, original)).toBeGreaterThan(1e-4);
-    await engineRefuses(file, /attention mask: layer 1 adds a different attention mask from layer 0/);
+    await engineRefuses(file, /attention mask: layer 1 applies a different attention mask from layer 0/);
   });
 
-  it('scores masked by a Where', async () => {
+  it('scores masked by a Where in layer 0 while layer 1 adds the mask', async () => {
     const m = base();
     const { add } = scoresOf(m, 0);
     const { second } = maskChain(m);
@@ -376,7 +376,8 @@ describe('what the engine cannot compute exactly is refused, naming the part', (
     add.input = [where];
     const file = save(m);
     await runsInOrt(file);
-    await engineRefuses(file, /masked by Where/);
+    expect(inspect(file).attentionMask).toMatchObject({ kind: 'select', problem: 'layer 1 applies a different attention mask from layer 0' });
+    await engineRefuses(file, /attention mask: layer 1 applies a different attention mask from layer 0/);
   });
 
   it('position ids that are not consecutive (0, 2, 4, …)', async () => {

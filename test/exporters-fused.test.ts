@@ -202,7 +202,7 @@ describe('onnxruntime transformer-optimizer forms (synth, same weights as the st
     expect(maxAbsDiff(fusedOut.last_hidden_state, (await ortRun(stock, holed)).last_hidden_state)).toBeGreaterThan(1e-3);
     expectClose(await nativeRun(file, holed), fusedOut, 1e-4);
     const twos: Feed = { ...INPUTS, attention_mask: { shape: [2, S], data: INPUTS.attention_mask.data.map((v) => v * 2) } };
-    await expect(nativeRun(file, twos)).rejects.toThrow(/attention_mask\[0\] = 2: this model's attention reads masks of 0s and 1s only/);
+    await expect(nativeRun(file, twos)).rejects.toThrow(/'attention_mask'\[0\] = 2: attention-mask values must be 0 \(padding\) or 1 \(token\)/);
   });
 
   it('FastGelu: read as tanh GELU; compress works; the native engine refuses, naming it', async () => {
@@ -369,9 +369,11 @@ describe('TensorFlow: keras2onnx\'s TFBertForQuestionAnswering (opset 11, int32 
     return save(m);
   }
 
-  it('the encoder is recognised up to the final hidden state; the QA head (output_1, output_2) is what remains', async () => {
-    const e = await bortError(() => inspect(KERAS));
-    expect(e.message).toMatch(/^graph output 'output_1' is not the encoder output or a recognised head/);
+  it('the whole file is recognised: the encoder, and the QA head (output_1, output_2) as a per-token classifier split into columns', async () => {
+    const full = inspect(KERAS);
+    expect(full.arch).toEqual({ layers: 24, heads: 2, hidden: 8, intermediate: 32 });
+    expect(full.heads.classifiers).toEqual([{ source: 'hidden', labels: 2 }]);
+    expect(full.outputs).toEqual([{ name: 'output_1', role: 'classifier', column: 0 }, { name: 'output_2', role: 'classifier', column: 1 }]);
     const s = inspect(encoderOnly());
     expect(s.arch).toEqual({ layers: 24, heads: 2, hidden: 8, intermediate: 32 });
     expect(s.layerNorm).toBe('decomposed');
@@ -383,6 +385,20 @@ describe('TensorFlow: keras2onnx\'s TFBertForQuestionAnswering (opset 11, int32 
     expect(m.maskValue).toBe(-10000);
     expect(m.embeddings.positionIds).toEqual({ kind: 'arange', start: 0, maxSeq: 10 });
     expect(m.layers.map((l) => l.ln1.epsilon)).toEqual(new Array(24).fill(Math.fround(1e-12)));
+  });
+
+  it('the whole file end to end: identity compress reproduces both logits, a shrunk copy keeps the QA head, the native engine matches onnxruntime', async () => {
+    const reference = await ortRun(KERAS, keras);
+    expect(Object.keys(reference).sort()).toEqual(['output_1', 'output_2']);
+    expect(reference.output_1.length).toBe(2 * 7);
+    expectClose(await ortRun(await compressTo(KERAS, '24,2,8,32'), keras), reference, 1e-5);
+    expectClose(await nativeRun(KERAS, keras, true), reference, 1e-4);
+    const small = await compressTo(KERAS, '2,1,6,16');
+    expect(inspect(small).outputs.map((o) => o.name)).toEqual(['output_1', 'output_2']);
+    const out = await ortRun(small, keras);
+    expect(out.output_2.length).toBe(2 * 7);
+    expect(out.output_2.every(Number.isFinite)).toBe(true);
+    expectClose(await nativeRun(small, keras, true), out, 1e-4);
   });
 
   it('identity compress reproduces it; a shrinking compress patches the reshape widths TensorFlow computes at run time', async () => {
@@ -449,7 +465,8 @@ describe('the command line on these forms', () => {
     const file = write({ dtype: 'float16', fused: ['attention', 'skip-ln', 'embed-ln', 'bias-gelu'] });
     const r = cli('inspect', file);
     expect(r.status).toBe(0);
-    expect(r.stdout).toMatch(/params +22,496 +\(45\.0 kB of fp16 weights; file/);
+    expect(r.stdout).toMatch(/params +22,496 +\(45\.0 kB of weights; file/);
+    expect(r.stdout).toMatch(/precision +linear weights: float16 \d+\n/);
     const out = path.join(tmpDir(), 'small.onnx');
     const c = cli(file, '--arch', '1,2,16,32', '-o', out);
     expect(c.stderr).toBe('');

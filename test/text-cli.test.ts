@@ -140,6 +140,20 @@ describe('text commands', () => {
     expect(s.stdout).toMatch(/^paris from france\t\d\.\d{4}\n$/);
   });
 
+  it('answer: a BERT QA head (start_logits, end_logits) runs on the native engine and gives onnxruntime\'s span', () => {
+    const file = path.join(dir, 'bert-qa.onnx');
+    saveModel(buildSynthModel({ arch: '2,2,32,64', vocab: 48, head: 'qa', seed: 5 }), file);
+    const args = ['answer', file, '--vocab', VOCAB, '--json', '--question', 'Where is Paris?', '--context', 'Oh, Paris is a city in France.'];
+    const native = cli(args);
+    expect(native.stderr).toBe('');
+    expect(native.code).toBe(0);
+    const ours = JSON.parse(native.stdout);
+    const ort = JSON.parse(cli([...args, '--engine', 'onnxruntime']).stdout);
+    expect([ours.start, ours.end, ours.answer]).toEqual([ort.start, ort.end, ort.answer]);
+    expect(ours.score).toBeCloseTo(ort.score, 4);
+    expect('Oh, Paris is a city in France.'.slice(ours.start, ours.end)).toBe(ours.answer);
+  });
+
   it('--help for each text command', () => {
     for (const c of ['fill-mask', 'embed', 'classify', 'answer']) expect(cli([c, '--help']).stdout).toMatch(new RegExp(`bort-compress ${c} MODEL`));
     expect(cli(['--help']).stdout).toMatch(/bort-compress fill-mask MODEL/);

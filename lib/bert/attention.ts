@@ -10,6 +10,7 @@ import { DataType, type NodeProto } from '../onnx/types.js';
 import { BortError, quoteName } from '../errors.js';
 import { inferenceDropout } from './evaluate.js';
 import { recognizeMask } from './mask.js';
+import { recognizeSelectMask } from './mask-select.js';
 import { ShapeEvaluator, formOf, sameForm, type Form } from './symbolic.js';
 import type { Attention, AttentionMask, Linear, ScaleSite, ShapeSite } from './model.js';
 
@@ -227,7 +228,7 @@ function followAxes(ctx: AxisContext, from: string, nodes: NodeProto[], start: L
         if (attrInt(n, 'to', 0) !== DataType.FLOAT) return `Cast ${name} turns the values into type ${attrInt(n, 'to', 0)}`;
         break;
       default:
-        return `${n.opType} ${name} is on the attention path`;
+        return `${quoteName(n.opType)} ${name} is on the attention path`;
     }
     ctx.labelsOf.set(n.output[0], labels);
   }
@@ -346,26 +347,29 @@ export function recognizeAttention(ix: GraphIndex, o: Linear, candidates: Linear
     throw differs(zero ? `the scores are divided by 0 (${quoteName(zero.node.name || zero.node.output[0])})` : `the scores are scaled by ${scoreScale}`);
   }
 
-  // the mask: an Add of a computed tensor to the scores (after every scale), or a Where
+  // the mask: an Add of a computed tensor to the scores (after every scale), or a Where that puts a
+  // fill value in place of the scores of padding keys (lib/bert/mask-select.ts)
   let maskTensor: string | undefined;
   let mask: AttentionMask | undefined;
   const scoresForward = forward(scoresPath);
+  const shapeOf = (t: string) => axes.labelsOf.get(t)?.map((l) => size[l]);
   scoresForward.forEach((n, i) => {
     const name = quoteName(n.name || n.output[0] || n.opType);
+    const on = i === 0 ? scoresTensor : scoresForward[i - 1].output[0];
+    const scaledLater = scoresForward.slice(i + 1).some((later) => later.opType === 'Mul' || later.opType === 'Div');
     if (n.opType === 'Where') {
-      mask = { tensor: n.output[0], problem: `the scores are masked by Where ${name}` };
+      if (mask) throw differs(`the scores get two masks (Where ${name})`);
+      mask = recognizeSelectMask(ix, n, on, shapeOf, model.seqInputs);
+      if (scaledLater) mask = { ...mask, value: undefined, problem: 'the mask is applied before the scores are scaled' };
       return;
     }
     if (n.opType !== 'Add') return;
     const dyn = n.input.filter((x) => x && !ix.isConstant(x));
     if (dyn.length !== 2) throw differs(`Add ${name} adds a constant to the scores`);
-    if (maskTensor) throw differs(`the scores get two additive masks (Add ${name})`);
-    const on = i === 0 ? scoresTensor : scoresForward[i - 1].output[0];
+    if (mask) throw differs(`the scores get two masks (Add ${name})`);
     maskTensor = n.input[0] === on ? n.input[1] : n.input[0];
     mask = recognizeMask(ix, maskTensor);
-    if (scoresForward.slice(i + 1).some((later) => later.opType === 'Mul' || later.opType === 'Div')) {
-      mask = { ...mask, value: undefined, problem: 'the mask is added before the scores are scaled' };
-    }
+    if (scaledLater) mask = { ...mask, value: undefined, problem: 'the mask is added before the scores are scaled' };
   });
   return { q, k, v, o, heads, headSize, scoreScale, scaleSites, shapeSites: shapes, softmax, maskTensor, mask };
 }

@@ -1,8 +1,9 @@
 /**
  * The embedding block: lookups in float tables (Gather, or a Slice of the position table) summed by
  * Adds and normalised by a LayerNorm. The word table is the largest one indexed by a graph input; a
- * second input-indexed table is the token-type table; a table indexed by computed positions is the
- * position table, and which rows it reads is recorded (lib/bert/positions.ts).
+ * second input-indexed table is the token-type table, and so is a table read with constant ids (an
+ * export without a token_type_ids input, lib/bert/token-types.ts); a table indexed by computed
+ * positions is the position table, and which rows it reads is recorded (lib/bert/positions.ts).
  */
 import type { GraphIndex } from '../onnx/graph.js';
 import type { NodeProto } from '../onnx/types.js';
@@ -10,6 +11,7 @@ import { BortError, quoteName } from '../errors.js';
 import { layerNormOf } from './layernorm.js';
 import type { Embedding, Embeddings } from './model.js';
 import { positionIdsOf } from './positions.js';
+import { constantIds } from './token-types.js';
 
 /** The graph input an index tensor comes from, looking through Cast/Identity. */
 function inputBehind(ix: GraphIndex, t: string): string | undefined {
@@ -77,14 +79,22 @@ export function recognizeEmbeddings(ix: GraphIndex, seqInputs: Set<string>): Emb
           lookups.push(l);
         }
         const byInput = lookups.filter((l) => l.input).sort((a, b) => b.rows - a.rows);
-        const computed = lookups.filter((l) => !l.input);
-        if (byInput.length === 0 || byInput.length > 2 || computed.length > 1) throw fail('expected a word table, optionally a token-type table and a position table');
-        const word = byInput[0], tokenType = byInput[1], position = computed[0];
-        if (tokenType && tokenType.input === word.input) throw fail(`the word and token-type tables are both indexed by ${quoteName(word.input)}`);
         const inputs = new Set(seqInputs);
-        inputs.add(word.input!);
-        if (tokenType) inputs.add(tokenType.input!);
-        const positionIds = position ? positionIdsOf(ix, position, inputs) : undefined;
+        if (byInput[0]) inputs.add(byInput[0].input!);
+        // a lookup with constant ids is the token-type table read without an input
+        const constant: Embedding[] = [];
+        const computed: Embedding[] = [];
+        for (const l of lookups.filter((x) => !x.input)) {
+          const c = l.gather.opType === 'Gather' ? constantIds(ix, l.gather.input[1], inputs) : undefined;
+          if (!c) { computed.push(l); continue; }
+          if (!Number.isInteger(c.value) || c.value < 0 || c.value >= l.rows) throw fail(`table ${quoteName(l.table)} is read at the constant row ${c.value}, outside its ${l.rows} rows`);
+          constant.push({ ...l, constantRow: c.value, maxSeq: c.maxSeq === Infinity ? undefined : c.maxSeq });
+        }
+        if (byInput.length === 0 || byInput.length + constant.length > 2 || computed.length > 1) throw fail('expected a word table, optionally a token-type table and a position table');
+        const word = byInput[0], tokenType = byInput[1] ?? constant[0], position = computed[0];
+        if (tokenType && tokenType.input === word.input) throw fail(`the word and token-type tables are both indexed by ${quoteName(word.input)}`);
+        if (tokenType?.input) inputs.add(tokenType.input);
+        const positionIds = position ? positionIdsOf(ix, position, inputs, word.input!) : undefined;
         return { word, tokenType, position, positionIds, ln, output: ln.output };
       }
       const users = ix.consumersOf(t);

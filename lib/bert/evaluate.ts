@@ -120,7 +120,7 @@ export function evaluateRegion(ix: GraphIndex, nodes: NodeProto[], input: string
     const arg = (i: number): Grid | string => values.get(n.input[i]) ?? constantGrid(ix, n.input[i], x.cols, op === 'Pow' && i === 1);
     let out: Grid | string | undefined;
     if (n.domain && n.domain !== 'ai.onnx' && !(n.domain === 'com.microsoft' && op === 'Gelu')) {
-      out = `node ${name} is ${op} from the domain ${quoteName(n.domain)}`;
+      out = `node ${name} is ${quoteName(op)} from the domain ${quoteName(n.domain)}`;
     } else if (op === 'Cast') {
       const to = attrInt(n, 'to', 0);
       out = to === DataType.FLOAT ? arg(0) : `node ${name} casts to type ${to}, not float32`;
@@ -154,7 +154,7 @@ export function evaluateRegion(ix: GraphIndex, nodes: NodeProto[], input: string
         out = { rows: a.rows, cols: 1, data };
       }
     } else {
-      out = `node ${name} is a ${op}, which is not an elementwise op bort-compress evaluates`;
+      out = `node ${name} is a ${quoteName(op)}, which is not an elementwise op bort-compress evaluates`;
     }
     if (typeof out === 'string') return out;
     if (n.output.length !== 1 && op !== 'Dropout') return `node ${name} has ${n.output.length} outputs`;

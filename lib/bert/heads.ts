@@ -1,7 +1,8 @@
 /**
- * What reads the encoder's final hidden states: the pooler (first token → dense → tanh), a masked-LM
- * head (dense → activation → LayerNorm → decoder to the vocabulary, often tied to the word table),
- * and classifiers on the pooled output or on every token.
+ * What reads the encoder's final hidden states: the pooler (first token → dense → tanh, or ReLU as
+ * DistilBERT's pre_classifier), a masked-LM head (dense → activation → LayerNorm → decoder to the
+ * vocabulary, often tied to the word table), and classifiers on the pooled output or on every token
+ * (question answering: one per-token classifier of two labels split into start and end logits).
  */
 import type { GraphIndex } from '../onnx/graph.js';
 import { DataType, type NodeProto } from '../onnx/types.js';
@@ -10,7 +11,9 @@ import { BortError, quoteName } from '../errors.js';
 import { inferenceDropout } from './evaluate.js';
 import { activationBetween, activationOutputs, classifyActivation } from './ffn.js';
 import { layerNormOf } from './layernorm.js';
+import { readersOf } from '../quantize/linear-view.js';
 import { linearAt } from './linear.js';
+import { splitColumns } from './split-columns.js';
 import type { Classifier, Embeddings, Linear, MaskedLmHead, Pooler } from './model.js';
 
 /** Skips no-op nodes (Identity, inference Dropout) after a tensor. */
@@ -26,7 +29,7 @@ function through(ix: GraphIndex, t: string): string {
 }
 
 function linearsReading(ix: GraphIndex, t: string): Linear[] {
-  return ix.consumersOf(t).map((n) => linearAt(ix, n)).filter((l): l is Linear => !!l && l.input === t);
+  return readersOf(ix, t).map((n) => linearAt(ix, n)).filter((l): l is Linear => !!l && l.input === t);
 }
 
 /** Gather(index 0, axis 1) or Slice [0:1] on axis 1 (+ Squeeze): the first token. */
@@ -63,14 +66,15 @@ export interface Heads {
 export function recognizeHeads(ix: GraphIndex, last: string, hidden: number, emb: Embeddings, tolerance?: number): Heads {
   const heads: Heads = { classifiers: [] };
   const unknown = (what: string) => new BortError(`the encoder output is read by ${what}, which bort-compress does not recognise`, 'only the pooler, masked-LM and classifier heads are supported; export the base model instead');
-  for (const n of ix.consumersOf(last)) {
+  for (const n of readersOf(ix, last)) {
     const first = firstToken(ix, n);
     if (first !== undefined) {
       const dense = linearsReading(ix, first)[0];
-      const tanhNode = dense && ix.consumersOf(dense.output).find((u) => u.opType === 'Tanh');
-      if (!dense || !tanhNode || dense.outDim !== hidden) throw unknown(`a first-token selection without a dense + tanh pooler`);
+      const users = dense ? ix.consumersOf(dense.output) : [];
+      const act = users.length === 1 && !ix.outputs.has(dense!.output) && (users[0].opType === 'Tanh' || users[0].opType === 'Relu') ? users[0] : undefined;
+      if (!dense || !act || dense.outDim !== hidden) throw unknown(`a first-token selection without a dense + tanh or ReLU pooler`);
       if (dense.inDim !== hidden) throw unknown(`a pooler whose weight ${quoteName(dense.weight)} reads ${dense.inDim} values, not ${hidden}`);
-      heads.pooler = { select: n, dense, output: tanhNode.output[0] };
+      heads.pooler = { select: n, dense, activation: act.opType === 'Tanh' ? 'tanh' : 'relu', output: act.output[0] };
       for (const c of linearsReading(ix, through(ix, heads.pooler.output))) {
         if (c.inDim !== hidden) throw unknown(`a classifier whose weight ${quoteName(c.weight)} reads ${c.inDim} values, not ${hidden}`);
         heads.classifiers.push({ linear: c, source: 'pooler' });
@@ -91,7 +95,7 @@ export function recognizeHeads(ix: GraphIndex, last: string, hidden: number, emb
           if (decoder.inDim !== hidden) throw unknown(`a masked-LM decoder whose weight ${quoteName(decoder.weight)} reads ${decoder.inDim} values, not ${hidden}`);
           const tiedShared = decoder.weight === emb.word.table;
           let tiedCopy = false;
-          if (!tiedShared && decoder.layout === 'in_out' && decoder.outDim === emb.word.rows) {
+          if (!tiedShared && !decoder.quant && decoder.layout === 'in_out' && decoder.outDim === emb.word.rows) {
             const w = ix.weight(emb.word.table)!;
             tiedCopy = sameAsTransposed(floatData(w.tensor), w.dims[0], w.dims[1], floatData(ix.weight(decoder.weight)!.tensor));
           }
@@ -101,14 +105,14 @@ export function recognizeHeads(ix: GraphIndex, last: string, hidden: number, emb
         if (!mlm) throw unknown(`a dense layer ${quoteName(lin.weight)} that is not a masked-LM head`);
         heads.mlm = mlm;
       } else {
-        heads.classifiers.push({ linear: lin, source: 'hidden' });
+        heads.classifiers.push({ linear: lin, source: 'hidden', columns: splitColumns(ix, lin.output, lin.outDim) });
       }
       continue;
     }
     // a copy of the hidden states as another output (Identity, or a Cast to float32 of float32 values)
     const copy = n.opType === 'Identity' || (n.opType === 'Cast' && Number(n.attribute.find((a) => a.name === 'to')?.i) === DataType.FLOAT);
     if (copy && (ix.outputs.has(last) || ix.outputs.has(n.output[0]))) continue;
-    throw unknown(`a ${n.opType} node ${quoteName(n.name ?? '')}`);
+    throw unknown(`a ${quoteName(n.opType)} node ${quoteName(n.name ?? '')}`);
   }
   return heads;
 }

@@ -9,6 +9,7 @@ import { tensorDims } from '../onnx/tensor.js';
 import { DataType, type NodeProto } from '../onnx/types.js';
 import { BortError, quoteName } from '../errors.js';
 import type { Linear } from './model.js';
+import { quantizedLinearAt } from '../quantize/linear-view.js';
 
 function nodeName(n: NodeProto): string {
   return quoteName(n.name || n.output[0] || n.opType);
@@ -45,6 +46,7 @@ function biasAfter(ix: GraphIndex, tensor: string, outDim: number, node: NodePro
 
 /** The linear layer whose MatMul/Gemm is `node`, or undefined when `node` is not one. */
 export function linearAt(ix: GraphIndex, node: NodeProto): Linear | undefined {
+  if (node.opType === 'Mul') return quantizedLinearAt(ix, node);
   if (node.opType === 'MatMul') {
     const [a, b] = node.input;
     let weight = b;

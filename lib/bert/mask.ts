@@ -1,5 +1,5 @@
 /**
- * The additive attention mask, checked in full: `(1 - Cast(Unsqueeze(Unsqueeze(mask)))) · value`,
+ * The additive attention mask (the Where form is in lib/bert/mask-select.ts), checked in full: `(1 - Cast(Unsqueeze(Unsqueeze(mask)))) · value`,
  * where `mask` is a [batch, seq] graph input unsqueezed to [batch, 1, 1, seq], the Sub takes it from
  * exactly 1, and the Mul scales by one constant. Casts to integer types may come before the Sub, to
  * float32 anywhere. Anything else is recorded as a problem (the engine then refuses the model).
@@ -15,7 +15,7 @@ function nodeName(n: NodeProto): string {
 }
 
 export function recognizeMask(ix: GraphIndex, tensor: string): AttentionMask {
-  const problem = (what: string): AttentionMask => ({ tensor, problem: what });
+  const problem = (what: string): AttentionMask => ({ tensor, kind: 'add', problem: what });
   // walk back along the one dynamic input of each node to the graph input
   const chain: NodeProto[] = [];
   let t = tensor;
@@ -30,7 +30,7 @@ export function recognizeMask(ix: GraphIndex, tensor: string): AttentionMask {
     t = dynamic[0];
   }
   const input = t;
-  const fail = (what: string): AttentionMask => ({ tensor, input, problem: what });
+  const fail = (what: string): AttentionMask => ({ tensor, kind: 'add', input, problem: what });
   // replay forwards: the rank of the value and where the 1 - x and the · value are
   let labels = ['batch', 'seq'];
   let sub: NodeProto | undefined;
@@ -69,5 +69,5 @@ export function recognizeMask(ix: GraphIndex, tensor: string): AttentionMask {
   if (!sub || value === undefined) return fail('the mask is not (1 - mask) · value');
   if (!isFloat && ix.constant(sub.input[0])!.dataType !== DataType.FLOAT) return fail('the mask is not turned into float32');
   if (labels.join(',') !== 'batch,1,1,seq') return fail(`the mask is broadcast as [${labels.join(', ')}], not [batch, 1, 1, seq]`);
-  return { tensor, input, value };
+  return { tensor, kind: 'add', input, value };
 }

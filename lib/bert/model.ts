@@ -39,6 +39,24 @@ export interface Linear {
   alpha: number;
   /** Gemm's beta: the factor on the bias (1 for MatMul + Add). */
   beta: number;
+  /** Set when the layer is int8-quantized (lib/quantize/linear-view.ts): `weight` is then int8 [in, out]. */
+  quant?: QuantizedWeight;
+}
+
+/**
+ * An int8 linear as onnxruntime's dynamic quantization writes it: DynamicQuantizeLinear(x) →
+ * MatMulInteger(x_q, W_q, x_zp, W_zp) → Cast(float) → Mul(x_scale · W_scale), then the bias Add.
+ */
+export interface QuantizedWeight {
+  /** float32 scale initializer: one value (per tensor) or one per output column (per channel). */
+  scale: string;
+  perChannel: boolean;
+  /** int8 zero-point initializer (all zeros: symmetric), if the MatMulInteger names one. */
+  zeroPoint?: string;
+  /** The DynamicQuantizeLinear node quantizing the input (may be shared by several layers). */
+  quantizeInput: NodeProto;
+  /** The nodes of this layer: MatMulInteger, Cast, the scale product Mul, the output Mul. */
+  nodes: NodeProto[];
 }
 
 export interface LayerNorm {
@@ -92,12 +110,15 @@ export interface Attention {
 }
 
 /**
- * The additive attention mask. `value` and `input` are set when it has the form
- * `(1 - Cast(Unsqueeze(mask))) · value` broadcast as [batch, 1, 1, seq]; otherwise `problem` says
- * what differs (the rewrite keeps such a mask as it is; the native engine refuses it).
+ * The attention mask. `kind` 'add': `(1 - Cast(Unsqueeze(mask))) · value` broadcast as
+ * [batch, 1, 1, seq] and added to the scores (lib/bert/mask.ts). 'select': the scores of padding keys
+ * replaced by `value` (`Where(mask == 0, value, scores)`, DistilBERT; lib/bert/mask-select.ts).
+ * `value` and `input` are set when the form is recognised; otherwise `problem` says what differs
+ * (the rewrite keeps such a mask as it is; the native engine refuses it).
  */
 export interface AttentionMask {
   tensor: string;
+  kind: 'add' | 'select';
   input?: string;
   value?: number;
   problem?: string;
@@ -129,14 +150,26 @@ export interface Embedding {
   rows: number;
   /** Graph input indexing this table (word, token type), if it is one. */
   input?: string;
+  /**
+   * A token-type lookup without an input: the one row every token reads, its indices a constant
+   * (ConstantOfShape(Shape(input_ids)), or a registered zero buffer sliced and expanded; lib/bert/token-types.ts).
+   */
+  constantRow?: number;
+  /** For a constant-row lookup cut from a buffer: the longest sequence the buffer covers. */
+  maxSeq?: number;
 }
 
 /**
  * The position ids the position lookup reads. `arange`: token t reads row start + t, for sequences of
  * up to maxSeq tokens (fewer than the table's rows when the ids are offset or come from a shorter
- * constant). `other`: computed in a way the engine cannot reproduce; `problem` says how.
+ * constant). `from-ids`: RoBERTa's `cumsum(ids != paddingIdx) · (ids != paddingIdx) + paddingIdx`
+ * (lib/bert/positions-from-ids.ts): a padding token reads row paddingIdx, the k-th other token row
+ * paddingIdx + k, so sequences of up to maxSeq = rows - paddingIdx - 1 tokens. `other`: computed in a
+ * way the engine cannot reproduce; `problem` says how.
  */
-export type PositionIds = { kind: 'arange'; start: number; maxSeq: number } | { kind: 'other'; problem: string };
+export type PositionIds = { kind: 'arange'; start: number; maxSeq: number }
+  | { kind: 'from-ids'; paddingIdx: number; maxSeq: number }
+  | { kind: 'other'; problem: string };
 
 export interface Embeddings {
   word: Embedding;
@@ -148,10 +181,15 @@ export interface Embeddings {
   output: string;
 }
 
+/**
+ * First token → dense → activation: BERT's pooler (tanh), RoBERTa's classification dense (tanh),
+ * DistilBERT's pre_classifier (ReLU).
+ */
 export interface Pooler {
   /** The node that picks the first token (Gather index 0 on the sequence axis, or Slice). */
   select: NodeProto;
   dense: Linear;
+  activation: 'tanh' | 'relu';
   output: string;
 }
 
@@ -168,8 +206,13 @@ export interface MaskedLmHead {
 
 export interface Classifier {
   linear: Linear;
-  /** What it reads: the pooled output or the hidden states. */
+  /** What it reads: the pooled output or the hidden states (a per-token classifier). */
   source: 'pooler' | 'hidden';
+  /**
+   * A per-token classifier whose logits are split along the last axis into one [batch, seq] tensor
+   * per label (question answering: start and end logits; lib/bert/split-columns.ts): those tensors.
+   */
+  columns?: string[];
 }
 
 export type OutputRole = 'hidden' | 'pooled' | 'mlm' | 'classifier';
@@ -193,8 +236,12 @@ export interface BertModel {
    * they declare a number (onnxruntime runs the model at that length only).
    */
   inputs: { ids: string; mask?: string; tokenTypes?: string; all: string[]; fixedLength?: number };
-  /** Additive value for masked positions: scores += (1 - mask) * maskValue (the same in every layer). */
+  /**
+   * The value for masked positions (the same in every layer): added as scores += (1 - mask) · maskValue
+   * when maskKind is 'add', put in place of the scores of padding keys when it is 'select'.
+   */
   maskValue?: number;
+  maskKind?: AttentionMask['kind'];
   /** Set when the layers add a mask that is not that form (or differs between layers): why. */
   maskProblem?: string;
   /**
@@ -208,5 +255,6 @@ export interface BertModel {
   pooler?: Pooler;
   mlm?: MaskedLmHead;
   classifiers: Classifier[];
-  outputs: { name: string; role: OutputRole; source: string }[];
+  /** `column`: for a classifier output that is one column of a split classifier (see Classifier.columns). */
+  outputs: { name: string; role: OutputRole; source: string; column?: number }[];
 }

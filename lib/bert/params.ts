@@ -2,8 +2,7 @@
  * Parameter counts: measured from a recognised model's weights, and the closed form for an
  * architecture. A decoder tied to the word table counts once, whether shared or stored as a copy.
  */
-import { tensorNumel } from '../onnx/tensor.js';
-import { DataType } from '../onnx/types.js';
+import { elementBytes, tensorNumel } from '../onnx/tensor.js';
 import type { Arch, BertModel, Linear, LayerNorm } from './model.js';
 
 export function parameterNames(m: BertModel): Set<string> {
@@ -28,15 +27,22 @@ export function countParameters(m: BertModel): number {
   let n = 0;
   for (const name of parameterNames(m)) {
     if (m.mlm?.tiedCopy && name === m.mlm.decoder.weight) continue;
-    n += tensorNumel(m.index.weight(name)!.tensor);
+    n += tensorNumel(m.index.initializers.get(name)!);
   }
   return n;
 }
 
-/** Bytes of all weights as the file stores them, float32 or float16 (a tied copy counts here). */
+/**
+ * Bytes of all weights as the file stores them (a tied copy counts here): 4 a value for float32, 2 for
+ * float16 (read as float32 in the view), 1 for int8, plus the scales of int8 projections.
+ */
 export function weightBytes(m: BertModel): number {
   let n = 0;
-  for (const name of parameterNames(m)) n += tensorNumel(m.index.weight(name)!.tensor) * (m.view.weightSource(name).dataType === DataType.FLOAT16 ? 2 : 4);
+  const stored = (name: string) => tensorNumel(m.index.weight(name)!.tensor) * elementBytes(m.view.weightSource(name).dataType);
+  for (const name of parameterNames(m)) n += stored(name);
+  for (const l of m.layers) for (const q of [l.attention.q, l.attention.k, l.attention.v, l.attention.o, l.ffn.in, l.ffn.out]) {
+    if (q.quant) n += stored(q.quant.scale);
+  }
   return n;
 }
 

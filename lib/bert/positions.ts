@@ -2,13 +2,15 @@
  * Which rows of the position table a sequence reads. The engine adds row start + t to token t; this
  * is true of a Slice of the table starting at row `start` and ending at start + S, and of a Gather by
  * position ids that are a contiguous run of an arange constant (or a Range) cut to the sequence length
- * S and broadcast over the batch. Anything else is recorded as `other`, with the reason.
+ * S and broadcast over the batch. Position ids computed from the token ids as RoBERTa does are
+ * recognised in lib/bert/positions-from-ids.ts. Anything else is recorded as `other`, with the reason.
  */
 import { attrInt, type GraphIndex } from '../onnx/graph.js';
 import { tensorDims } from '../onnx/tensor.js';
 import { DataType, type NodeProto } from '../onnx/types.js';
 import { quoteName } from '../errors.js';
 import type { Embedding, PositionIds } from './model.js';
+import { positionsFromIds } from './positions-from-ids.js';
 import { ShapeEvaluator, axesOf, formOf, sameForm, type Form } from './symbolic.js';
 
 const other = (problem: string): PositionIds => ({ kind: 'other', problem });
@@ -46,9 +48,10 @@ function sliceBounds(ix: GraphIndex, sym: ShapeEvaluator, n: NodeProto, dims: nu
 }
 
 /**
- * Position ids of a lookup in a table of `rows` rows. `seqInputs` are the model's [batch, seq] inputs.
+ * Position ids of a lookup in a table of `rows` rows. `seqInputs` are the model's [batch, seq] inputs,
+ * `ids` the token ids.
  */
-export function positionIdsOf(ix: GraphIndex, lookup: Embedding, seqInputs: Set<string>): PositionIds {
+export function positionIdsOf(ix: GraphIndex, lookup: Embedding, seqInputs: Set<string>, ids: string): PositionIds {
   const rows = lookup.rows;
   const sym = new ShapeEvaluator(ix, seqInputs, rows);
   const seq = (start: number) => formOf(start, 1, 0);
@@ -63,6 +66,13 @@ export function positionIdsOf(ix: GraphIndex, lookup: Embedding, seqInputs: Set<
       return other(`Slice ${nodeName(n)} cuts the columns of the position table`);
     }
     return start < rows ? { kind: 'arange', start, maxSeq: rows - start } : other(`Slice ${nodeName(n)} starts past the position table`);
+  }
+  const fromIds = positionsFromIds(ix, ids, n.input[1]);
+  if (fromIds) {
+    if ('problem' in fromIds) return other(fromIds.problem);
+    const maxSeq = rows - fromIds.paddingIdx - 1;
+    if (maxSeq < 1) return other(`the position ids start after the padding id ${fromIds.paddingIdx}, past the table of ${rows} rows`);
+    return { kind: 'from-ids', paddingIdx: fromIds.paddingIdx, maxSeq };
   }
   // Gather(table, ids): walk back from the ids to their source, then replay the chain forwards
   const chain: NodeProto[] = [];

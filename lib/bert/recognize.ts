@@ -8,14 +8,14 @@ import { attrInt, type GraphIndex } from '../onnx/graph.js';
 import { tensorDims } from '../onnx/tensor.js';
 import { DataType, type ModelProto, type NodeProto } from '../onnx/types.js';
 import { BortError, quoteName } from '../errors.js';
-import { checkGraph } from './graph-checks.js';
+import { checkGraph } from '../onnx/validate.js';
 import { recognizeAttention } from './attention.js';
 import { recognizeEmbeddings } from './embeddings.js';
 import { ACTIVATION_TOLERANCE, HALF_PRECISION_ACTIVATION_TOLERANCE, recognizeFfn } from './ffn.js';
 import { recognizeHeads } from './heads.js';
 import { layerNormOf } from './layernorm.js';
 import { linearAt, linearsByInput } from './linear.js';
-import type { Attention, BertModel, Ffn, Layer, Linear, OutputRole } from './model.js';
+import type { Attention, AttentionMask, BertModel, Ffn, Layer, Linear, OutputRole } from './model.js';
 import { normalize, type GraphView } from './normalize/index.js';
 import { declaredSequenceLength } from './normalize/fixed-sequence.js';
 
@@ -51,18 +51,18 @@ function sequenceInputs(model: ModelProto, ix: GraphIndex): Set<string> {
   return out;
 }
 
-/** The one mask all layers add, or why there is none the engine can use. */
-function modelMask(layers: Layer[], ids: string, tokenTypes?: string): { input?: string; value?: number; problem?: string } {
+/** The one mask all layers apply, or why there is none the engine can use. */
+function modelMask(layers: Layer[], ids: string, tokenTypes?: string): { input?: string; value?: number; kind?: AttentionMask['kind']; problem?: string } {
   const masks = layers.map((l) => l.attention.mask);
   if (masks.every((m) => !m)) return {};
   const first = masks.find((m) => m)!;
   const input = first.input;
-  const out = { input: input === ids || input === tokenTypes ? undefined : input, value: first.value };
+  const out = { input: input === ids || input === tokenTypes ? undefined : input, value: first.value, kind: first.kind };
   for (let i = 0; i < masks.length; i++) {
     const m = masks[i];
-    if (!m) return { ...out, value: undefined, problem: `layer ${i} adds no attention mask while others do` };
+    if (!m) return { ...out, value: undefined, problem: `layer ${i} applies no attention mask while others do` };
     if (m.problem) return { ...out, value: undefined, problem: `layer ${i}: ${m.problem}` };
-    if (m.input !== input || !Object.is(m.value, first.value)) return { ...out, value: undefined, problem: `layer ${i} adds a different attention mask from layer 0` };
+    if (m.input !== input || m.kind !== first.kind || !Object.is(m.value, first.value)) return { ...out, value: undefined, problem: `layer ${i} applies a different attention mask from layer 0` };
   }
   if (input === ids || input === tokenTypes) return { value: undefined, problem: `the attention mask is computed from ${quoteName(input)}, the token ids or types` };
   return out;
@@ -173,9 +173,14 @@ function recognizeView(model: ModelProto, view: GraphView): BertModel {
   };
   for (const o of model.graph!.output) {
     const name = o.name ?? '';
+    const split = heads.classifiers.find((c) => c.columns?.includes(name));
+    if (split) {
+      outputs.push({ name, role: 'classifier', source: split.linear.output, column: split.columns!.indexOf(name) });
+      continue;
+    }
     const source = roleOf(name) ? name : passedOn(ix, name, (t) => !!roleOf(t));
     const role = roleOf(source);
-    if (!role) throw new BortError(`graph output ${quoteName(name)} is not the encoder output or a recognised head`, 'bort-compress reads BERT graphs whose outputs are hidden states, pooled output, masked-LM or classifier logits');
+    if (!role) throw new BortError(`graph output ${quoteName(name)} is not the encoder output or a recognised head`, 'bort-compress reads BERT graphs whose outputs are hidden states, pooled output, masked-LM, classifier or question-answering logits');
     outputs.push({ name, role, source });
   }
   return {
@@ -194,6 +199,7 @@ function recognizeView(model: ModelProto, view: GraphView): BertModel {
       fixedLength: declaredSequenceLength(model)?.length,
     },
     maskValue: mask.value,
+    maskKind: mask.kind,
     maskProblem: mask.problem,
     maskReading: mask.input ? view.maskReading.get(mask.input) : undefined,
     embeddings, layers, ...heads, outputs,

@@ -3,7 +3,9 @@
  * importance scores are made of.
  */
 import { floatData } from '../onnx/tensor.js';
+import { BortError, quoteName } from '../errors.js';
 import type { BertModel, Linear } from './model.js';
+import type { TensorProto } from '../onnx/types.js';
 
 export interface Matrix {
   data: Float32Array;
@@ -11,12 +13,19 @@ export interface Matrix {
   cols: number;
 }
 
+/** The float32 initializer `name`; an int8-quantized weight is refused (only lib/quantize reads those). */
+function floatWeight(m: BertModel, name: string): { tensor: TensorProto; dims: number[] } {
+  const w = m.index.weight(name);
+  if (!w) throw new BortError(`the weight ${quoteName(name)} is int8-quantized`, 'this step reads float32 weights; give it the float32 model the quantized one was made from');
+  return w;
+}
+
 export function initializerData(m: BertModel, name: string): Float32Array {
-  return floatData(m.index.weight(name)!.tensor);
+  return floatData(floatWeight(m, name).tensor);
 }
 
 export function matrixOf(m: BertModel, name: string): Matrix {
-  const w = m.index.weight(name)!;
+  const w = floatWeight(m, name);
   return { data: floatData(w.tensor), rows: w.dims[0], cols: w.dims[1] };
 }
 

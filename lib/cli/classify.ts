@@ -1,5 +1,5 @@
 /** `bort-compress classify MODEL [TEXT…]`: a sequence classifier's label for each text. */
-import { BortError } from '../errors.js';
+import { BortError, escapeControls } from '../errors.js';
 import { COMMON_HELP, openPipeline, parse, score, type Out } from './text-command.js';
 import { inputLines } from './text-input.js';
 
@@ -20,7 +20,7 @@ export async function classifyCommand(args: string[], out: Out): Promise<void> {
   const p = await openPipeline('classify', positionals[0], o, { labels });
   try {
     for await (const r of p.stream(inputLines(positionals.slice(1), o.file, 'classify'))) {
-      out(o.json ? JSON.stringify(r) : `${r.text}\t${r.label} ${score(r.score)}`);
+      out(o.json ? JSON.stringify(r) : `${r.text}\t${escapeControls(r.label)} ${score(r.score)}`); // labels may come from the model's metadata
     }
   } finally {
     await p.close();

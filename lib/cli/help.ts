@@ -3,12 +3,15 @@ import { SYNTH_VARIANT_HELP } from '../synth/cli-flags.js';
 export const HELP = `bort-compress — extract a small, fast BERT (Bort-style sub-architecture) from a BERT ONNX model
 
 Usage:
-  bort-compress IN.onnx --arch D,A,H,I [-o OUT.onnx] [--strategy importance|first] [--json]
+  bort-compress IN.onnx --arch D,A,H,I [-o OUT.onnx] [--strategy importance|first|data] [--json]
   bort-compress compress IN.onnx --arch D,A,H,I ...   (the same, with the command named)
   bort-compress inspect MODEL.onnx [--json]
   bort-compress synth --arch D,A,H,I [--vocab V] [--head base|mlm|cls|qa|token-cls] -o OUT.onnx
   bort-compress bench MODEL.onnx [--batch B] [--seq S] [--threads T] [--runs N] [--json]
+  bort-compress search MODEL.onnx --corpus TEXT --vocab V [--space S] [--steps 0] [--shape 1x128] [-o DIR]
   bort-compress demo
+  bort-compress quantize MODEL.onnx [-o OUT.onnx] [--per-tensor] [--all] [--json]
+  bort-compress distill TEACHER.onnx STUDENT.onnx --corpus TEXT --vocab V -o OUT.onnx [--steps N] …
   bort-compress --version
   bort-compress fill-mask MODEL.onnx [--vocab V] [--top-k K] ["text with [MASK]" …]
   bort-compress embed MODEL.onnx [--vocab V] [--pooling cls|mean] [--normalize] [-o OUT.npy] [TEXT …]
@@ -28,7 +31,10 @@ Options:
   -a, --arch D,A,H,I        target layers, heads, hidden size, intermediate size (H divisible by A)
   -o, --output OUT.onnx     output path (default: IN.bort-D-A-H-I.onnx)
   -s, --strategy S          importance (default): keep the parts that matter most by weight importance;
-                            first: keep the first k of each, a reproducible baseline
+                            first: keep the first k of each, a reproducible baseline;
+                            data: layers chosen by masked ablation on --corpus text (the rest by importance)
+      --corpus TEXT         calibration text for --strategy data, one paragraph a line
+      --vocab V             the model's vocab.txt or tokenizer.json, for --strategy data
       --attention-scale M   score scale when the head size changes, derived from the graph's own scale s:
                             mean (default when heads are merged): s·d/d', a merged head's logits are the
                               mean of its source heads' logits (keeps the teacher's function best)
@@ -94,6 +100,47 @@ on a random-weight masked-LM before and after a compression. Needs nothing but t
 Options:
   -h, --help    this text`;
 
+const QUANTIZE = `bort-compress quantize MODEL.onnx [-o OUT.onnx] [--per-tensor] [--all] [--json]
+
+Writes MODEL.onnx with int8 weights for every attention projection (Q, K, V, O) and feed-forward matrix,
+activations quantized at run time: DynamicQuantizeLinear + MatMulInteger, the operators onnxruntime's
+dynamic quantization writes, so onnxruntime runs the result. Weights are symmetric (zero point 0).
+Embeddings, LayerNorms, softmax and the heads stay float32.
+
+Options:
+  -o, --output OUT.onnx   output path (default: MODEL.int8.onnx)
+      --per-tensor        one scale per weight matrix (default: one per output column)
+      --all               also quantize the linear heads (pooler, masked-LM transform and decoder, classifiers)
+      --json              print the summary as JSON
+  -h, --help              this text`;
+
+const DISTILL = `bort-compress distill TEACHER.onnx STUDENT.onnx --corpus TEXT --vocab V -o OUT.onnx [options]
+
+Trains STUDENT (a masked-LM, e.g. extracted from TEACHER) by knowledge distillation on the native engine:
+masked-LM batches from TEXT (one paragraph a line, 15% of the tokens masked), teacher logits computed on
+the fly, loss 0.1 · cross-entropy + 0.9 · T² · KL(teacher ‖ student) at T = 2 on the masked positions,
+AdamW with 5% warm-up and linear decay. Writes OUT.onnx (the student's graph, trained weights) at the end.
+Ctrl-C (or SIGTERM) stops after the current step and writes a checkpoint OUT.onnx.ckpt, and no model;
+--resume continues from it.
+
+Options:
+  -o, --output OUT.onnx        the trained student
+      --corpus TEXT            training text, one paragraph a line
+      --vocab V                the teacher's vocab.txt or tokenizer.json
+      --steps N                optimizer steps (default 1,000)
+      --batch B                sequences per step (default 32; 1 to 1,024)
+      --seq S                  tokens per sequence (default 64; at most the student's positions)
+      --lr X                   peak learning rate (default 5e-4; above 0, at most 1)
+      --threads T              threads (default: all cores; 1 to 256)
+      --seed N                 seed of the masking and data order (default 1)
+      --checkpoint-every K     also write the checkpoint every K steps
+      --resume                 continue from OUT.onnx.ckpt (same models, corpus and options)
+      --eval CASES             held-out cases (an mlm-eval.json): print the student's top-1 agreement
+                               with the teacher and its accuracy at the start and every K steps
+      --eval-every K           steps between evaluations (default: a tenth of the steps)
+      --json                   print the summary as JSON
+  -h, --help                   this text`;
+
 export function commandHelp(cmd: string): string {
-  return ({ compress: COMPRESS, inspect: INSPECT, synth: SYNTH, demo: DEMO, bench: BENCH } as Record<string, string>)[cmd] ?? HELP;
+  return ({ compress: COMPRESS, inspect: INSPECT, synth: SYNTH, demo: DEMO, bench: BENCH, quantize: QUANTIZE, distill: DISTILL } as Record<string, string>)[cmd] ?? HELP;
 }

@@ -9,10 +9,13 @@ import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { compress, type CompressSummary } from '../compress.js';
 import { inspect, type InspectSummary } from '../inspect.js';
+import { quantize, type QuantizeSummary } from '../quantize/quantize.js';
+import { precisionSummary } from '../quantize/precision.js';
 import { synth } from '../synth/bert.js';
 import { synthHead, synthVariantOptions } from '../synth/cli-flags.js';
 import { benchmark, type BenchResult } from '../runtime/bench.js';
-import { BortError, quoteName } from '../errors.js';
+import { distillCommand } from './distill.js';
+import { BortError, escapeControls, quoteName } from '../errors.js';
 import { formatArch, parseArch } from '../extract/arch.js';
 import { formatBytes, formatCount } from './format.js';
 import { HELP, commandHelp } from './help.js';
@@ -22,6 +25,8 @@ import { closestName } from './suggest.js';
 import { Progress } from './progress.js';
 import { TEXT_COMMANDS } from './text-commands.js';
 import { textDemo } from './demo-text.js';
+import { searchCommand, SEARCH_HELP } from './search.js';
+import { dataStrategyScorer } from './data-strategy.js';
 
 type Out = (line: string) => void;
 
@@ -36,17 +41,33 @@ function printCompress(s: CompressSummary, out: Out): void {
 }
 
 function printInspect(s: InspectSummary, out: Out): void {
-  const heads = [s.heads.pooler && 'pooler', s.heads.mlm && `masked-LM${s.heads.mlmTied ? ' (decoder tied to word embeddings)' : ''}`,
-    ...s.heads.classifiers.map((c) => `classifier on ${c.source} (${c.labels} labels)`)].filter(Boolean);
+  const split = s.outputs.filter((o) => o.column !== undefined).map((o) => o.name);
+  const heads = [s.heads.pooler && `pooler (${s.poolerActivation})`, s.heads.mlm && `masked-LM${s.heads.mlmTied ? ' (decoder tied to word embeddings)' : ''}`,
+    ...s.heads.classifiers.map((c) => `classifier on ${c.source === 'hidden' ? 'every token' : c.source} (${c.labels} labels${c.source === 'hidden' && split.length ? `, split into ${split.map(escapeControls).join(', ')}` : ''})`)].filter(Boolean);
+  const types = s.tokenTypeIds.kind === 'constant' ? ` (no input: row ${s.tokenTypeIds.row} for every token)` : '';
+  const p = s.positionIds;
+  const positions = p.kind === 'arange' ? `token t reads row ${p.start ? `${p.start} + ` : ''}t` : p.kind === 'from-ids' ? `computed from the ids (padding id ${p.paddingIdx})` : p.kind === 'other' ? `other: ${p.problem}` : 'none';
+  const a = s.attentionMask;
+  const mask = a.kind === 'none' ? 'none' : a.kind === 'add' ? `added, (1 - mask) · ${a.value ?? '?'}` : `Where, ${a.value ?? '?'} in place of padding keys' scores`;
   out(`${s.path}`);
   out(`  arch        ${formatArch(s.arch)}   (layers, heads, hidden, intermediate; head size ${s.headSize})`);
-  out(`  vocab       ${s.vocab}   positions ${s.maxPositions}   token types ${s.typeVocab || 'none'}`);
-  out(`  params      ${formatCount(s.params)}   (${formatBytes(s.weightBytes)} of ${s.weightType === 'float16' ? 'fp16' : 'fp32'} weights; file ${formatBytes(s.fileBytes)}${s.externalData ? ', external data' : ''})`);
+  out(`  vocab       ${s.vocab}   positions ${s.maxPositions}   token types ${s.typeVocab || 'none'}${types}`);
+  out(`  positions   ${positions}`);
+  out(`  mask        ${mask}${a.kind !== 'none' && a.problem ? ` (${a.problem})` : ''}`);
+  out(`  params      ${formatCount(s.params)}   (${formatBytes(s.weightBytes)} of weights; file ${formatBytes(s.fileBytes)}${s.externalData ? ', external data' : ''})`);
+  out(`  precision   linear weights: ${precisionSummary(s.weights)}`);
   out(`  attention   score scale ${s.scoreScale.toPrecision(6)}, LayerNorm ${s.layerNorm}, activation ${s.activation}`);
   out(`  heads       ${heads.length ? heads.join('; ') : 'none (encoder only)'}`);
-  out(`  inputs      ids=${s.inputs.ids}${s.inputs.mask ? ` mask=${s.inputs.mask}` : ''}${s.inputs.tokenTypes ? ` token types=${s.inputs.tokenTypes}` : ''}`);
-  out(`  outputs     ${s.outputs.map((o) => `${o.name} (${o.role})`).join(', ')}`);
-  out(`  format      opset ${s.opset}, IR ${s.irVersion}, producer ${s.producer || 'unknown'}`);
+  out(`  inputs      ids=${quoteName(s.inputs.ids)}${s.inputs.mask ? ` mask=${quoteName(s.inputs.mask)}` : ''}${s.inputs.tokenTypes ? ` token types=${quoteName(s.inputs.tokenTypes)}` : ''}`);
+  out(`  outputs     ${s.outputs.map((o) => `${quoteName(o.name)} (${o.role})`).join(', ')}`);
+  out(`  format      opset ${s.opset}, IR ${s.irVersion}, producer ${s.producer ? quoteName(s.producer) : 'unknown'}`);
+}
+
+function printQuantize(s: QuantizeSummary, out: Out): void {
+  out(`bort-compress quantize: ${path.basename(s.input)} → ${s.output}`);
+  out(`  int8    ${s.quantized.length} linear weights, symmetric ${s.scheme}; activations dynamic (DynamicQuantizeLinear)`);
+  out(`  bytes   ${formatBytes(s.floatBytes)} of float32 weights → ${formatBytes(s.int8Bytes)} int8 + scales; file ${formatBytes(s.fileBytes)}`);
+  out(`  time    ${s.seconds.toFixed(2)} s`);
 }
 
 function printBench(r: BenchResult, out: Out): void {
@@ -78,7 +99,7 @@ function commandOf(argv: string[]): { sub: Command; rest: string[] } {
   if (named) return { sub: named, rest: argv.slice(1) };
   // a word that is no file but close to a command name is a typo, not a model path
   if (!first.startsWith('-') && !/[./\\]/.test(first) && !fs.existsSync(first)) {
-    const near = closestName(first, [...COMMANDS, ...Object.keys(TEXT_COMMANDS), 'help']);
+    const near = closestName(first, [...COMMANDS, ...Object.keys(TEXT_COMMANDS), 'search', 'help']);
     if (near) throw new BortError(`unknown command ${quoteName(first)}`, `did you mean '${near}'? (bort-compress --help lists the commands)`);
   }
   return { sub: 'compress', rest: argv };
@@ -89,6 +110,7 @@ async function run(argv: string[], out: Out): Promise<void> {
   if (!cmd || cmd === '--help' || cmd === '-h' || cmd === 'help') {
     const topic = cmd === 'help' ? argv[1] : undefined;
     if (topic && Object.hasOwn(TEXT_COMMANDS, topic)) out(TEXT_COMMANDS[topic].help);
+    else if (topic === 'search') out(SEARCH_HELP);
     else out(topic && COMMANDS.some((c) => c === topic) ? commandHelp(topic) : HELP);
     return;
   }
@@ -97,6 +119,7 @@ async function run(argv: string[], out: Out): Promise<void> {
     return;
   }
   if (Object.hasOwn(TEXT_COMMANDS, cmd)) return TEXT_COMMANDS[cmd].run(argv.slice(1), out);
+  if (cmd === 'search') return searchCommand(argv.slice(1), out);
   const { sub, rest } = commandOf(argv);
   const progress = new Progress(process.stderr);
   let parsed;
@@ -116,8 +139,16 @@ async function run(argv: string[], out: Out): Promise<void> {
   if (sub === 'inspect') {
     onePositional(positionals, 'inspect');
     const s = inspect(need(positionals[0], 'the model path', 'inspect'));
-    if (o.json) out(JSON.stringify(s, null, 2));
+    // a mask value of -Infinity (DistilBERT's Where fill) as the string JSON cannot hold it as a number
+    if (o.json) out(JSON.stringify(s, (_k, v) => (typeof v === 'number' && !Number.isFinite(v) ? String(v) : v), 2));
     else printInspect(s, out);
+    return;
+  }
+  if (sub === 'quantize') {
+    onePositional(positionals, 'quantize');
+    const s = quantize(need(positionals[0], 'the model path', 'quantize'), { output: str('output'), perTensor: o['per-tensor'] === true, all: o.all === true });
+    if (o.json) out(JSON.stringify(s, null, 2));
+    else printQuantize(s, out);
     return;
   }
   if (sub === 'synth') {
@@ -159,6 +190,10 @@ async function run(argv: string[], out: Out): Promise<void> {
     else printBench(r, out);
     return;
   }
+  if (sub === 'distill') {
+    await distillCommand(positionals, o, out);
+    return;
+  }
   if (sub === 'demo') {
     if (positionals.length) throw new BortError(`unexpected argument ${quoteName(positionals[0])}`, 'demo takes no arguments');
     await demo(out, progress);
@@ -167,7 +202,8 @@ async function run(argv: string[], out: Out): Promise<void> {
   const input = need(positionals[0], 'the input model path', '');
   onePositional(positionals, '');
   const strategy = str('strategy') ?? 'importance';
-  if (strategy !== 'importance' && strategy !== 'first') throw new BortError(`--strategy ${quoteName(strategy)} is unknown`, 'use --strategy importance or --strategy first');
+  if (strategy !== 'importance' && strategy !== 'first' && strategy !== 'data') throw new BortError(`--strategy ${quoteName(strategy)} is unknown`, 'use --strategy importance, first or data');
+  if (strategy !== 'data' && (str('corpus') || str('vocab'))) throw new BortError(`--${str('corpus') ? 'corpus' : 'vocab'} is only used by --strategy data`, 'add --strategy data, or leave it out');
   let attentionScale = str('attention-scale') as 'keep' | 'mean' | 'rescale' | undefined;
   if (attentionScale !== undefined && !['keep', 'mean', 'rescale'].includes(attentionScale)) {
     throw new BortError(`--attention-scale ${quoteName(attentionScale)} is unknown`, 'use --attention-scale mean, keep or rescale');
@@ -178,8 +214,10 @@ async function run(argv: string[], out: Out): Promise<void> {
     }
     attentionScale = 'rescale';
   }
+  const arch = need(str('arch'), '--arch D,A,H,I', '');
   const s = await compress(input, {
-    arch: need(str('arch'), '--arch D,A,H,I', ''), output: str('output'), strategy,
+    arch, output: str('output'),
+    strategy: strategy === 'data' ? await dataStrategyScorer(input, arch, str('corpus'), str('vocab'), (step) => progress.step(step)) : strategy,
     externalData: o['external-data'] ? true : undefined,
     attentionScale,
     onProgress: (step) => progress.step(step),
@@ -228,7 +266,8 @@ async function demo(out: Out, progress: Progress): Promise<void> {
 export async function main(argv: string[]): Promise<number> {
   try {
     await run(argv, (line) => process.stdout.write(line + '\n'));
-    return 0;
+    // a command may end without an error but not done (distill stopped by Ctrl-C: 130)
+    return typeof process.exitCode === 'number' ? process.exitCode : 0;
   } catch (e) {
     if (process.env.BORT_DEBUG) console.error(e);
     if (e instanceof BortError) {

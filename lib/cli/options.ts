@@ -4,10 +4,12 @@
  */
 import { BortError, quoteName } from '../errors.js';
 import { SYNTH_VARIANT_FLAGS } from '../synth/cli-flags.js';
+import { SYNTH_OPSETS } from '../synth/options.js';
+import { MAX_THREADS } from '../runtime/threads.js';
 
 type OptionSpec = { type: 'string' | 'boolean'; short?: string };
 
-export const COMMANDS = ['compress', 'inspect', 'synth', 'bench', 'demo'] as const;
+export const COMMANDS = ['compress', 'inspect', 'synth', 'bench', 'demo', 'quantize', 'distill'] as const;
 export type Command = (typeof COMMANDS)[number];
 
 const help: Record<string, OptionSpec> = { help: { type: 'boolean', short: 'h' } };
@@ -19,6 +21,8 @@ export const OPTIONS: Record<Command, Record<string, OptionSpec>> = {
     arch: { type: 'string', short: 'a' },
     output: { type: 'string', short: 'o' },
     strategy: { type: 'string', short: 's' },
+    corpus: { type: 'string' },
+    vocab: { type: 'string' },
     'attention-scale': { type: 'string' },
     'rescale-attention': { type: 'boolean' },
     'external-data': { type: 'boolean' },
@@ -47,20 +51,45 @@ export const OPTIONS: Record<Command, Record<string, OptionSpec>> = {
     runs: { type: 'string' },
   },
   demo: { ...help },
+  quantize: {
+    ...help, ...json,
+    output: { type: 'string', short: 'o' },
+    'per-tensor': { type: 'boolean' },
+    all: { type: 'boolean' },
+  },
+  distill: {
+    ...help, ...json,
+    output: { type: 'string', short: 'o' },
+    corpus: { type: 'string' },
+    vocab: { type: 'string' },
+    steps: { type: 'string' },
+    batch: { type: 'string' },
+    seq: { type: 'string' },
+    lr: { type: 'string' },
+    threads: { type: 'string' },
+    seed: { type: 'string' },
+    'checkpoint-every': { type: 'string' },
+    resume: { type: 'boolean' },
+    eval: { type: 'string' },
+    'eval-every': { type: 'string' },
+  },
 };
 
 /** Inclusive ranges of the numeric options (bench's --seq is further bounded by the model's positions). */
 export const RANGES = {
   batch: [1, 1024],
   seq: [1, 65536],
-  threads: [1, 256],
+  threads: [1, MAX_THREADS],
   runs: [10, 10000],
   vocab: [1, 1_000_000],
-  opset: [11, 17],
+  opset: [SYNTH_OPSETS.min, SYNTH_OPSETS.max],
   positions: [1, 65536],
   'type-vocab': [0, 1024],
   labels: [1, 100_000],
   seed: [0, 4294967295],
+  steps: [1, 100_000_000],
+  'checkpoint-every': [1, 100_000_000],
+  'eval-every': [1, 100_000_000],
 } as const satisfies Record<string, readonly [number, number]>;
 
 /** Tokens per bench run (batch × seq) at most. */

@@ -4,7 +4,7 @@
  * weight-based one. Higher is more important; the planner keeps the top k and preserves source order.
  */
 import type { BertModel, Linear } from '../bert/model.js';
-import { gram, initializerData, inOutMatrix, inputNorms2, matrixOf, outputNorms2 } from '../bert/weights.js';
+import { gram, initializerData, inOutMatrix as storedInOut, inputNorms2 as storedInputNorms2, matrixOf, outputNorms2 as storedOutputNorms2 } from '../bert/weights.js';
 
 export interface ImportanceScorer {
   readonly name: string;
@@ -35,6 +35,35 @@ export const firstScorer: ImportanceScorer = {
   hidden: (m) => Array.from({ length: m.arch.hidden }, (_, i) => -i),
 };
 
+// A linear computes alpha·(x·W) + beta·b (Gemm's factors; 1 for MatMul): every score below is taken
+// from the effective weight alpha·W. Biases enter no score, so beta does not either.
+
+function timesAll(a: Float64Array, f: number): Float64Array {
+  if (f !== 1) for (let i = 0; i < a.length; i++) a[i] *= f;
+  return a;
+}
+
+/** Squared norm of alpha·W's slice for each input index. */
+function inputNorms2(m: BertModel, l: Linear): Float64Array {
+  return timesAll(storedInputNorms2(m, l), l.alpha * l.alpha);
+}
+
+/** Squared norm of alpha·W's slice for each output index. */
+function outputNorms2(m: BertModel, l: Linear): Float64Array {
+  return timesAll(storedOutputNorms2(m, l), l.alpha * l.alpha);
+}
+
+/** alpha·W as [in, out] row-major. */
+function inOutMatrix(m: BertModel, l: Linear): Float32Array {
+  const w = storedInOut(m, l);
+  return l.alpha === 1 ? w : w.map((v) => v * l.alpha);
+}
+
+/** Σ (alpha·w)² over all of a linear's weights. */
+function sumSq2(m: BertModel, l: Linear): number {
+  return sumSq(matrixOf(m, l.weight).data) * l.alpha * l.alpha;
+}
+
 function sqrtAll(a: Float64Array): number[] {
   return Array.from(a, Math.sqrt);
 }
@@ -51,7 +80,7 @@ function headGram(m: BertModel, l: Linear, h: number, d: number, side: 'out' | '
   const x = matrixOf(m, l.weight);
   // channels live in columns when (in_out, out side) or (out_in, in side)
   const inColumns = (l.layout === 'in_out') === (side === 'out');
-  return gram(x, h * d, d, !inColumns);
+  return timesAll(gram(x, h * d, d, !inColumns), l.alpha * l.alpha);
 }
 
 /** Deterministic standard-normal probes [rows, cols] (Box–Muller over a small LCG). */
@@ -123,7 +152,7 @@ export const weightScorer: ImportanceScorer = {
         for (let c = h * a.headSize; c < (h + 1) * a.headSize; c++) { vs += v[c]; os += o[c]; }
         att += Math.sqrt(vs * os);
       }
-      const ffn = Math.sqrt(sumSq(matrixOf(m, l.ffn.in.weight).data) * sumSq(matrixOf(m, l.ffn.out.weight).data));
+      const ffn = Math.sqrt(sumSq2(m, l.ffn.in) * sumSq2(m, l.ffn.out));
       return att / Math.sqrt(H) + ffn / H;
     });
   },

@@ -1,8 +1,9 @@
 /**
  * A reflection-driven protobuf codec for ONNX messages that loses nothing and copies little.
  *
- * - Decoding walks the wire format with protobufjs' Reader, guided by the schema in schema.ts.
- *   `bytes` fields (raw_data above all) are views into the input buffer, not copies.
+ * - Decoding walks the wire format strictly (wire.ts), guided by the schema in schema.ts, within limits
+ *   that keep a hostile file from exhausting memory (DECODE_LIMITS). `bytes` fields (raw_data above
+ *   all) are views into the input buffer, not copies.
  * - Packed numeric arrays become typed arrays (float_data → Float32Array, int64_data → BigInt64Array...).
  * - int64 scalars become `number` when they are safe integers, `bigint` otherwise (INT64_MAX in a Slice).
  * - Fields the schema does not know are kept, tag and payload, as raw bytes in `$unknown` and written
@@ -13,6 +14,9 @@
 import * as protobuf from 'protobufjs';
 import Long from 'long';
 import { onnxRoot } from './schema.js';
+import { WireError, WireReader, WIRE_FIXED32, WIRE_FIXED64, WIRE_LDELIM, WIRE_VARINT, toInt32, toInt64, toUint32 } from './wire.js';
+
+export { WireError } from './wire.js';
 
 // protobufjs returns 64-bit integers as Long when the 'long' package is configured.
 protobuf.util.Long = Long as unknown as protobuf.Constructor<Long>;
@@ -35,6 +39,8 @@ export interface MessageInfo {
   name: string;
   byId: Map<number, FieldInfo>;
   fields: FieldInfo[];
+  /** How many of `fields` are repeated (each becomes an array in a decoded message). */
+  repeatedCount: number;
 }
 
 /** Where a decoded message keeps the fields its schema does not know: tag + payload, verbatim. */
@@ -61,7 +67,7 @@ export function messageInfo(name: string): MessageInfo {
   const cached = infos.get(name);
   if (cached) return cached;
   const type = onnxRoot().lookupType(`onnx.${name}`);
-  const info: MessageInfo = { name, byId: new Map(), fields: [] };
+  const info: MessageInfo = { name, byId: new Map(), fields: [], repeatedCount: 0 };
   infos.set(name, info);
   for (const field of type.fieldsArray) {
     field.resolve();
@@ -79,36 +85,59 @@ export function messageInfo(name: string): MessageInfo {
     }
     info.byId.set(fi.id, fi);
     info.fields.push(fi);
+    if (fi.repeated) info.repeatedCount++;
   }
   return info;
 }
 
 // ---------------------------------------------------------------- decoding
 
-function longToValue(v: Long | number): number | bigint {
-  if (typeof v === 'number') return v;
-  const n = v.toNumber();
-  if (Number.isSafeInteger(n)) return n;
-  return BigInt(v.toString());
+/**
+ * Limits that keep a hostile file from exhausting the heap: each decoded message counts as one value
+ * plus one per repeated field (each gets an array), each element of a non-packed repeated field and each
+ * unknown field as one. A BERT-large export decodes to about 50,000 values, a 100,000-node graph to
+ * under a million; the limit (about 200 MB of heap) stops a file of empty messages long before the heap
+ * runs out. Packed numbers become typed arrays, outside the JS heap, and are not counted.
+ */
+export const DECODE_LIMITS = {
+  /** JS values (objects, array elements) one decode may create. */
+  values: 5_000_000,
+  /**
+   * Fields unknown to the schema kept for round-tripping (newer ONNX versions add a few, not millions);
+   * each is a view into the file buffer, so their bytes cost nothing beyond the file.
+   */
+  unknownFields: 100_000,
+  /** Messages nested in messages (protobuf's own default limit). */
+  depth: 100,
+};
+
+interface DecodeContext {
+  values: number;
+  unknown: number;
+  depth: number;
 }
 
-function readScalar(r: protobuf.Reader, kind: Kind): unknown {
-  switch (kind) {
-    case 'int32': return r.int32();
-    case 'uint32': return r.uint32();
-    case 'enum': return r.int32();
-    case 'int64': return longToValue(r.int64() as Long);
-    case 'uint64': return longToValue(r.uint64() as Long);
-    case 'bool': return r.bool();
-    case 'float': return r.float();
-    case 'double': return r.double();
-    case 'string': return r.string();
-    case 'bytes': return r.bytes();
-    default: throw new Error(`unexpected scalar kind ${kind}`);
+function spend(ctx: DecodeContext, n: number): void {
+  ctx.values += n;
+  if (ctx.values > DECODE_LIMITS.values) {
+    throw new WireError(`the file decodes to more than ${DECODE_LIMITS.values} values, far beyond any real model`);
   }
 }
 
-const WIRE_VARINT = 0, WIRE_FIXED64 = 1, WIRE_LDELIM = 2, WIRE_FIXED32 = 5;
+function readScalar(r: WireReader, kind: Kind): unknown {
+  switch (kind) {
+    case 'int32': case 'enum': return toInt32(r.varint64());
+    case 'uint32': return toUint32(r.varint64());
+    case 'int64': return toInt64(r.varint64());
+    case 'uint64': return r.varint64();
+    case 'bool': return r.varint() !== 0;
+    case 'float': return r.float();
+    case 'double': return r.double();
+    case 'string': return r.string(r.length());
+    case 'bytes': return r.bytes(r.length());
+    default: throw new Error(`unexpected scalar kind ${kind}`);
+  }
+}
 
 function wireTypeOf(kind: Kind): number {
   switch (kind) {
@@ -119,32 +148,79 @@ function wireTypeOf(kind: Kind): number {
   }
 }
 
-/** Copies little-endian bytes into a fresh, aligned typed array. */
-function copyTyped<T extends Float32Array | Float64Array>(bytes: Uint8Array, Ctor: { new(n: number): T; BYTES_PER_ELEMENT: number }): T {
-  const n = Math.floor(bytes.byteLength / Ctor.BYTES_PER_ELEMENT);
-  const out = new Ctor(n);
-  new Uint8Array(out.buffer).set(bytes.subarray(0, n * Ctor.BYTES_PER_ELEMENT));
+/** The schema's name for a field (float_data), for messages; the decoded object uses floatData. */
+function protoName(f: FieldInfo): string {
+  return f.name.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
+}
+
+/** Copies little-endian bytes into a fresh, aligned typed array; the byte count must be whole values. */
+function copyTyped<T extends Float32Array | Float64Array>(bytes: Uint8Array, Ctor: { new(n: number): T; BYTES_PER_ELEMENT: number }, field: string): T {
+  const size = Ctor.BYTES_PER_ELEMENT;
+  if (bytes.byteLength % size !== 0) {
+    throw new WireError(`packed ${field} of ${bytes.byteLength} bytes is not a whole number of ${size}-byte values`);
+  }
+  const out = new Ctor(bytes.byteLength / size);
+  new Uint8Array(out.buffer).set(bytes);
   return out;
 }
 
-/** Packed numeric payload as a typed array (floats) or plain array (varints). */
-function readPacked(r: protobuf.Reader, f: FieldInfo, end: number): unknown[] | Float32Array | Float64Array {
-  if (f.kind === 'float') return copyTyped(r.buf.subarray(r.pos, (r.pos = end)), Float32Array);
-  if (f.kind === 'double') return copyTyped(r.buf.subarray(r.pos, (r.pos = end)), Float64Array);
-  const out: unknown[] = [];
-  while (r.pos < end) out.push(readScalar(r, f.kind));
-  return out;
+/** How many varints a packed run holds: one per byte without the continuation bit. */
+function countVarints(buf: Uint8Array, start: number, end: number): number {
+  let n = 0;
+  for (let i = start; i < end; i++) if (buf[i] < 128) n++;
+  return n;
 }
 
-function appendRepeated(msg: Msg, f: FieldInfo, values: ArrayLike<unknown>): void {
-  const prev = msg[f.name] as ArrayLike<unknown> | undefined;
-  if (!prev || prev.length === 0) {
-    msg[f.name] = values;
-    return;
+type PackedValues = unknown[] | Float32Array | Float64Array | Int32Array | BigInt64Array | BigUint64Array;
+
+/**
+ * A packed numeric payload: floats and doubles as typed arrays; varints of fields the schema declares
+ * packed (int32_data, int64_data, uint64_data) straight into typed arrays; other varints as plain arrays.
+ */
+function readPacked(r: WireReader, f: FieldInfo, len: number, ctx: DecodeContext): PackedValues {
+  const end = r.pos + len;
+  if (f.kind === 'float') return copyTyped(r.bytes(len), Float32Array, protoName(f));
+  if (f.kind === 'double') return copyTyped(r.bytes(len), Float64Array, protoName(f));
+  const saved = r.limit;
+  r.limit = end;
+  try {
+    if (len > 0 && r.buf[end - 1] >= 128) throw new WireError(`packed ${protoName(f)} ends inside a number`);
+    if (f.packed && (f.kind === 'int32' || f.kind === 'int64' || f.kind === 'uint64')) {
+      const n = countVarints(r.buf, r.pos, end);
+      if (f.kind === 'int32') {
+        const out = new Int32Array(n);
+        for (let i = 0; i < n; i++) out[i] = toInt32(r.varint64());
+        return out;
+      }
+      const out = f.kind === 'int64' ? new BigInt64Array(n) : new BigUint64Array(n);
+      for (let i = 0; i < n; i++) {
+        const v = r.varint64();
+        out[i] = f.kind === 'int64' ? BigInt.asIntN(64, BigInt(v)) : BigInt(v);
+      }
+      return out;
+    }
+    const out: unknown[] = [];
+    spend(ctx, countVarints(r.buf, r.pos, end));
+    while (r.pos < end) out.push(readScalar(r, f.kind));
+    return out;
+  } finally {
+    r.limit = saved;
+  }
+}
+
+function concatValues(prev: ArrayLike<unknown>, next: ArrayLike<unknown>): ArrayLike<unknown> {
+  if (prev.length === 0) return next;
+  if (next.length === 0) return prev;
+  if (ArrayBuffer.isView(prev) && ArrayBuffer.isView(next) && prev.constructor === next.constructor) {
+    const Ctor = prev.constructor as { new(n: number): { set(a: ArrayLike<unknown>, o?: number): void } & ArrayLike<unknown> };
+    const out = new Ctor(prev.length + next.length);
+    out.set(prev);
+    out.set(next, prev.length);
+    return out;
   }
   const merged = Array.from(prev);
-  for (let i = 0; i < values.length; i++) merged.push(values[i]);
-  msg[f.name] = merged;
+  for (let i = 0; i < next.length; i++) merged.push(next[i]);
+  return merged;
 }
 
 /** Final representation of repeated numeric fields: typed arrays where it is natural. */
@@ -161,46 +237,86 @@ function finishRepeated(msg: Msg, f: FieldInfo): void {
   else if (f.kind === 'uint64' && f.packed) msg[f.name] = BigUint64Array.from(v as (number | bigint)[], (x) => BigInt(x));
 }
 
-export function decodeMessage(info: MessageInfo, r: protobuf.Reader, end: number): Msg {
+/**
+ * Protobuf's merge: a singular message field that appears twice is merged (repeated fields appended,
+ * scalars overwritten), as every protobuf parser does; so a file concatenated with itself decodes to a
+ * model with every node, initializer and input twice, which the model checks then refuse.
+ */
+function mergeInto(info: MessageInfo, target: Msg, source: Msg): void {
+  for (const f of info.fields) {
+    const v = source[f.name];
+    if (v === undefined) continue;
+    const prev = target[f.name];
+    if (f.repeated) target[f.name] = prev === undefined ? v : concatValues(prev as ArrayLike<unknown>, v as ArrayLike<unknown>);
+    else if (f.kind === 'message' && prev !== undefined) mergeInto(f.message!, prev as Msg, v as Msg);
+    else target[f.name] = v;
+  }
+  const u = source[UNKNOWN] as Uint8Array[] | undefined;
+  if (u) {
+    const mine = target[UNKNOWN] as Uint8Array[] | undefined;
+    Object.defineProperty(target, UNKNOWN, { value: mine ? mine.concat(u) : u, enumerable: false, writable: true, configurable: true });
+  }
+}
+
+function decodeMessage(info: MessageInfo, r: WireReader, end: number, ctx: DecodeContext): Msg {
+  if (++ctx.depth > DECODE_LIMITS.depth) throw new WireError(`messages are nested more than ${DECODE_LIMITS.depth} deep`);
+  const saved = r.limit;
+  r.limit = end;
   const msg: Msg = {};
+  spend(ctx, 1 + info.repeatedCount);
   let unknown: Uint8Array[] | undefined;
   while (r.pos < end) {
     const start = r.pos;
-    const tag = r.uint32();
-    const id = tag >>> 3;
+    const tag = r.tag();
+    const id = Math.floor(tag / 8);
     const wire = tag & 7;
     const f = info.byId.get(id);
     if (!f || (wire !== wireTypeOf(f.kind) && !(f.repeated && wire === WIRE_LDELIM))) {
-      r.skipType(wire);
+      r.skip(wire);
+      if (++ctx.unknown > DECODE_LIMITS.unknownFields) {
+        throw new WireError(`more than ${DECODE_LIMITS.unknownFields} fields are unknown to ONNX (field ${id} of ${info.name} at byte ${start})`);
+      }
+      spend(ctx, 1);
       (unknown ??= []).push(r.buf.subarray(start, r.pos));
       continue;
     }
     if (f.kind === 'message') {
-      const len = r.uint32();
-      const sub = decodeMessage(f.message!, r, r.pos + len);
+      const len = r.length();
+      const sub = decodeMessage(f.message!, r, r.pos + len, ctx);
       if (f.repeated) ((msg[f.name] as Msg[] | undefined) ?? (msg[f.name] = [] as Msg[]) as Msg[]).push(sub);
+      else if (msg[f.name] !== undefined) mergeInto(f.message!, msg[f.name] as Msg, sub);
       else msg[f.name] = sub;
     } else if (f.repeated) {
       if (wire === WIRE_LDELIM && f.kind !== 'string' && f.kind !== 'bytes') {
-        const len = r.uint32();
-        appendRepeated(msg, f, readPacked(r, f, r.pos + len));
+        const len = r.length();
+        const values = readPacked(r, f, len, ctx);
+        const prev = msg[f.name] as ArrayLike<unknown> | undefined;
+        msg[f.name] = prev === undefined ? values : concatValues(prev, values);
       } else {
-        ((msg[f.name] as unknown[] | undefined) ?? (msg[f.name] = [] as unknown[]) as unknown[]).push(readScalar(r, f.kind));
+        spend(ctx, 1);
+        let list = msg[f.name] as unknown[] | undefined;
+        if (list !== undefined && !Array.isArray(list)) msg[f.name] = list = Array.from(list as ArrayLike<unknown>);
+        (list ?? (msg[f.name] = [] as unknown[]) as unknown[]).push(readScalar(r, f.kind));
       }
     } else {
       msg[f.name] = readScalar(r, f.kind);
     }
   }
-  if (r.pos !== end) throw new Error(`malformed protobuf: ${info.name} overruns its length`);
+  if (r.pos !== end) throw new WireError(`${info.name} overruns its length`);
+  r.limit = saved;
+  ctx.depth--;
   for (const f of info.fields) if (f.repeated) finishRepeated(msg, f);
   if (unknown) Object.defineProperty(msg, UNKNOWN, { value: unknown, enumerable: false, writable: true, configurable: true });
   return msg;
 }
 
-/** Decodes a whole buffer as message `name` (e.g. 'ModelProto'). Bytes fields are views into `buf`. */
+/**
+ * Decodes a whole buffer as message `name` (e.g. 'ModelProto'). Bytes fields are views into `buf`.
+ * Throws a WireError when the bytes break the wire format or the limits in DECODE_LIMITS.
+ */
 export function decode(name: string, buf: Uint8Array): Msg {
-  const r = protobuf.Reader.create(buf);
-  return decodeMessage(messageInfo(name), r, buf.length);
+  const r = new WireReader(buf);
+  return decodeMessage(messageInfo(name), r, buf.byteLength, { values: 0, unknown: 0, depth: 0 });
 }
 
 // ---------------------------------------------------------------- encoding

@@ -8,14 +8,33 @@
  * enc.close();
  * ```
  * Inputs are keyed by the model's own input names; missing mask means all ones, missing token types
- * all zeros. Work happens off the main thread; calls may overlap.
+ * all zeros (a model exported without a token-type input reads the one row its graph reads). Outputs
+ * are keyed by the model's output names: hidden states, pooled output, masked-LM, classifier and
+ * per-token classifier logits (question answering's start and end logits as the model splits them).
+ * Position ids a model computes from the token ids (RoBERTa) are computed here the same way. Work happens off the main thread (loading: reading and recognising in a worker thread,
+ * packing on a libuv thread; runs on the engine's own threads); calls may overlap.
+ *
+ * Inputs the engine refuses (a TypeError for a wrong type or shape, a RangeError for a value out of
+ * range; the promise rejects, nothing is computed):
+ * - `data` other than a BigInt64Array or Int32Array; `dims` other than [batch, seq] of integers with
+ *   batch >= 0 and seq >= 1, or not matching `data.length`. As onnxruntime: a batch of 0 sequences
+ *   gives empty outputs ([0, seq, hidden] …), a sequence of 0 tokens is refused (onnxruntime fails
+ *   in the pooler, which gathers token 0).
+ * - ids outside [0, vocab), token types outside [0, typeVocab), attention-mask values other than 0
+ *   and 1 (the graph's `(1 - mask) · value` would turn a 2 into a bonus of 10000 — onnxruntime
+ *   computes it; it is refused here as a caller error), a sequence longer than the model's positions.
+ *
+ * A model that puts -infinity in place of the scores of padding keys (DistilBERT's Where) gives NaN
+ * for every output of a sequence whose mask is all 0, as onnxruntime does; with a finite fill such a
+ * sequence attends to every key equally, as onnxruntime does.
  */
-import * as os from 'node:os';
-import { loadModel } from '../onnx/io.js';
-import { recognize } from '../bert/recognize.js';
 import type { Arch } from '../bert/model.js';
+import { quoteName } from '../errors.js';
 import { native, type NativeEncoder } from './native.js';
-import { engineSpec, type EngineSpec } from './spec.js';
+import type { EngineOutput, EngineSpec } from './spec.js';
+import { positionsFromIds } from './positions.js';
+import { prepareModel } from './prepare.js';
+import { checkThreads, defaultThreads } from './threads.js';
 
 export interface TensorInput {
   data: BigInt64Array | Int32Array;
@@ -28,36 +47,63 @@ export interface TensorOutput {
 }
 
 export interface EncoderOptions {
-  /** Worker threads for this encoder (default: the number of CPU cores). */
+  /** Threads for this encoder: an integer in [1, 256] (default: the number of CPU cores, at most 256). */
   threads?: number;
+  /**
+   * true: quantize the layer projections (Q, K, V, O, feed-forward) to int8 at load, symmetric per
+   * output column as `quantize` does, and run them on the int8 kernels (activations quantized per row
+   * at run time). Embeddings, LayerNorms, attention scores and heads stay float32. Default false.
+   */
+  int8?: boolean;
 }
 
-function toInt32(name: string, t: TensorInput): Int32Array {
-  if (t.data instanceof Int32Array) return t.data;
-  const out = new Int32Array(t.data.length);
+/** The values a role accepts: [0, limit), with the message for one outside. */
+interface Domain {
+  limit: number;
+  refuse(name: string, i: number, v: number | bigint): RangeError;
+}
+
+/** The input as an Int32Array (the caller's own when it is one), every value checked against `d` first. */
+function toInt32(name: string, t: TensorInput, d: Domain): Int32Array {
+  const data = t.data;
+  if (data instanceof Int32Array) {
+    for (let i = 0; i < data.length; i++) if (data[i] < 0 || data[i] >= d.limit) throw d.refuse(name, i, data[i]);
+    return data;
+  }
+  const out = new Int32Array(data.length);
+  const limit = BigInt(d.limit);
   for (let i = 0; i < out.length; i++) {
-    const v = t.data[i];
-    if (v < -2147483648n || v > 2147483647n) throw new RangeError(`${name}[${i}] = ${v} is out of range`);
+    const v = data[i];
+    if (v < 0n || v >= limit) throw d.refuse(name, i, v);
     out[i] = Number(v);
   }
   return out;
 }
 
-function checkRange(name: string, data: Int32Array, limit: number, what: string): void {
-  for (let i = 0; i < data.length; i++) {
-    const v = data[i];
-    if (v < 0 || v >= limit) throw new RangeError(`${name}[${i}] = ${v} is outside the ${what} [0, ${limit})`);
+const table = (limit: number, what: string): Domain => ({
+  limit,
+  refuse: (name, i, v) => new RangeError(`${quoteName(name)}[${i}] = ${v} is outside the ${what} [0, ${limit})`),
+});
+
+const MASK: Domain = {
+  limit: 2,
+  refuse: (name, i, v) => new RangeError(`${quoteName(name)}[${i}] = ${v}: attention-mask values must be 0 (padding) or 1 (token)`),
+};
+
+function describeDims(dims: unknown): string {
+  try {
+    return JSON.stringify(dims, (_k, v) => (typeof v === 'bigint' ? `${v}n` : v)) ?? String(dims);
+  } catch {
+    return String(dims);
   }
 }
 
 /**
  * The mask as the engine's formula (1 - mask) · value reads it, for a model whose fused Attention reads
- * its mask another way: 0/1 values only; 'lengths': the first (number of ones) positions of each row.
+ * its mask another way (values already checked to be 0 or 1): 'lengths': the first (number of ones)
+ * positions of each row.
  */
-function maskAsRead(name: string, mask: Int32Array, batch: number, seq: number, reading: 'raw' | 'lengths'): Int32Array {
-  for (let i = 0; i < mask.length; i++) {
-    if (mask[i] !== 0 && mask[i] !== 1) throw new RangeError(`${name}[${i}] = ${mask[i]}: this model's attention reads masks of 0s and 1s only`);
-  }
+function maskAsRead(mask: Int32Array, batch: number, seq: number, reading: 'raw' | 'lengths'): Int32Array {
   if (reading === 'raw') return mask;
   const out = new Int32Array(mask.length);
   for (let b = 0; b < batch; b++) {
@@ -68,30 +114,53 @@ function maskAsRead(name: string, mask: Int32Array, batch: number, seq: number, 
   return out;
 }
 
+/** Column `k` of rows of `width` values (one logit per token, from the per-token logits). */
+function column(data: Float32Array, width: number, k: number): Float32Array {
+  const out = new Float32Array(data.length / width);
+  for (let i = 0; i < out.length; i++) out[i] = data[i * width + k];
+  return out;
+}
+
 export class Encoder {
   private handle: NativeEncoder | undefined;
+  private threadsAtClose = 0;
 
   private constructor(
     handle: NativeEncoder,
     private readonly spec: Omit<EngineSpec, 'weights'>,
     readonly arch: Arch,
     readonly isa: string,
-    readonly threads: number,
   ) {
     this.handle = handle;
   }
 
-  /** Reads and recognises the model, and packs its weights for the engine. */
+  /**
+   * Reads and recognises the model (in a worker thread), and packs its weights for the engine (on a
+   * libuv thread). Rejects with a RangeError when `threads` is outside [1, 256], with the model's
+   * BortError when it cannot be read or run, and with an Error when the threads cannot be started.
+   */
   static async load(path: string, options: EncoderOptions = {}): Promise<Encoder> {
-    const threads = options.threads ?? os.availableParallelism?.() ?? os.cpus().length;
-    if (!Number.isInteger(threads) || threads < 1) throw new TypeError(`threads must be a positive integer, got ${threads}`);
+    if (typeof path !== 'string' || path === '') throw new TypeError(`Encoder.load(path): path must be a non-empty string, got ${typeof path}`);
+    if (options === null || typeof options !== 'object') throw new TypeError(`Encoder.load(path, options): options must be an object, got ${options === null ? 'null' : typeof options}`);
+    const threads = options.threads === undefined ? defaultThreads() : checkThreads(options.threads, 'threads');
+    if (options.int8 !== undefined && typeof options.int8 !== 'boolean') throw new TypeError(`options.int8 must be a boolean, got ${typeof options.int8}`);
     const addon = native();
-    const m = recognize(loadModel(path).model);
-    const spec = engineSpec(m);
-    const handle = addon.createEncoder({ ...spec.config, threads }, spec.weights);
-    const { weights: _weights, ...rest } = spec;
-    void _weights;
-    return new Encoder(handle, rest, m.arch, addon.isa(), threads);
+    const { spec, arch } = await prepareModel(path);
+    const { weights, ...rest } = spec;
+    const handle = await addon.createEncoderAsync({ ...spec.config, threads, int8: options.int8 === true }, weights);
+    return new Encoder(handle, rest, arch, addon.isa());
+  }
+
+  /** Threads the next run uses (after close(): the count it had). */
+  get threads(): number {
+    return this.handle ? this.handle.threads : this.threadsAtClose;
+  }
+
+  /** Changes the thread count from the next run on (an integer in [1, 256]; RangeError otherwise). */
+  setThreads(n: number): void {
+    checkThreads(n, 'setThreads(n): n');
+    if (!this.handle) throw new Error('this Encoder is closed');
+    this.handle.setThreads(n);
   }
 
   /** The model's input names, in the roles the engine uses. */
@@ -106,65 +175,86 @@ export class Encoder {
   }
 
   /** Vocabulary size and the heads the engine computes. */
-  get info(): { vocab: number; maxPositions: number; pooler: boolean; mlm: boolean; classifierLabels?: number } {
+  get info(): { vocab: number; maxPositions: number; pooler: boolean; mlm: boolean; classifierLabels?: number; tokenLabels?: number } {
     const c = this.spec.config;
-    return { vocab: c.vocab, maxPositions: c.maxPositions, pooler: c.pooler, mlm: !!c.mlm, classifierLabels: c.classifier?.labels };
+    return {
+      vocab: c.vocab, maxPositions: this.spec.maxSeq, pooler: c.pooler, mlm: !!c.mlm, classifierLabels: c.classifier?.labels,
+      tokenLabels: c.tokenClassifier?.labels,
+    };
   }
 
   get outputNames(): string[] {
     return this.spec.outputs.map((o) => o.name);
   }
 
+  /**
+   * What each output is, in declared order: the engine output that carries it (hidden states, pooled
+   * output, masked-LM logits, sequence-classifier logits, per-token logits) and, for an output split
+   * from the per-token logits (a QA head's start and end), its column.
+   */
+  get outputRoles(): { name: string; from: EngineOutput; column?: number }[] {
+    return this.spec.outputs.map((o) => ({ ...o }));
+  }
+
+  /** Token types the model embeds (0 when it takes no token_type_ids input). */
+  get typeVocab(): number {
+    return this.spec.inputs.tokenTypes ? this.spec.config.typeVocab : 0;
+  }
+
   async run(inputs: Record<string, TensorInput>): Promise<Record<string, TensorOutput>> {
     if (!this.handle) throw new Error('this Encoder is closed');
-    if (!inputs || typeof inputs !== 'object') throw new TypeError(`run() takes an object of inputs keyed by ${this.inputNames.join(', ')}`);
+    if (!inputs || typeof inputs !== 'object') throw new TypeError(`run() takes an object of inputs keyed by ${this.inputNames.map(quoteName).join(', ')}`);
     const names = this.spec.inputs;
     for (const k of Object.keys(inputs)) {
-      if (!this.inputNames.includes(k)) throw new TypeError(`unknown input '${k}': this model takes ${this.inputNames.join(', ')}`);
+      if (!this.inputNames.includes(k)) throw new TypeError(`unknown input ${quoteName(k)}: this model takes ${this.inputNames.map(quoteName).join(', ')}`);
     }
     const ids = inputs[names.ids];
-    if (!ids) throw new TypeError(`input '${names.ids}' is required`);
-    let batch = 0, seq = 0;
-    const prepared: Record<string, Int32Array | null> = {};
+    if (ids === undefined) throw new TypeError(`input ${quoteName(names.ids)} is required`);
+    const given: [string, TensorInput][] = [];
     for (const name of this.inputNames) {
       const t = inputs[name];
-      if (t === undefined) {
-        prepared[name] = null;
-        continue;
+      if (t === undefined) continue;
+      if (!t || typeof t !== 'object' || !(t.data instanceof BigInt64Array || t.data instanceof Int32Array)) {
+        const what = !t || typeof t !== 'object' ? (t === null ? 'null' : typeof t) : `data of type ${t.data === null ? 'null' : (t.data as object)?.constructor?.name ?? typeof t.data}`;
+        throw new TypeError(`input ${quoteName(name)} must be { data: BigInt64Array | Int32Array, dims: [batch, seq] }, got ${what}`);
       }
-      if (!t || !(t.data instanceof BigInt64Array || t.data instanceof Int32Array)) {
-        throw new TypeError(`input '${name}' must be { data: BigInt64Array | Int32Array, dims: [batch, seq] }, got data of type ${t?.data?.constructor?.name ?? typeof t?.data}`);
-      }
-      if (!Array.isArray(t.dims) || t.dims.length !== 2 || !t.dims.every((d) => Number.isInteger(d) && d > 0)) {
-        throw new TypeError(`input '${name}' must have dims [batch, seq] of positive integers, got ${JSON.stringify(t.dims)}`);
+      const dims: unknown = t.dims;
+      if (!Array.isArray(dims) || dims.length !== 2 || !Number.isSafeInteger(dims[0]) || dims[0] < 0 || !Number.isSafeInteger(dims[1]) || dims[1] < 1) {
+        throw new TypeError(`input ${quoteName(name)} must have dims [batch, seq] of integers, batch >= 0 and seq >= 1, got ${describeDims(dims)}`);
       }
       if (t.dims[0] * t.dims[1] !== t.data.length) {
-        throw new TypeError(`input '${name}' has dims [${t.dims.join(', ')}] but ${t.data.length} values`);
+        throw new TypeError(`input ${quoteName(name)} has dims [${t.dims.join(', ')}] but ${t.data.length} values`);
       }
-      if (name === names.ids) [batch, seq] = t.dims;
-      prepared[name] = toInt32(name, t);
+      given.push([name, t]);
     }
-    for (const name of this.inputNames) {
-      const t = inputs[name];
-      if (t && (t.dims[0] !== batch || t.dims[1] !== seq)) {
-        throw new TypeError(`input '${name}' has dims [${t.dims.join(', ')}] but '${names.ids}' has [${batch}, ${seq}]`);
+    const [batch, seq] = ids.dims;
+    for (const [name, t] of given) {
+      if (t.dims[0] !== batch || t.dims[1] !== seq) {
+        throw new TypeError(`input ${quoteName(name)} has dims [${t.dims.join(', ')}] but ${quoteName(names.ids)} has [${batch}, ${seq}]`);
       }
     }
     const c = this.spec.config;
     const fixed = this.spec.fixedLength;
     if (fixed !== undefined && seq !== fixed) throw new RangeError(`sequence length ${seq}: this model's inputs declare sequences of exactly ${fixed} tokens`);
-    if (seq > c.maxPositions) throw new RangeError(`sequence length ${seq} exceeds the model's ${c.maxPositions} positions`);
-    const idData = prepared[names.ids]!;
-    checkRange(names.ids, idData, c.vocab, 'vocabulary');
-    const types = names.tokenTypes ? prepared[names.tokenTypes] : null;
-    if (types) checkRange(names.tokenTypes!, types, c.typeVocab, 'token types');
-    let mask = names.mask ? prepared[names.mask] : null;
-    if (mask && this.spec.maskReading) mask = maskAsRead(names.mask!, mask, batch, seq, this.spec.maskReading);
-    const r = await this.handle.run({ ids: idData, mask, types, batch, seq });
+    if (seq > this.spec.maxSeq) throw new RangeError(`sequence length ${seq} exceeds the model's ${this.spec.maxSeq} positions`);
+    const convert = (name: string | undefined, d: Domain) => (name && inputs[name] !== undefined ? toInt32(name, inputs[name], d) : null);
+    const idData = convert(names.ids, table(c.vocab, 'vocabulary'))!;
+    let mask = convert(names.mask, MASK);
+    if (mask && this.spec.maskReading) mask = maskAsRead(mask, batch, seq, this.spec.maskReading);
+    const types = convert(names.tokenTypes, table(c.typeVocab, 'token types'));
+    const from = this.spec.positions?.fromIds;
+    const positions = from ? positionsFromIds(idData, batch, seq, from.paddingIdx) : null;
+    // a batch of 0 sequences: empty outputs, as onnxruntime answers (the engine itself needs a token)
+    const r: Partial<Record<EngineOutput, Float32Array>> = batch === 0 ? {} : await this.handle.run({ ids: idData, mask, types, positions, batch, seq });
     const out: Record<string, TensorOutput> = {};
     for (const o of this.spec.outputs) {
-      const data = r[o.from];
+      const data = batch === 0 ? new Float32Array(0) : r[o.from];
       if (!data) throw new Error(`the engine produced no ${o.from} output`);
+      if (o.from === 'tok') {
+        const labels = c.tokenClassifier!.labels;
+        out[o.name] = o.column === undefined ? { data, dims: [batch, seq, labels] } : { data: column(data, labels, o.column), dims: [batch, seq] };
+        continue;
+      }
       const dims = o.from === 'hidden' ? [batch, seq, c.hidden]
         : o.from === 'pooled' ? [batch, c.hidden]
           : o.from === 'mlm' ? [batch, seq, c.vocab]
@@ -176,7 +266,9 @@ export class Encoder {
 
   /** Frees the packed weights; later run() calls fail. */
   close(): void {
-    this.handle?.close();
+    if (!this.handle) return;
+    this.threadsAtClose = this.handle.threads;
+    this.handle.close();
     this.handle = undefined;
   }
 }

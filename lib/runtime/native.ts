@@ -7,18 +7,32 @@ import * as path from 'node:path';
 import { BortError } from '../errors.js';
 
 export interface NativeEncoder {
-  run(inputs: { ids: Int32Array; mask: Int32Array | null; types: Int32Array | null; batch: number; seq: number }): Promise<{
+  run(inputs: { ids: Int32Array; mask: Int32Array | null; types: Int32Array | null; positions?: Int32Array | null; batch: number; seq: number }): Promise<{
     hidden: Float32Array;
     pooled?: Float32Array;
     mlm?: Float32Array;
     cls?: Float32Array;
+    tok?: Float32Array;
   }>;
   close(): void;
+  /** From the next run on; an integer in [1, maxThreads] (RangeError otherwise). */
+  setThreads(n: number): void;
+  readonly threads: number;
+  readonly isa: string;
+  readonly packedBytes: number;
 }
 
 export interface NativeAddon {
+  /** Packs on the calling thread. */
   createEncoder(config: Record<string, unknown>, weights: Record<string, Float32Array>): NativeEncoder;
+  /** Packs on a libuv thread; the weights must stay untouched until the promise settles. */
+  createEncoderAsync(config: Record<string, unknown>, weights: Record<string, Float32Array>): Promise<NativeEncoder>;
   isa(): string;
+  isas(): string[];
+  /** The largest thread count an encoder accepts (256). */
+  readonly maxThreads: number;
+  /** Tests only: the next run fails when allocating its outputs ('alloc') or when resolving ('resolve'). */
+  _testFault(kind: 'alloc' | 'resolve' | 'none'): void;
 }
 
 let addon: NativeAddon | undefined;

@@ -1,6 +1,7 @@
 /**
  * The engine's view of a recognised model: the constants that change the math (score scale, mask
- * value, LayerNorm epsilons, position offset, Gemm factors, which outputs exist) as recognition
+ * value and form, LayerNorm epsilons, position offset or padding id, the token-type row read without
+ * an input, Gemm factors, pooler activation, which outputs exist) as recognition
  * recorded them in the BertModel, and every weight in the engine's canonical layout (linears as
  * [in, out] row-major, Gemm's alpha and beta folded in). Nothing here walks the graph: anything the
  * engine cannot compute exactly is refused from what recognition recorded, naming the part, and
@@ -10,18 +11,32 @@ import { BortError, quoteName } from '../errors.js';
 import type { BertModel, Linear, LayerNorm } from '../bert/model.js';
 import type { MaskReading } from '../bert/normalize/view.js';
 import { initializerData, inOutMatrix } from '../bert/weights.js';
+import { firstNonFinite } from '../onnx/tensor.js';
+
+export type EngineOutput = 'hidden' | 'pooled' | 'mlm' | 'cls' | 'tok';
 
 export interface EngineSpec {
   config: {
     layers: number; heads: number; headSize: number; hidden: number; intermediate: number; vocab: number;
+    /** Rows of the engine's position table. */
     maxPositions: number; typeVocab: number; scoreScale: number; maskValue: number;
-    embLnEps: number; lnEps: number[]; pooler: boolean; mlm: null | { lnEps: number }; classifier: null | { labels: number };
+    /** The mask replaces the scores of padding keys (Where) instead of being added. */
+    maskSelect: boolean;
+    embLnEps: number; lnEps: number[]; pooler: boolean; poolerActivation: 'tanh' | 'relu';
+    mlm: null | { lnEps: number }; classifier: null | { labels: number }; tokenClassifier: null | { labels: number };
   };
   weights: Record<string, Float32Array>;
   /** Model input names by role. */
   inputs: { ids: string; mask?: string; tokenTypes?: string };
-  /** Model outputs in declared order, with the engine output that carries each. */
-  outputs: { name: string; from: 'hidden' | 'pooled' | 'mlm' | 'cls' }[];
+  /** The longest sequence the model reads. */
+  maxSeq: number;
+  /** How the runtime computes the position ids it passes (absent: token t reads row t). */
+  positions?: { fromIds: { paddingIdx: number } };
+  /**
+   * Model outputs in declared order, with the engine output that carries each; `column`: the output is
+   * that column of the per-token logits (question answering's start and end logits).
+   */
+  outputs: { name: string; from: EngineOutput; column?: number }[];
   /** How onnxruntime's fused Attention reads the mask, when it does (the engine then takes 0/1 masks only). */
   maskReading?: MaskReading;
   /** The only sequence length the model's inputs allow, when they declare one. */
@@ -39,15 +54,24 @@ function scaled(data: Float32Array, factor: number): Float32Array {
   return out;
 }
 
+/** The model's outputs in declared order, with the engine output that carries each (and its column). */
+export function engineOutputs(m: BertModel): EngineSpec['outputs'] {
+  return m.outputs.map((o): EngineSpec['outputs'][number] => {
+    if (o.role !== 'classifier') return { name: o.name, from: o.role === 'pooled' ? 'pooled' : o.role };
+    const c = m.classifiers.find((x) => x.linear.output === o.source)!;
+    if (c.source === 'pooler') return { name: o.name, from: 'cls' };
+    return o.column === undefined ? { name: o.name, from: 'tok' } : { name: o.name, from: 'tok', column: o.column };
+  });
+}
+
 export function engineSpec(m: BertModel): EngineSpec {
   const w: Record<string, Float32Array> = {};
   /** Stores an engine weight after checking its size and values, naming the part and the model's tensor. */
   const put = (key: string, data: Float32Array, expected: number, role: string, tensor?: string) => {
     const what = tensor ? `the ${role} ${quoteName(tensor)}` : `the ${role}`;
     if (data.length !== expected) throw unsupported(`${what} has ${data.length} values where the engine needs ${expected}`);
-    for (let i = 0; i < data.length; i++) {
-      if (!Number.isFinite(data[i])) throw unsupported(`${what} holds ${data[i]} at index ${i}`, 'onnxruntime would return NaN or infinite values for this model; repair the weights');
-    }
+    const bad = firstNonFinite(data);
+    if (bad) throw unsupported(`${what} holds ${bad.value} at index ${bad.index}`, 'onnxruntime would return NaN or infinite values for this model; repair the weights');
     w[key] = data;
   };
   const H = m.arch.hidden;
@@ -63,12 +87,30 @@ export function engineSpec(m: BertModel): EngineSpec {
   };
   const e = m.embeddings;
   if (!e.position || !e.positionIds) throw unsupported('it has no position embeddings');
-  if (e.positionIds.kind !== 'arange') throw unsupported(`position ids: ${e.positionIds.problem}`);
-  const { start, maxSeq } = e.positionIds;
+  const ids = e.positionIds;
+  if (ids.kind === 'other') throw unsupported(`position ids: ${ids.problem}`);
+  let maxSeq = ids.maxSeq;
   put('word_emb', initializerData(m, e.word.table), m.vocab * H, 'word embedding table', e.word.table);
-  // row 0 of the engine's table is the first position the model reads (exact for offset positions)
-  put('pos_emb', initializerData(m, e.position.table).subarray(start * H, (start + maxSeq) * H), maxSeq * H, 'position embedding table', e.position.table);
-  if (e.tokenType) put('type_emb', initializerData(m, e.tokenType.table), m.typeVocab * H, 'token-type embedding table', e.tokenType.table);
+  let posRows: number;
+  if (ids.kind === 'arange') {
+    // row 0 of the engine's table is the first position the model reads (exact for offset positions)
+    posRows = maxSeq;
+    put('pos_emb', initializerData(m, e.position.table).subarray(ids.start * H, (ids.start + maxSeq) * H), maxSeq * H, 'position embedding table', e.position.table);
+  } else {
+    // the runtime passes the ids the graph computes (lib/runtime/positions.ts): the whole table
+    posRows = e.position.rows;
+    put('pos_emb', initializerData(m, e.position.table), posRows * H, 'position embedding table', e.position.table);
+  }
+  let typeVocab = m.typeVocab;
+  if (e.tokenType && e.tokenType.constantRow !== undefined) {
+    // no token-type input: every token adds the one row the graph reads (the engine's type 0)
+    const row = e.tokenType.constantRow;
+    typeVocab = 1;
+    put('type_emb', initializerData(m, e.tokenType.table).subarray(row * H, (row + 1) * H), H, 'token-type embedding table', e.tokenType.table);
+    if (e.tokenType.maxSeq !== undefined) maxSeq = Math.min(maxSeq, e.tokenType.maxSeq);
+  } else if (e.tokenType) {
+    put('type_emb', initializerData(m, e.tokenType.table), m.typeVocab * H, 'token-type embedding table', e.tokenType.table);
+  }
   ln('emb_ln', e.ln, 'embedding LayerNorm');
   const scale = m.layers[0].attention.scoreScale;
   const lnEps: number[] = [];
@@ -97,25 +139,33 @@ export function engineSpec(m: BertModel): EngineSpec {
     ln('mlm_ln', m.mlm.ln, 'masked-LM LayerNorm');
     lin('decoder', m.mlm.decoder, 'masked-LM decoder', H, m.vocab);
   }
-  const cls = m.classifiers;
-  if (cls.some((c) => c.source !== 'pooler')) throw unsupported('a token classifier on the hidden states');
-  if (cls.length > 1) throw unsupported(`${cls.length} classifiers on the pooled output`);
-  if (cls.length === 1) lin('cls', cls[0].linear, 'classifier', H, cls[0].linear.outDim);
+  const onPooled = m.classifiers.filter((c) => c.source === 'pooler');
+  const perToken = m.classifiers.filter((c) => c.source === 'hidden');
+  if (onPooled.length > 1) throw unsupported(`${onPooled.length} classifiers on the pooled output`);
+  if (perToken.length > 1) throw unsupported(`${perToken.length} classifiers on the hidden states`);
+  if (onPooled.length === 1) lin('cls', onPooled[0].linear, 'classifier', H, onPooled[0].linear.outDim);
+  if (perToken.length === 1) lin('tok', perToken[0].linear, 'token classifier', H, perToken[0].linear.outDim);
   if (m.maskProblem) throw unsupported(`attention mask: ${m.maskProblem}`);
   if (m.inputs.mask && m.maskValue === undefined) throw unsupported('the attention-mask expression (no (1 - mask) · value found)');
-  if (m.maskValue !== undefined && !Number.isFinite(Math.fround(m.maskValue))) {
-    throw unsupported(`the attention mask adds ${m.maskValue} · (1 - mask)`, 'onnxruntime would return NaN for this model; export it with a finite mask value');
+  const select = m.maskKind === 'select';
+  if (m.maskValue !== undefined && !Number.isFinite(Math.fround(m.maskValue)) && !(select && m.maskValue === -Infinity)) {
+    throw unsupported(select ? `the attention mask puts ${m.maskValue} in place of the scores` : `the attention mask adds ${m.maskValue} · (1 - mask)`,
+      'onnxruntime would return NaN for this model; export it with a finite mask value');
   }
-  const outputs = m.outputs.map((o) => ({ name: o.name, from: ({ hidden: 'hidden', pooled: 'pooled', mlm: 'mlm', classifier: 'cls' } as const)[o.role] }));
+  const outputs = engineOutputs(m);
   return {
     config: {
       layers: m.arch.layers, heads: m.arch.heads, headSize: m.headSize, hidden: H, intermediate: I,
-      vocab: m.vocab, maxPositions: maxSeq, typeVocab: m.typeVocab, scoreScale: scale, maskValue: m.maskValue ?? 0,
-      embLnEps: e.ln.epsilon, lnEps, pooler: !!m.pooler, mlm: m.mlm ? { lnEps: m.mlm.ln.epsilon } : null,
-      classifier: cls.length ? { labels: cls[0].linear.outDim } : null,
+      vocab: m.vocab, maxPositions: posRows, typeVocab, scoreScale: scale, maskValue: m.maskValue ?? 0, maskSelect: select,
+      embLnEps: e.ln.epsilon, lnEps, pooler: !!m.pooler, poolerActivation: m.pooler?.activation ?? 'tanh',
+      mlm: m.mlm ? { lnEps: m.mlm.ln.epsilon } : null,
+      classifier: onPooled.length ? { labels: onPooled[0].linear.outDim } : null,
+      tokenClassifier: perToken.length ? { labels: perToken[0].linear.outDim } : null,
     },
     weights: w,
     inputs: { ids: m.inputs.ids, mask: m.inputs.mask, tokenTypes: m.inputs.tokenTypes },
+    maxSeq,
+    positions: ids.kind === 'from-ids' ? { fromIds: { paddingIdx: ids.paddingIdx } } : undefined,
     outputs,
     maskReading: m.maskReading,
     fixedLength: m.inputs.fixedLength,

@@ -112,13 +112,18 @@ function oneOf<T extends string>(value: T | undefined, allowed: readonly T[], wh
   return value;
 }
 
+/** The ai.onnx opsets synth writes (all within what loadModel and onnxruntime read). */
+export const SYNTH_OPSETS = { min: 11, max: 17 } as const;
+
 export function resolveOptions(opts: SynthOptions): ResolvedOptions {
   const arch = typeof opts.arch === 'string' ? parseArch(opts.arch) : opts.arch;
   const family = oneOf(opts.family, FAMILIES, 'family') ?? 'bert';
   const vocab = opts.vocab ?? 30522;
   const positions = opts.maxPositions ?? 512;
   const opset = opts.opset ?? 14;
-  if (opset < 11 || opset > 17) throw new BortError(`opset ${opset} is not supported by synth`, 'choose an opset from 11 to 17');
+  if (!Number.isInteger(opset) || opset < SYNTH_OPSETS.min || opset > SYNTH_OPSETS.max) {
+    throw new BortError(`opset ${String(opset)} is not supported by synth`, `choose an opset from ${SYNTH_OPSETS.min} to ${SYNTH_OPSETS.max}`);
+  }
   if (vocab < 1 || positions < 1) throw new BortError('vocabulary and positions must be at least 1', 'pass --vocab N');
   const fusedLayerNorm = (opts.layerNorm ?? (opset >= 17 ? 'fused' : 'decomposed')) === 'fused';
   if (fusedLayerNorm && opset < 17) throw new BortError('LayerNormalization needs opset 17', 'use --opset 17');

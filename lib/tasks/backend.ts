@@ -4,8 +4,8 @@
  * QA start/end logits). The native `Encoder` is the default; onnxruntime-node is used only when asked
  * (lib/tasks/ort-backend.ts).
  */
-import { Encoder, type TensorOutput } from '../runtime/encoder.js';
-import { BortError } from '../errors.js';
+import { Encoder } from '../runtime/encoder.js';
+import type { EngineOutput } from '../runtime/spec.js';
 
 export interface PaddedBatch {
   ids: Int32Array;
@@ -44,38 +44,33 @@ export interface Backend {
   close(): void | Promise<void>;
 }
 
-/** The native engine. Output roles are told apart by shape; a model where two roles share one is refused. */
+/**
+ * The text-task role of each output the engine recognised: hidden states, pooled output, masked-LM
+ * logits, sequence-classifier logits, and a QA head's start and end (per-token logits split into
+ * exactly two columns). Other outputs (a token classifier's logits) play no task role.
+ */
+export function taskRoles(outputs: readonly { name: string; from: EngineOutput; column?: number }[]): Map<string, keyof RoleOutputs> {
+  const split = outputs.filter((o) => o.from === 'tok' && o.column !== undefined);
+  const roles = new Map<string, keyof RoleOutputs>();
+  for (const o of outputs) {
+    const role = ({ hidden: 'hidden', pooled: 'pooled', mlm: 'mlm', cls: 'classifier' } as const)[o.from as 'hidden']
+      ?? (split.length === 2 && o.column !== undefined ? (o.column === 0 ? 'start' : 'end') : undefined);
+    if (role) roles.set(o.name, role);
+  }
+  return roles;
+}
+
+/** The native engine: each output's role is what recognition found it to be (Encoder.outputRoles). */
 export async function nativeBackend(file: string, threads?: number): Promise<Backend> {
   const enc = await Encoder.load(file, threads ? { threads } : {});
   const info = enc.info;
   const hidden = enc.arch.hidden;
-  const roleOf = (o: TensorOutput): keyof RoleOutputs | undefined => {
-    if (o.dims.length === 3) return o.dims[2] === info.vocab && info.mlm ? 'mlm' : o.dims[2] === hidden ? 'hidden' : undefined;
-    if (o.dims.length === 2) return info.classifierLabels && o.dims[1] === info.classifierLabels ? 'classifier' : o.dims[1] === hidden ? 'pooled' : undefined;
-    return undefined;
-  };
-  if (info.mlm && info.vocab === hidden && enc.outputNames.length > 1) {
-    enc.close();
-    throw new BortError('the model\'s vocabulary size equals its hidden size, so its outputs cannot be told apart by shape', 'export the model with only the output you need');
-  }
-  if (info.classifierLabels === hidden && enc.outputNames.length > 1) {
-    enc.close();
-    throw new BortError('the model\'s label count equals its hidden size, so its outputs cannot be told apart by shape', 'export the model with only the output you need');
-  }
-  const roles = new Set<keyof RoleOutputs>();
-  if (info.mlm) roles.add('mlm');
-  if (info.classifierLabels) roles.add('classifier');
-  const names = enc.outputNames;
+  const roleByName = taskRoles(enc.outputRoles);
+  const roles = new Set(roleByName.values());
   const roleNames = enc.inputRoles;
-  // hidden / pooled appear when the graph outputs them: learn it from a one-token run's shapes
-  const probe = await enc.run({ [roleNames.ids]: { data: new Int32Array([0]), dims: [1, 1] } });
-  for (const n of names) {
-    const r = roleOf(probe[n]);
-    if (r) roles.add(r);
-  }
   return {
     engine: 'native', maxPositions: info.maxPositions, vocab: info.vocab, hidden,
-    typeVocab: roleNames.tokenTypes ? 2 : 0,
+    typeVocab: enc.typeVocab,
     labels: info.classifierLabels, roles,
     async run(b) {
       const feeds: Record<string, { data: Int32Array; dims: number[] }> = { [roleNames.ids]: { data: b.ids, dims: [b.batch, b.seq] } };
@@ -83,10 +78,7 @@ export async function nativeBackend(file: string, threads?: number): Promise<Bac
       if (roleNames.tokenTypes) feeds[roleNames.tokenTypes] = { data: b.types, dims: [b.batch, b.seq] };
       const out = await enc.run(feeds);
       const r: RoleOutputs = {};
-      for (const n of names) {
-        const role = roleOf(out[n]);
-        if (role && role !== 'start' && role !== 'end') r[role] = out[n].data;
-      }
+      for (const [n, role] of roleByName) r[role] = out[n].data;
       return r;
     },
     close: () => enc.close(),

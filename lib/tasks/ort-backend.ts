@@ -8,7 +8,8 @@
 import { BortError } from '../errors.js';
 import { loadModel } from '../onnx/io.js';
 import { recognize } from '../bert/recognize.js';
-import type { Backend, RoleOutputs } from './backend.js';
+import { taskRoles, type Backend, type RoleOutputs } from './backend.js';
+import { engineOutputs } from '../runtime/spec.js';
 
 type Ort = typeof import('onnxruntime-node');
 
@@ -36,8 +37,7 @@ export async function ortBackend(file: string, opts: { threads?: number; maxPosi
   const ids = known?.inputs.ids ?? inputs.find((n) => /input_ids|ids/i.test(n)) ?? inputs[0];
   const mask = known ? known.inputs.mask : inputs.find((n) => /mask/i.test(n));
   const types = known ? known.inputs.tokenTypes : inputs.find((n) => /type/i.test(n));
-  const roleByName = new Map<string, keyof RoleOutputs>();
-  if (known) for (const o of known.outputs) roleByName.set(o.name, o.role);
+  const roleByName = known ? taskRoles(engineOutputs(known)) : new Map<string, keyof RoleOutputs>();
   for (const n of session.outputNames) {
     if (roleByName.has(n)) continue;
     if (/start/i.test(n)) roleByName.set(n, 'start');

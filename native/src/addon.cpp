@@ -1,20 +1,34 @@
 // N-API binding (node-addon-api; NAPI_CPP_EXCEPTIONS + NODE_ADDON_API_CPP_EXCEPTIONS_ALL: any C++ exception
 // that reaches the boundary becomes a JS Error).
 //
-//   createEncoder(config, weights) -> NativeEncoder   (weights packed/copied; JS may drop its arrays)
-//   handle.run({ ids, mask, types, batch, seq }) -> Promise<{ hidden, pooled?, mlm?, cls? }>
+//   createEncoder(config, weights) -> NativeEncoder            (packs on the calling thread)
+//   createEncoderAsync(config, weights) -> Promise<NativeEncoder> (packs on a libuv thread; the weights
+//                                          must stay untouched until the promise settles)
+//   handle.run({ ids, mask, types, positions, batch, seq }) -> Promise<{ hidden, pooled?, mlm?, cls?, tok? }>
 //   handle.close(), handle.setThreads(n), handle.threads
 //   isa() -> "avx512" | "avx2" | "neon" | "scalar"   (BORT_ISA forces one)
 //   isas() -> the ISAs this CPU and build can run
+//   maxThreads -> the largest thread count an encoder accepts (bort::kMaxThreads)
+//   _testFault("alloc" | "resolve") -> the next run fails there (tests of the failure paths only)
 #include <napi.h>
 
+#include <cmath>
+#include <cstring>
 #include <deque>
 #include <memory>
+#include <new>
 #include <string>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "encoder.h"
+
+// the training binding (train/train_addon.cpp) reads configurations and picks kernels as createEncoder does
+namespace bort_train {
+void init_binding(Napi::Env env, Napi::Object exports, bort::EncoderConfig (*parse)(Napi::Env, Napi::Value),
+                  const bort::Kernels* (*kernels)(Napi::Env));
+}
 
 namespace {
 
@@ -26,6 +40,16 @@ const bort::Kernels* kernels_or_throw(Napi::Env env) {
   if (!k) throw Napi::Error::New(env, err ? err : "no kernel table available");
   return k;
 }
+
+// An integer-valued double in [lo, hi]; the range is tested before any conversion (a double outside
+// the target type's range, NaN or an infinity must never be cast).
+bool is_int_in(double d, double lo, double hi) { return d >= lo && d <= hi && std::trunc(d) == d; }
+
+// The largest Float32Array V8 makes (v8::TypedArray::kMaxLength is 2^32 on 64-bit builds; one less
+// keeps clear of it on every Node version).
+constexpr size_t kMaxOutputFloats = ((size_t)1 << 32) - 1;
+
+std::string js_text(Napi::Value v) { return v.ToString().Utf8Value(); }
 
 // ---------------------------------------------------------------- config parsing
 double get_number(Napi::Object o, const char* key, bool required, double dflt) {
@@ -40,9 +64,29 @@ double get_number(Napi::Object o, const char* key, bool required, double dflt) {
 
 int get_int(Napi::Object o, const char* key, bool required, int dflt, int minv) {
   double d = get_number(o, key, required, dflt);
-  if (d != (double)(int64_t)d || d < minv || d > 2147483647.0)
+  if (!is_int_in(d, minv, 2147483647.0))
     throw Napi::TypeError::New(o.Env(), std::string("config.") + key + " must be an integer >= " + std::to_string(minv) +
-                                            ", got " + std::to_string(d));
+                                            ", got " + js_text(Napi::Number::New(o.Env(), d)));
+  return (int)d;
+}
+
+// A finite number that a float holds (a double beyond the float range must not be converted: undefined
+// behaviour; NaN or an infinity would poison every output).
+float get_float(Napi::Object o, const char* key, bool required, double dflt) {
+  double d = get_number(o, key, required, dflt);
+  if (!(d >= -3.4028234663852886e38 && d <= 3.4028234663852886e38))
+    throw Napi::TypeError::New(o.Env(), std::string("config.") + key + " must be a finite number within the float range, got " +
+                                            js_text(Napi::Number::New(o.Env(), d)));
+  return (float)d;
+}
+
+// threads: a number (TypeError otherwise) that is an integer in [1, kMaxThreads] (RangeError otherwise)
+int threads_from(Napi::Env env, Napi::Value v, const char* what) {
+  const std::string range = "[1, " + std::to_string(bort::kMaxThreads) + "]";
+  if (!v.IsNumber()) throw Napi::TypeError::New(env, std::string(what) + " must be an integer in " + range + ", got " + js_text(v));
+  double d = v.As<Napi::Number>().DoubleValue();
+  if (!is_int_in(d, 1, bort::kMaxThreads))
+    throw Napi::RangeError::New(env, std::string(what) + " must be an integer in " + range + ", got " + js_text(v));
   return (int)d;
 }
 
@@ -58,23 +102,33 @@ bort::EncoderConfig parse_config(Napi::Env env, Napi::Value cv) {
   cfg.vocab = get_int(c, "vocab", true, 0, 1);
   cfg.maxPositions = get_int(c, "maxPositions", true, 0, 1);
   cfg.typeVocab = get_int(c, "typeVocab", false, 0, 0);
-  cfg.scoreScale = (float)get_number(c, "scoreScale", true, 0);
-  cfg.maskValue = (float)get_number(c, "maskValue", true, 0);
-  cfg.embLnEps = (float)get_number(c, "embLnEps", true, 0);
+  cfg.scoreScale = get_float(c, "scoreScale", true, 0);
+  Napi::Value select = c.Get("maskSelect");
+  cfg.maskSelect = select.IsBoolean() ? select.As<Napi::Boolean>().Value() : false;
+  // the Where form may fill with -infinity (onnxruntime then gives NaN only for a sequence without tokens)
+  if (cfg.maskSelect && get_number(c, "maskValue", true, 0) == -INFINITY) cfg.maskValue = -INFINITY;
+  else cfg.maskValue = get_float(c, "maskValue", true, 0);
+  cfg.embLnEps = get_float(c, "embLnEps", true, 0);
   Napi::Value eps = c.Get("lnEps");
   if (!eps.IsArray()) throw Napi::TypeError::New(env, "config.lnEps must be an array of 2 numbers per layer");
   Napi::Array ea = eps.As<Napi::Array>();
   for (uint32_t i = 0; i < ea.Length(); ++i) {
     Napi::Value e = ea.Get(i);
-    if (!e.IsNumber()) throw Napi::TypeError::New(env, "config.lnEps[" + std::to_string(i) + "] must be a number");
-    cfg.lnEps.push_back((float)e.As<Napi::Number>().DoubleValue());
+    const double d = e.IsNumber() ? e.As<Napi::Number>().DoubleValue() : NAN;
+    if (!(d >= -3.4028234663852886e38 && d <= 3.4028234663852886e38))
+      throw Napi::TypeError::New(env, "config.lnEps[" + std::to_string(i) + "] must be a finite number within the float range, got " + js_text(e));
+    cfg.lnEps.push_back((float)d);
   }
   Napi::Value pooler = c.Get("pooler");
   cfg.pooler = pooler.IsBoolean() ? pooler.As<Napi::Boolean>().Value() : false;
+  Napi::Value act = c.Get("poolerActivation");
+  if (act.IsString() && act.As<Napi::String>().Utf8Value() == "relu") cfg.poolerRelu = true;
+  else if (!act.IsUndefined() && !act.IsNull() && !(act.IsString() && act.As<Napi::String>().Utf8Value() == "tanh"))
+    throw Napi::TypeError::New(env, "config.poolerActivation must be 'tanh' or 'relu'");
   Napi::Value mlm = c.Get("mlm");
   if (mlm.IsObject()) {
     cfg.mlm = true;
-    cfg.mlmLnEps = (float)get_number(mlm.As<Napi::Object>(), "lnEps", true, 0);
+    cfg.mlmLnEps = get_float(mlm.As<Napi::Object>(), "lnEps", true, 0);
   } else if (!mlm.IsUndefined() && !mlm.IsNull()) {
     throw Napi::TypeError::New(env, "config.mlm must be null or { lnEps }");
   }
@@ -84,32 +138,172 @@ bort::EncoderConfig parse_config(Napi::Env env, Napi::Value cv) {
   } else if (!cls.IsUndefined() && !cls.IsNull()) {
     throw Napi::TypeError::New(env, "config.classifier must be null or { labels }");
   }
-  unsigned hc = std::thread::hardware_concurrency();
-  cfg.threads = get_int(c, "threads", false, hc ? (int)hc : 1, 1);
+  Napi::Value tok = c.Get("tokenClassifier");
+  if (tok.IsObject()) {
+    cfg.tokenLabels = get_int(tok.As<Napi::Object>(), "labels", true, 0, 1);
+  } else if (!tok.IsUndefined() && !tok.IsNull()) {
+    throw Napi::TypeError::New(env, "config.tokenClassifier must be null or { labels }");
+  }
+  Napi::Value th = c.Get("threads");
+  if (th.IsUndefined() || th.IsNull()) {
+    unsigned hc = std::thread::hardware_concurrency();
+    cfg.threads = hc == 0 ? 1 : hc > (unsigned)bort::kMaxThreads ? bort::kMaxThreads : (int)hc;
+  } else {
+    cfg.threads = threads_from(env, th, "config.threads");
+  }
+  // int8: undefined/false = float32; true = layer projections quantized at load (qlinear.h)
+  Napi::Value q8 = c.Get("int8");
+  if (q8.IsBoolean()) cfg.int8 = q8.As<Napi::Boolean>().Value();
+  else if (!q8.IsUndefined()) throw Napi::TypeError::New(env, "config.int8 must be a boolean");
   return cfg;
 }
 
+// The weights as (data, length) by name, taken on the JS thread, with a reference to each array so
+// that it outlives a packing that runs on another thread.
+struct WeightTable {
+  std::unordered_map<std::string, std::pair<const float*, size_t>> arrays;
+  std::vector<Napi::ObjectReference> refs;
+
+  WeightTable(Napi::Env env, Napi::Value wv) {
+    if (!wv.IsObject()) throw Napi::TypeError::New(env, "createEncoder(config, weights): weights must be an object of Float32Array");
+    Napi::Object w = wv.As<Napi::Object>();
+    Napi::Array names = w.GetPropertyNames();
+    for (uint32_t i = 0; i < names.Length(); ++i) {
+      Napi::Value key = names.Get(i);
+      const std::string name = js_text(key);
+      Napi::Value v = w.Get(key);
+      if (v.IsUndefined() || v.IsNull()) continue;
+      if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
+        throw Napi::TypeError::New(env, "weight '" + name + "' must be a Float32Array");
+      Napi::Float32Array a = v.As<Napi::Float32Array>();
+      arrays[name] = {a.Data(), a.ElementLength()};
+      refs.push_back(Napi::Persistent(static_cast<Napi::Object>(a)));
+    }
+  }
+
+  bort::WeightLookup lookup() const {
+    return [this](const std::string& name, size_t* len) -> const float* {
+      auto it = arrays.find(name);
+      if (it == arrays.end()) return nullptr;
+      *len = it->second.second;
+      return it->second.first;
+    };
+  }
+};
+
+// A failure of the C++ side, kept until it can become the matching JS error on the JS thread.
+struct Failure {
+  enum Kind { None, Type, Range, Plain } kind = None;
+  std::string message;
+  Napi::Error error(Napi::Env env) const {
+    if (kind == Type) return Napi::TypeError::New(env, message);
+    if (kind == Range) return Napi::RangeError::New(env, message);
+    return Napi::Error::New(env, message);
+  }
+};
+
+// Builds the encoder (validates the configuration, starts its pool, packs the weights); never throws.
+std::shared_ptr<Encoder> build_encoder(const bort::EncoderConfig& cfg, const WeightTable& w, const bort::Kernels* k,
+                                       Failure* f) {
+  try {
+    return std::make_shared<Encoder>(cfg, w.lookup(), k);
+  } catch (const bort::ConfigError& e) {
+    *f = {Failure::Type, e.what()};
+  } catch (const std::bad_alloc&) {
+    *f = {Failure::Range, "out of memory while packing the weights"};
+  } catch (const std::exception& e) {
+    *f = {Failure::Plain, e.what()};
+  }
+  return nullptr;
+}
+
+enum class Fault { None, Alloc, Resolve };
+
 struct Instance {
   Napi::FunctionReference encoderCtor;
+  Fault fault = Fault::None;  // _testFault: the next run fails at this point (JS thread only)
+  Fault take_fault(Fault f) {
+    if (fault != f) return Fault::None;
+    fault = Fault::None;
+    return f;
+  }
 };
+
+// Type tag of the External that carries a packed encoder from createEncoderAsync to the constructor.
+const napi_type_tag kEncoderTag = {0x6b0e2c3f5a7d4e91ull, 0x8c1f3b2a9d4e6f70ull};
+
+// ---------------------------------------------------------------- outputs
+// One output buffer, allocated by the engine's allocator when its run starts (not when it is queued)
+// and handed to JS as an external ArrayBuffer when the run has filled it.
+struct Output {
+  const char* name;
+  size_t floats;
+  bort::FloatBuf buf;
+};
+
+// The outputs a run of this shape produces, with their sizes; an output too large for a Float32Array
+// (or for size_t) is a RangeError that names it.
+std::vector<Output> output_plan(const bort::EncoderConfig& c, size_t B, size_t S, std::string* err) {
+  std::vector<Output> outs;
+  auto add = [&](const char* name, size_t a, size_t b, size_t n) {
+    size_t ab = 0, abn = 0;
+    if (__builtin_mul_overflow(a, b, &ab) || __builtin_mul_overflow(ab, n, &abn) || abn > kMaxOutputFloats) {
+      if (err->empty())
+        *err = std::string("output '") + name + "' of " + std::to_string(a) + " x " + std::to_string(b) + " x " +
+               std::to_string(n) + " floats is larger than a Float32Array can be (" + std::to_string(kMaxOutputFloats) +
+               " values); run a smaller batch or shorter sequences";
+      return;
+    }
+    outs.push_back({name, abn, nullptr});
+  };
+  add("hidden", B, S, (size_t)c.hidden);
+  if (c.pooler) add("pooled", B, 1, (size_t)c.hidden);
+  if (c.mlm) add("mlm", B, S, (size_t)c.vocab);
+  if (c.classifierLabels) add("cls", B, 1, (size_t)c.classifierLabels);
+  if (c.tokenLabels) add("tok", B, S, (size_t)c.tokenLabels);
+  return outs;
+}
+
+// The buffer as a Float32Array that owns it from now on.
+Napi::Float32Array to_js(Napi::Env env, Output& o) {
+  const size_t bytes = o.floats * sizeof(float);
+  float* data = o.buf.get();
+  const size_t mapped = o.buf.get_deleter().mapped;
+  Napi::ArrayBuffer ab;
+  try {
+    ab = Napi::ArrayBuffer::New(env, data, bytes, [mapped](Napi::Env, void* p) { bort::AlignedFree{mapped}(static_cast<float*>(p)); });
+    o.buf.release();  // the ArrayBuffer frees it now
+  } catch (const Napi::Error&) {
+    // external buffers not allowed in this runtime: copy into one V8 allocates
+    ab = Napi::ArrayBuffer::New(env, bytes);
+    std::memcpy(ab.Data(), data, bytes);
+    o.buf.reset();
+  }
+  return Napi::Float32Array::New(env, o.floats, ab, 0);
+}
 
 // ---------------------------------------------------------------- run worker
 class RunWorker;
 
 // Runs of one encoder go to the libuv pool one at a time (they would serialise on the encoder
 // anyway): overlapping calls wait here, on the JS thread, instead of each blocking a libuv thread
-// that file system and crypto work also need. Touched only on the JS thread.
+// that file system and crypto work also need. A waiting call holds only its inputs; its outputs are
+// allocated when it starts. Touched only on the JS thread.
 struct RunQueue {
   std::deque<RunWorker*> waiting;
   bool busy = false;
   void submit(RunWorker* w);
-  void done();
+  void done();  // the running call has settled its promise: start the next
+
+ private:
+  void start_next();
 };
 
 class RunWorker : public Napi::AsyncWorker {
  public:
   RunWorker(Napi::Env env, std::shared_ptr<Encoder> enc, std::shared_ptr<RunQueue> queue, bort::RunInputs in,
-            std::vector<int32_t> ids, std::vector<int32_t> mask, std::vector<int32_t> types)
+            std::vector<int32_t> ids, std::vector<int32_t> mask, std::vector<int32_t> types, std::vector<int32_t> positions,
+            std::vector<Output> outs)
       : Napi::AsyncWorker(env, "bort.run"),
         deferred_(Napi::Promise::Deferred::New(env)),
         enc_(std::move(enc)),
@@ -117,77 +311,192 @@ class RunWorker : public Napi::AsyncWorker {
         in_(in),
         ids_(std::move(ids)),
         mask_(std::move(mask)),
-        types_(std::move(types)) {
+        types_(std::move(types)),
+        positions_(std::move(positions)),
+        outs_(std::move(outs)) {
     in_.ids = ids_.data();
     in_.mask = in.mask ? mask_.data() : nullptr;
     in_.types = in.types ? types_.data() : nullptr;
-    const bort::EncoderConfig& c = enc_->config();
-    const size_t B = in.batch, S = in.seq, H = c.hidden;
-    out_.hidden = alloc(env, "hidden", B * S * H);
-    if (c.pooler) out_.pooled = alloc(env, "pooled", B * H);
-    if (c.mlm) out_.mlm = alloc(env, "mlm", B * S * (size_t)c.vocab);
-    if (c.classifierLabels) out_.cls = alloc(env, "cls", B * (size_t)c.classifierLabels);
+    in_.positions = in.positions ? positions_.data() : nullptr;
   }
 
   Napi::Promise Promise() { return deferred_.Promise(); }
 
+  // On the JS thread, when the queue reaches this call: allocates the outputs and queues the work.
+  // False (promise rejected, nothing queued: the caller deletes this worker) when the encoder was
+  // closed meanwhile or an output cannot be allocated. Never throws.
+  bool Start() {
+    Napi::Env env = Env();
+    try {
+      if (enc_->closed()) {
+        deferred_.Reject(Napi::Error::New(env, "this encoder is closed").Value());
+        return false;
+      }
+      Instance* inst = env.GetInstanceData<Instance>();
+      for (Output& o : outs_) {
+        try {
+          if (inst && inst->take_fault(Fault::Alloc) != Fault::None) throw std::bad_alloc();
+          o.buf = bort::alloc_floats(o.floats);
+        } catch (const std::bad_alloc&) {
+          for (Output& x : outs_) x.buf.reset();
+          deferred_.Reject(Napi::RangeError::New(env, std::string("output '") + o.name + "' of " +
+                                                          std::to_string(o.floats * sizeof(float)) +
+                                                          " bytes cannot be allocated (out of memory); run a smaller batch or shorter sequences")
+                               .Value());
+          return false;
+        }
+      }
+      bort::RunOutputs& r = out_;
+      for (Output& o : outs_) {
+        const std::string n = o.name;
+        float* p = o.buf.get();
+        if (n == "hidden") r.hidden = p;
+        else if (n == "pooled") r.pooled = p;
+        else if (n == "mlm") r.mlm = p;
+        else if (n == "cls") r.cls = p;
+        else if (n == "tok") r.tok = p;
+      }
+      Queue();
+      return true;
+    } catch (const Napi::Error& e) {
+      try {
+        deferred_.Reject(e.Value());
+      } catch (...) {
+      }
+    } catch (const std::exception& e) {
+      try {
+        deferred_.Reject(Napi::Error::New(env, e.what()).Value());
+      } catch (...) {
+      }
+    }
+    return false;
+  }
+
   void Execute() override {
     try {
       enc_->run(in_, out_);
+    } catch (const bort::InputRangeError& e) {
+      failure_ = {Failure::Range, e.what()};
+    } catch (const bort::InputTypeError& e) {
+      failure_ = {Failure::Type, e.what()};
+    } catch (const std::bad_alloc&) {
+      failure_ = {Failure::Range, "out of memory for the run's scratch buffers; run a smaller batch or shorter sequences"};
     } catch (const std::exception& e) {
-      SetError(e.what());
+      failure_ = {Failure::Plain, e.what()};
     }
   }
 
   void OnOK() override {
+    ReleaseQueue release{queue_.get()};  // whatever happens below, the next call runs
     Napi::Env env = Env();
-    Napi::Object r = Napi::Object::New(env);
-    for (auto& o : outs_) r.Set(o.first, o.second.Value());
-    outs_.clear();
-    deferred_.Resolve(r);
-    queue_->done();
+    try {
+      if (failure_.kind != Failure::None) throw failure_.error(env);
+      Instance* inst = env.GetInstanceData<Instance>();
+      if (inst && inst->take_fault(Fault::Resolve) != Fault::None) throw Napi::Error::New(env, "injected fault while resolving a run");
+      Napi::Object r = Napi::Object::New(env);
+      for (Output& o : outs_) r.Set(o.name, to_js(env, o));
+      deferred_.Resolve(r);
+    } catch (const Napi::Error& e) {
+      Settle(e);
+    } catch (const std::exception& e) {
+      Settle(Napi::Error::New(env, e.what()));
+    }
   }
 
   void OnError(const Napi::Error& e) override {
-    outs_.clear();
-    deferred_.Reject(e.Value());
-    queue_->done();
+    ReleaseQueue release{queue_.get()};
+    Settle(e);
   }
 
  private:
-  float* alloc(Napi::Env env, const char* name, size_t n) {
-    Napi::Float32Array a = Napi::Float32Array::New(env, n);
-    outs_.emplace_back(name, Napi::Persistent(static_cast<Napi::Object>(a)));
-    return a.Data();
+  struct ReleaseQueue {
+    RunQueue* q;
+    ~ReleaseQueue() { q->done(); }
+  };
+
+  void Settle(const Napi::Error& e) {
+    for (Output& o : outs_) o.buf.reset();
+    try {
+      deferred_.Reject(e.Value());
+    } catch (...) {
+    }
   }
 
   Napi::Promise::Deferred deferred_;
   std::shared_ptr<Encoder> enc_;
   std::shared_ptr<RunQueue> queue_;
   bort::RunInputs in_;
-  std::vector<int32_t> ids_, mask_, types_;
+  std::vector<int32_t> ids_, mask_, types_, positions_;
+  std::vector<Output> outs_;
   bort::RunOutputs out_;
-  std::vector<std::pair<std::string, Napi::ObjectReference>> outs_;
+  Failure failure_;
 };
 
 void RunQueue::submit(RunWorker* w) {
-  if (busy) {
-    waiting.push_back(w);
-  } else {
-    busy = true;
-    w->Queue();
-  }
+  waiting.push_back(w);
+  start_next();
 }
 
 void RunQueue::done() {
   busy = false;
-  if (!waiting.empty()) {
+  start_next();
+}
+
+void RunQueue::start_next() {
+  while (!busy && !waiting.empty()) {
     RunWorker* w = waiting.front();
     waiting.pop_front();
-    busy = true;
-    w->Queue();
+    if (w->Start()) busy = true;
+    else delete w;  // never queued: its promise is already rejected
   }
 }
+
+// ---------------------------------------------------------------- pack worker (createEncoderAsync)
+class PackWorker : public Napi::AsyncWorker {
+ public:
+  PackWorker(Napi::Env env, bort::EncoderConfig cfg, std::unique_ptr<WeightTable> weights, const bort::Kernels* k)
+      : Napi::AsyncWorker(env, "bort.pack"),
+        deferred_(Napi::Promise::Deferred::New(env)),
+        cfg_(std::move(cfg)),
+        weights_(std::move(weights)),
+        k_(k) {}
+
+  Napi::Promise Promise() { return deferred_.Promise(); }
+
+  void Execute() override { enc_ = build_encoder(cfg_, *weights_, k_, &failure_); }
+
+  void OnOK() override {
+    Napi::Env env = Env();
+    weights_.reset();  // JS may drop or reuse its arrays now
+    try {
+      if (!enc_) throw failure_.error(env);
+      auto* holder = new std::shared_ptr<Encoder>(enc_);
+      Napi::External<std::shared_ptr<Encoder>> ext =
+          Napi::External<std::shared_ptr<Encoder>>::New(env, holder, [](Napi::Env, std::shared_ptr<Encoder>* h) { delete h; });
+      ext.TypeTag(&kEncoderTag);
+      deferred_.Resolve(env.GetInstanceData<Instance>()->encoderCtor.New({ext}));
+    } catch (const Napi::Error& e) {
+      if (enc_) enc_->close();
+      try {
+        deferred_.Reject(e.Value());
+      } catch (...) {
+      }
+    }
+  }
+
+  void OnError(const Napi::Error& e) override {
+    weights_.reset();
+    deferred_.Reject(e.Value());
+  }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  bort::EncoderConfig cfg_;
+  std::unique_ptr<WeightTable> weights_;
+  const bort::Kernels* k_;
+  std::shared_ptr<Encoder> enc_;
+  Failure failure_;
+};
 
 // ---------------------------------------------------------------- NativeEncoder
 class NativeEncoder : public Napi::ObjectWrap<NativeEncoder> {
@@ -200,32 +509,20 @@ class NativeEncoder : public Napi::ObjectWrap<NativeEncoder> {
                         InstanceAccessor<&NativeEncoder::PackedBytes>("packedBytes")});
   }
 
+  // (config, weights): packs here; (External from createEncoderAsync): takes the packed encoder.
   explicit NativeEncoder(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NativeEncoder>(info) {
     Napi::Env env = info.Env();
-    bort::EncoderConfig cfg = parse_config(env, info[0]);
-    if (!info[1].IsObject()) throw Napi::TypeError::New(env, "createEncoder(config, weights): weights must be an object of Float32Array");
-    Napi::Object w = info[1].As<Napi::Object>();
-    const bort::Kernels* k = kernels_or_throw(env);
-    bort::WeightLookup lookup = [&](const std::string& name, size_t* len) -> const float* {
-      Napi::Value v = w.Get(name);
-      if (v.IsUndefined() || v.IsNull()) return nullptr;
-      if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
-        throw Napi::TypeError::New(env, "weight '" + name + "' must be a Float32Array");
-      Napi::Float32Array a = v.As<Napi::Float32Array>();
-      *len = a.ElementLength();
-      return a.Data();
-    };
-    try {
-      enc_ = std::make_shared<Encoder>(cfg, lookup, k);
-    } catch (const bort::ConfigError& e) {
-      throw Napi::TypeError::New(env, e.what());
-    } catch (const std::bad_alloc&) {
-      throw Napi::RangeError::New(env, "out of memory while packing the weights");
-    } catch (const Napi::Error&) {
-      throw;
-    } catch (const std::exception& e) {
-      throw Napi::Error::New(env, std::string("createEncoder failed: ") + e.what());
+    if (info.Length() == 1 && info[0].IsExternal()) {
+      Napi::External<std::shared_ptr<Encoder>> ext = info[0].As<Napi::External<std::shared_ptr<Encoder>>>();
+      if (!ext.CheckTypeTag(&kEncoderTag)) throw Napi::TypeError::New(env, "NativeEncoder: not an encoder handle");
+      enc_ = *ext.Data();
+      return;
     }
+    bort::EncoderConfig cfg = parse_config(env, info[0]);
+    WeightTable w(env, info[1]);
+    Failure f;
+    enc_ = build_encoder(cfg, w, kernels_or_throw(env), &f);
+    if (!enc_) throw f.error(env);
   }
 
  private:
@@ -249,10 +546,9 @@ class NativeEncoder : public Napi::ObjectWrap<NativeEncoder> {
   static int dim(Napi::Env env, Napi::Object o, const char* key) {
     Napi::Value v = o.Get(key);
     if (!v.IsNumber()) throw Napi::TypeError::New(env, std::string("inputs.") + key + " must be a positive integer");
-    double d = v.As<Napi::Number>().DoubleValue();
-    if (!(d >= 1 && d <= 2147483647.0) || d != (double)(int64_t)d)
-      throw Napi::TypeError::New(env, std::string("inputs.") + key + " must be a positive integer, got " + v.ToString().Utf8Value());
-    return (int)d;
+    if (!is_int_in(v.As<Napi::Number>().DoubleValue(), 1, 2147483647.0))
+      throw Napi::TypeError::New(env, std::string("inputs.") + key + " must be a positive integer, got " + js_text(v));
+    return (int)v.As<Napi::Number>().DoubleValue();
   }
 
   Napi::Value Run(const Napi::CallbackInfo& info) {
@@ -264,19 +560,23 @@ class NativeEncoder : public Napi::ObjectWrap<NativeEncoder> {
     };
     try {
       if (!enc_ || enc_->closed()) return reject(Napi::Error::New(env, "this encoder is closed"));
-      if (!info[0].IsObject()) return reject(Napi::TypeError::New(env, "run(inputs): inputs must be { ids, mask, types, batch, seq }"));
+      if (!info[0].IsObject()) return reject(Napi::TypeError::New(env, "run(inputs): inputs must be { ids, mask, types, positions, batch, seq }"));
       Napi::Object o = info[0].As<Napi::Object>();
       const int batch = dim(env, o, "batch"), seq = dim(env, o, "seq");
-      const double total = (double)batch * seq;
-      if (total > 2147483647.0) throw Napi::RangeError::New(env, "batch*seq is too large");
+      if ((double)batch * seq > 2147483647.0)
+        throw Napi::RangeError::New(env, "batch*seq = " + std::to_string((double)batch * seq) + " is too large (at most 2^31 - 1 tokens per run)");
       const size_t n = (size_t)batch * seq;
-      std::vector<int32_t> ids, mask, types;
+      std::string too_large;
+      std::vector<Output> outs = output_plan(enc_->config(), batch, seq, &too_large);
+      if (!too_large.empty()) throw Napi::RangeError::New(env, too_large);
+      std::vector<int32_t> ids, mask, types, positions;
       bort::RunInputs in;
       in.batch = batch;
       in.seq = seq;
       in.ids = int32_input(env, o, "ids", true, n, &ids);
       in.mask = int32_input(env, o, "mask", false, n, &mask);
       in.types = int32_input(env, o, "types", false, n, &types);
+      in.positions = int32_input(env, o, "positions", false, n, &positions);
       try {
         enc_->validate(in);
       } catch (const bort::InputRangeError& e) {
@@ -284,14 +584,14 @@ class NativeEncoder : public Napi::ObjectWrap<NativeEncoder> {
       } catch (const bort::InputTypeError& e) {
         throw Napi::TypeError::New(env, e.what());
       }
-      RunWorker* w = new RunWorker(env, enc_, queue_, in, std::move(ids), std::move(mask), std::move(types));
+      RunWorker* w = new RunWorker(env, enc_, queue_, in, std::move(ids), std::move(mask), std::move(types), std::move(positions), std::move(outs));
       Napi::Promise p = w->Promise();
       queue_->submit(w);
       return p;
     } catch (const Napi::Error& e) {
       return reject(e);
     } catch (const std::bad_alloc&) {
-      return reject(Napi::RangeError::New(env, "out of memory allocating the outputs"));
+      return reject(Napi::RangeError::New(env, "out of memory copying the inputs"));
     } catch (const std::exception& e) {
       return reject(Napi::Error::New(env, e.what()));
     }
@@ -304,12 +604,10 @@ class NativeEncoder : public Napi::ObjectWrap<NativeEncoder> {
 
   Napi::Value SetThreads(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    if (!info[0].IsNumber()) throw Napi::TypeError::New(env, "setThreads(n): n must be a positive integer");
-    double d = info[0].As<Napi::Number>().DoubleValue();
-    if (!(d >= 1 && d <= 1024) || d != (double)(int)d) throw Napi::RangeError::New(env, "setThreads(n): n must be an integer in [1, 1024]");
+    const int n = threads_from(env, info[0], "setThreads(n): n");
     if (!enc_ || enc_->closed()) throw Napi::Error::New(env, "this encoder is closed");
     try {
-      enc_->set_threads((int)d);
+      enc_->set_threads(n);
     } catch (const std::exception& e) {
       throw Napi::Error::New(env, e.what());
     }
@@ -332,6 +630,24 @@ Napi::Value CreateEncoder(const Napi::CallbackInfo& info) {
   return inst->encoderCtor.New({info[0], info[1]});
 }
 
+// Validates the configuration and takes the weights now (errors reject the promise), packs on a libuv
+// thread.
+Napi::Value CreateEncoderAsync(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  try {
+    bort::EncoderConfig cfg = parse_config(env, info[0]);
+    auto w = std::make_unique<WeightTable>(env, info[1]);
+    PackWorker* pw = new PackWorker(env, std::move(cfg), std::move(w), kernels_or_throw(env));
+    Napi::Promise p = pw->Promise();
+    pw->Queue();
+    return p;
+  } catch (const Napi::Error& e) {
+    Napi::Promise::Deferred d = Napi::Promise::Deferred::New(env);
+    d.Reject(e.Value());
+    return d.Promise();
+  }
+}
+
 Napi::Value IsaName(const Napi::CallbackInfo& info) {
   return Napi::String::New(info.Env(), kernels_or_throw(info.Env())->name);
 }
@@ -345,6 +661,17 @@ Napi::Value Isas(const Napi::CallbackInfo& info) {
   return a;
 }
 
+Napi::Value TestFault(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const std::string what = info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : "";
+  Instance* inst = env.GetInstanceData<Instance>();
+  if (what == "alloc") inst->fault = Fault::Alloc;
+  else if (what == "resolve") inst->fault = Fault::Resolve;
+  else if (what == "none") inst->fault = Fault::None;
+  else throw Napi::TypeError::New(env, "_testFault(kind): kind must be 'alloc', 'resolve' or 'none'");
+  return env.Undefined();
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   Napi::Function ctor = NativeEncoder::Define(env);
   Instance* inst = new Instance();
@@ -352,8 +679,12 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   env.SetInstanceData<Instance>(inst);
   exports.Set("NativeEncoder", ctor);
   exports.Set("createEncoder", Napi::Function::New(env, CreateEncoder, "createEncoder"));
+  exports.Set("createEncoderAsync", Napi::Function::New(env, CreateEncoderAsync, "createEncoderAsync"));
   exports.Set("isa", Napi::Function::New(env, IsaName, "isa"));
   exports.Set("isas", Napi::Function::New(env, Isas, "isas"));
+  exports.Set("maxThreads", Napi::Number::New(env, bort::kMaxThreads));
+  exports.Set("_testFault", Napi::Function::New(env, TestFault, "_testFault"));
+  bort_train::init_binding(env, exports, parse_config, kernels_or_throw);
   return exports;
 }
 

@@ -1,7 +1,10 @@
 #include "encoder.h"
 
+#include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #ifdef BORT_PROFILE
 // -DBORT_PROFILE: wall time per step of run() (summed over layers), printed at exit; one encoder only
 #include <chrono>
@@ -93,8 +96,25 @@ FloatBuf Encoder::copy_vec(const WeightLookup& w, const std::string& name, size_
   return b;
 }
 
+// int8: quantize + pack the weights (qlinear.cpp); the bias stays float, padded like the float path's.
+Encoder::Linear Encoder::pack_qlinear(Linear& L, const std::vector<PackSeg>& segs, const WeightLookup& w,
+                                      const std::vector<std::string>& bnames, const std::vector<int>& ns) {
+  std::vector<QSeg> qs;
+  for (const PackSeg& p : segs) qs.push_back({p.p, p.n});
+  L.q = make_qlinear(qk_, L.K, qs.data(), (int)qs.size());
+  L.b = alloc_floats(round_up(L.N, k_->NR));
+  int off = 0;
+  for (size_t i = 0; i < bnames.size(); ++i) {
+    std::memcpy(L.b.get() + off, need(w, bnames[i], ns[i]), sizeof(float) * ns[i]);
+    off += ns[i];
+  }
+  for (int j = off; j < round_up(L.N, k_->NR); ++j) L.b.get()[j] = 0.0f;
+  packed_bytes_ += L.q->bytes() + round_up(L.N, k_->NR) * sizeof(float);
+  return std::move(L);
+}
+
 Encoder::Linear Encoder::pack_linear(const WeightLookup& w, const std::vector<std::string>& wnames,
-                                     const std::vector<std::string>& bnames, int K, const std::vector<int>& ns) {
+                                     const std::vector<std::string>& bnames, int K, const std::vector<int>& ns, bool int8) {
   Linear L;
   L.K = K;
   std::vector<PackSeg> segs;
@@ -103,6 +123,7 @@ Encoder::Linear Encoder::pack_linear(const WeightLookup& w, const std::vector<st
     segs.push_back({p, ns[i], (size_t)ns[i]});
     L.N += ns[i];
   }
+  if (int8) return pack_qlinear(L, segs, w, bnames, ns);
   const int NR = k_->NR;
   const size_t psz = packed_size(K, L.N, NR);
   L.w = alloc_floats(psz);
@@ -146,9 +167,19 @@ Encoder::Encoder(const EncoderConfig& cfg, const WeightLookup& w, const Kernels*
                       std::to_string(cfg.lnEps.size()));
   if (cfg.classifierLabels < 0) throw ConfigError("config.classifier.labels must be a positive integer");
   if (cfg.classifierLabels > 0 && !cfg.pooler) throw ConfigError("config.classifier needs config.pooler (the classifier reads the pooled output)");
-  if (cfg.threads < 1) cfg_.threads = 1;
+  if (cfg.tokenLabels < 0) throw ConfigError("config.tokenClassifier.labels must be a positive integer");
+  if (cfg.poolerRelu && !cfg.pooler) throw ConfigError("config.poolerActivation needs config.pooler");
+  if (std::isnan(cfg.maskValue) || cfg.maskValue == INFINITY || (!cfg.maskSelect && std::isinf(cfg.maskValue)))
+    throw ConfigError("config.maskValue must be finite (or -Infinity with config.maskSelect)");
+  if (cfg.threads < 1 || cfg.threads > kMaxThreads)
+    throw ConfigError("config.threads must be an integer in [1, " + std::to_string(kMaxThreads) + "], got " +
+                      std::to_string(cfg.threads));
   const size_t H = cfg.hidden, Wd = (size_t)cfg.heads * cfg.headSize, I = cfg.intermediate, V = cfg.vocab;
   pool_.reset(new ThreadPool(cfg_.threads));
+  if (cfg.int8) {
+    const char* qerr = "no int8 kernels";
+    if (!(qk_ = qkernels_active(&qerr))) throw ConfigError(qerr);
+  }
 
   word_ = copy_vec(w, "word_emb", V * H);
   pos_ = copy_vec(w, "pos_emb", (size_t)cfg.maxPositions * H);
@@ -159,12 +190,12 @@ Encoder::Encoder(const EncoderConfig& cfg, const WeightLookup& w, const Kernels*
   for (int l = 0; l < cfg.layers; ++l) {
     Layer& L = layers_[l];
     L.qkv = pack_linear(w, {at_layer("q_w", l), at_layer("k_w", l), at_layer("v_w", l)},
-                        {at_layer("q_b", l), at_layer("k_b", l), at_layer("v_b", l)}, (int)H, {(int)Wd, (int)Wd, (int)Wd});
-    L.o = pack_linear(w, {at_layer("o_w", l)}, {at_layer("o_b", l)}, (int)Wd, {(int)H});
+                        {at_layer("q_b", l), at_layer("k_b", l), at_layer("v_b", l)}, (int)H, {(int)Wd, (int)Wd, (int)Wd}, cfg.int8);
+    L.o = pack_linear(w, {at_layer("o_w", l)}, {at_layer("o_b", l)}, (int)Wd, {(int)H}, cfg.int8);
     L.ln1g = copy_vec(w, at_layer("ln1_g", l), H);
     L.ln1b = copy_vec(w, at_layer("ln1_b", l), H);
-    L.in = pack_linear(w, {at_layer("ffn_in_w", l)}, {at_layer("ffn_in_b", l)}, (int)H, {(int)I});
-    L.out = pack_linear(w, {at_layer("ffn_out_w", l)}, {at_layer("ffn_out_b", l)}, (int)I, {(int)H});
+    L.in = pack_linear(w, {at_layer("ffn_in_w", l)}, {at_layer("ffn_in_b", l)}, (int)H, {(int)I}, cfg.int8);
+    L.out = pack_linear(w, {at_layer("ffn_out_w", l)}, {at_layer("ffn_out_b", l)}, (int)I, {(int)H}, cfg.int8);
     L.ln2g = copy_vec(w, at_layer("ln2_g", l), H);
     L.ln2b = copy_vec(w, at_layer("ln2_b", l), H);
   }
@@ -176,6 +207,7 @@ Encoder::Encoder(const EncoderConfig& cfg, const WeightLookup& w, const Kernels*
     decoder_ = pack_linear(w, {"decoder_w"}, {"decoder_b"}, (int)H, {(int)V});
   }
   if (cfg.classifierLabels > 0) cls_ = pack_linear(w, {"cls_w"}, {"cls_b"}, (int)H, {cfg.classifierLabels});
+  if (cfg.tokenLabels > 0) tok_ = pack_linear(w, {"tok_w"}, {"tok_b"}, (int)H, {cfg.tokenLabels});
   want_threads_.store(cfg_.threads);
 }
 
@@ -183,30 +215,48 @@ Encoder::~Encoder() = default;
 
 bool Encoder::closed() const { return closed_.load(); }
 
-// Never blocks on a run in flight: marks the encoder closed (queued runs then fail) and frees now if
-// idle, else the running call frees everything when it finishes.
+bool Encoder::released() const {
+  std::lock_guard<std::mutex> lk(state_mu_);
+  return released_;
+}
+
+// Never blocks on a run in flight: marks the encoder closed (later and queued runs then fail) and
+// frees now when no run is in flight, else the run in flight frees everything when it ends (run()
+// and close() decide under state_mu_, so exactly one of them does it).
 void Encoder::close() {
-  closed_.store(true);
-  std::unique_lock<std::mutex> lk(mu_, std::try_to_lock);
-  if (lk.owns_lock()) release_locked();
+  {
+    std::lock_guard<std::mutex> st(state_mu_);
+    closed_.store(true);
+    if (running_ || released_) return;
+  }
+  // no run in flight, and none can start (closed_ is set): a run() waiting for mu_ only checks closed_
+  std::lock_guard<std::mutex> lk(mu_);
+  release_locked();
 }
 
 void Encoder::release_locked() {
-  if (released_) return;
-  released_ = true;
+  {
+    std::lock_guard<std::mutex> st(state_mu_);
+    if (released_) return;
+    released_ = true;
+  }
   pool_.reset();
   word_.reset(); pos_.reset(); type_.reset(); emb_g_.reset(); emb_b_.reset();
   layers_.clear();
   layers_.shrink_to_fit();
-  pooler_ = Linear(); mlm_dense_ = Linear(); decoder_ = Linear(); cls_ = Linear();
+  pooler_ = Linear(); mlm_dense_ = Linear(); decoder_ = Linear(); cls_ = Linear(); tok_ = Linear();
   mlm_g_.reset(); mlm_b_.reset();
   for (Buf* b : {&x_, &tmp_, &qkv_, &ctx_, &inter_, &madd_, &pooled_, &apack_}) *b = Buf();
   pk_.clear(); pv_.clear(); sc_.clear(); ws_.clear();
+  masked_.clear();
+  masked_.shrink_to_fit();
+  qs_ = QScratch();
 }
 
 // Takes effect at the start of the next run (never blocks on a run in flight).
 void Encoder::set_threads(int n) {
-  if (n < 1) throw ConfigError("threads must be a positive integer");
+  if (n < 1 || n > kMaxThreads)
+    throw ConfigError("threads must be an integer in [1, " + std::to_string(kMaxThreads) + "], got " + std::to_string(n));
   if (closed_) throw std::runtime_error("this encoder is closed");
   want_threads_.store(n);
 }
@@ -225,6 +275,14 @@ void Encoder::validate(const RunInputs& in) const {
     if (v < 0 || v >= cfg_.vocab)
       throw InputRangeError("ids[" + std::to_string(i) + "] = " + std::to_string(v) + " is outside the vocabulary [0, " +
                             std::to_string(cfg_.vocab) + ")");
+  }
+  if (in.positions) {
+    for (size_t i = 0; i < n; ++i) {
+      const int32_t v = in.positions[i];
+      if (v < 0 || v >= cfg_.maxPositions)
+        throw InputRangeError("positions[" + std::to_string(i) + "] = " + std::to_string(v) + " is outside the position table [0, " +
+                              std::to_string(cfg_.maxPositions) + ")");
+    }
   }
   if (in.types) {
     if (cfg_.typeVocab == 0) throw InputTypeError("types were given but the model has no token-type embeddings; pass types: null");
@@ -283,6 +341,10 @@ void Encoder::gemm_raw(const GemmArgs& g) {
 
 void Encoder::gemm(const float* A, size_t lda, const Linear& L, float* C, size_t ldc, int M, Epi epi, const float* R,
                    size_t ldr) {
+  if (L.q) {
+    qlinear_run(*pool_, *L.q, A, lda, C, ldc, M, epi, L.b.get(), R, ldr, k_->gelu, qs_);
+    return;
+  }
   GemmArgs g;
   g.A = A;
   g.lda = lda;
@@ -345,6 +407,9 @@ void Encoder::attention(int B, int S) {
   const float scale = cfg_.scoreScale;
   const Kernels* k = k_;
   const int NR = k->NR;
+  // select mode: a masked key's score becomes 0 here, and 0 * scale + maskValue = maskValue exactly in
+  // the softmax, which is what Where(mask == 0, maskValue, scores) gives
+  const unsigned char* masked = cfg_.maskSelect ? masked_.data() : nullptr;
   pool_->parallel_for(B * heads, [&](int task, int tid) {
     const int b = task / heads, h = task % heads;
     const float* q = qkv + (size_t)b * S * ld + (size_t)h * d;
@@ -369,6 +434,12 @@ void Encoder::attention(int B, int S) {
       g.N = S;
       g.K = d;
       k->gemm_tile(g, 0, qb, 0, S, ws_[tid].p.get());
+      if (masked) {
+        const unsigned char* mk = masked + (size_t)b * S;
+        for (int j = 0; j < S; ++j)
+          if (mk[j])
+            for (int r = 0; r < qb; ++r) sc[(size_t)r * S + j] = 0.0f;
+      }
       for (int r = 0; r < qb; ++r) k->softmax(sc + (size_t)r * S, S, scale, mrow);
       GemmArgs c;
       c.A = sc;
@@ -388,20 +459,37 @@ void Encoder::attention(int B, int S) {
 
 void Encoder::run(const RunInputs& in, const RunOutputs& out) {
   std::lock_guard<std::mutex> lk(mu_);
-  if (closed_) {
-    release_locked();
-    throw std::runtime_error("this encoder is closed");
+  {
+    std::lock_guard<std::mutex> st(state_mu_);
+    if (closed_) throw std::runtime_error("this encoder is closed");
+    running_ = true;
   }
-  // close() during this run: free the weights when it ends (also on an exception)
-  struct ReleaseIfClosed {
+  // a close() during this run leaves the freeing to the run: done when it ends, also on an exception
+  struct EndRun {
     Encoder* e;
-    ~ReleaseIfClosed() {
-      if (e->closed_) e->release_locked();
+    ~EndRun() {
+      bool release;
+      {
+        std::lock_guard<std::mutex> st(e->state_mu_);
+        e->running_ = false;
+        release = e->closed_.load();
+      }
+      if (e->run_end_hook_for_tests) e->run_end_hook_for_tests();
+      if (release) e->release_locked();
     }
-  } release_guard{this};
-  if (want_threads_.load() != pool_->size()) {
-    pool_.reset();
-    pool_.reset(new ThreadPool(want_threads_.load()));
+  } end_run{this};
+  const int want = want_threads_.load();
+  if (want != pool_->size()) {
+    // the new pool first: when it cannot start, the encoder keeps the old one and its thread count
+    std::unique_ptr<ThreadPool> p;
+    try {
+      p.reset(new ThreadPool(want));
+    } catch (const std::exception& e) {
+      int expected = want;  // unless setThreads asked for yet another count meanwhile
+      want_threads_.compare_exchange_strong(expected, pool_->size());
+      throw std::runtime_error(std::string(e.what()) + " (the encoder keeps " + std::to_string(pool_->size()) + ")");
+    }
+    pool_ = std::move(p);
     cfg_.threads = pool_->size();
   }
   validate(in);
@@ -422,10 +510,20 @@ void Encoder::run(const RunInputs& in, const RunOutputs& out) {
   float* madd = madd_.p.get();
   const Kernels* k = k_;
 
-  // additive mask, exactly as the graph: (1 - mask) * maskValue
-  for (int i = 0; i < M; ++i) {
-    const float m = in.mask ? (float)in.mask[i] : 1.0f;
-    madd[i] = (1.0f - m) * cfg_.maskValue;
+  // the mask, exactly as the graph: added (1 - mask) * maskValue, or maskValue in place of the scores
+  // of keys whose mask is 0
+  if (cfg_.maskSelect) {
+    masked_.assign((size_t)M, 0);
+    for (int i = 0; i < M; ++i) {
+      const bool m0 = in.mask && in.mask[i] == 0;
+      masked_[i] = m0 ? 1 : 0;
+      madd[i] = m0 ? cfg_.maskValue : 0.0f;
+    }
+  } else {
+    for (int i = 0; i < M; ++i) {
+      const float m = in.mask ? (float)in.mask[i] : 1.0f;
+      madd[i] = (1.0f - m) * cfg_.maskValue;
+    }
   }
 
   // embeddings: word + type + position, LayerNorm
@@ -440,7 +538,7 @@ void Encoder::run(const RunInputs& in, const RunOutputs& out) {
     pool_->parallel_for(chunks, [&](int t, int) {
       const int r1 = (t + 1) * per < M ? (t + 1) * per : M;
       for (int r = t * per; r < r1; ++r) {
-        const int s = r % S;
+        const int s = in.positions ? in.positions[r] : r % S;
         float* y = x + (size_t)r * H;
         const float* tv = type ? type + (size_t)(in.types ? in.types[r] : 0) * H : nullptr;
         k->add3(y, word + (size_t)in.ids[r] * H, posn + (size_t)s * H, tv, H);
@@ -476,7 +574,9 @@ void Encoder::run(const RunInputs& in, const RunOutputs& out) {
   if (cfg_.pooler && (out.pooled || out.cls)) {
     float* pooled = out.pooled ? out.pooled : pooled_.p.get();
     // the [CLS] row of each sequence: row b*S, so A = xfinal with row stride S*H
-    gemm(xfinal, (size_t)S * H, pooler_, pooled, H, B, Epi::BiasTanh);
+    gemm(xfinal, (size_t)S * H, pooler_, pooled, H, B, cfg_.poolerRelu ? Epi::Bias : Epi::BiasTanh);
+    if (cfg_.poolerRelu)
+      for (size_t i = 0; i < (size_t)B * H; ++i) pooled[i] = pooled[i] > 0.0f ? pooled[i] : 0.0f;
     if (cfg_.classifierLabels > 0 && out.cls) gemm(pooled, H, cls_, out.cls, cfg_.classifierLabels, B, Epi::Bias);
   }
   PTICK(8);
@@ -487,6 +587,30 @@ void Encoder::run(const RunInputs& in, const RunOutputs& out) {
     gemm(xfinal, H, mlm_dense_, tmp, H, M, Epi::BiasGelu);
     layernorm_rows(tmp, H, tmp, H, M, mlm_g_.get(), mlm_b_.get(), cfg_.mlmLnEps);
     gemm(tmp, H, decoder_, out.mlm, cfg_.vocab, M, Epi::Bias);
+  }
+  if (cfg_.tokenLabels > 0 && out.tok) gemm(xfinal, H, tok_, out.tok, cfg_.tokenLabels, M, Epi::Bias);
+  if (cfg_.maskSelect && std::isinf(cfg_.maskValue)) nan_fully_masked(in, out);
+}
+
+// Select mode with a fill of -infinity: a sequence whose mask is 0 everywhere has every score at
+// -infinity, which onnxruntime's softmax turns into NaN, and NaN then fills all of that sequence's
+// outputs. The kernels' exp does not carry NaN through, so those rows are written here.
+void Encoder::nan_fully_masked(const RunInputs& in, const RunOutputs& out) {
+  if (!in.mask) return;
+  const int B = in.batch, S = in.seq;
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  auto fill = [&](float* p, size_t b, size_t per) {
+    if (p) std::fill(p + b * per, p + (b + 1) * per, nan);
+  };
+  for (int b = 0; b < B; ++b) {
+    bool any = false;
+    for (int j = 0; j < S && !any; ++j) any = in.mask[(size_t)b * S + j] != 0;
+    if (any) continue;
+    fill(out.hidden, b, (size_t)S * cfg_.hidden);
+    if (cfg_.pooler) fill(out.pooled, b, (size_t)cfg_.hidden);
+    if (cfg_.mlm) fill(out.mlm, b, (size_t)S * cfg_.vocab);
+    if (cfg_.classifierLabels) fill(out.cls, b, (size_t)cfg_.classifierLabels);
+    if (cfg_.tokenLabels) fill(out.tok, b, (size_t)S * cfg_.tokenLabels);
   }
 }
 

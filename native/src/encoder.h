@@ -14,18 +14,26 @@
 
 #include "kernels.h"
 #include "pool.h"
+#include "qlinear.h"
 
 namespace bort {
 
 struct EncoderConfig {
   int layers = 0, heads = 0, headSize = 0, hidden = 0, intermediate = 0, vocab = 0, maxPositions = 0, typeVocab = 0;
   float scoreScale = 1.0f, maskValue = -10000.0f, embLnEps = 1e-12f;
+  // false: scores += (1 - mask) * maskValue (BERT). true: the scores of keys with mask 0 are replaced
+  // by maskValue (Where(mask == 0, maskValue, scores), DistilBERT); maskValue may then be -infinity,
+  // and a sequence with no unmasked key gives NaN outputs, as onnxruntime computes it.
+  bool maskSelect = false;
   std::vector<float> lnEps;  // 2 per layer
   bool pooler = false;
+  bool poolerRelu = false;  // the pooler's activation: ReLU (DistilBERT's pre_classifier) instead of tanh
   bool mlm = false;
   float mlmLnEps = 1e-12f;
   int classifierLabels = 0;  // 0 = no classifier
+  int tokenLabels = 0;       // per-token classifier on the final hidden states (0 = none)
   int threads = 1;
+  bool int8 = false;  // layer projections quantized at load and run on the int8 kernels (qlinear.h)
 };
 
 // Thrown for a bad configuration or weight (-> TypeError) or bad inputs (-> RangeError).
@@ -55,6 +63,7 @@ struct RunInputs {
   const int32_t* ids = nullptr;
   const int32_t* mask = nullptr;   // null = all ones
   const int32_t* types = nullptr;  // null = all zeros
+  const int32_t* positions = nullptr;  // rows of the position table, [B,S]; null = 0..seq-1 in every sequence
   int batch = 0, seq = 0;
 };
 
@@ -63,6 +72,7 @@ struct RunOutputs {
   float* pooled = nullptr;  // [B,H] when config.pooler
   float* mlm = nullptr;     // [B,S,V] when config.mlm
   float* cls = nullptr;     // [B,L] when config.classifierLabels
+  float* tok = nullptr;     // [B,S,L] when config.tokenLabels
 };
 
 class Encoder {
@@ -83,10 +93,16 @@ class Encoder {
   // runs throw.
   void close();
   bool closed() const;
+  // True once the weights, scratch and pool are freed (after close(), at the end of a run in flight).
+  bool released() const;
   void set_threads(int n);
   int threads() const;
 
   size_t packed_bytes() const { return packed_bytes_; }
+
+  // Tests only: called at the end of every run, after the run has decided whether it frees the
+  // encoder (a close() seen) and before it lets other calls in; a test can close() meanwhile.
+  std::function<void()> run_end_hook_for_tests;
   size_t param_bytes() const { return param_bytes_; }
 
  private:
@@ -94,6 +110,7 @@ class Encoder {
     FloatBuf w;  // packed [K,N]
     FloatBuf b;  // padded to a whole panel
     int K = 0, N = 0;
+    std::unique_ptr<QLinear> q;  // set: int8 (w unused)
   };
   struct Layer {
     Linear qkv, o, in, out;
@@ -103,28 +120,35 @@ class Encoder {
   const float* need(const WeightLookup& w, const std::string& name, size_t len);
   FloatBuf copy_vec(const WeightLookup& w, const std::string& name, size_t len);
   Linear pack_linear(const WeightLookup& w, const std::vector<std::string>& wnames,
-                     const std::vector<std::string>& bnames, int K, const std::vector<int>& ns);
+                     const std::vector<std::string>& bnames, int K, const std::vector<int>& ns, bool int8 = false);
+  Linear pack_qlinear(Linear& L, const std::vector<PackSeg>& segs, const WeightLookup& w,
+                      const std::vector<std::string>& bnames, const std::vector<int>& ns);
   void gemm(const float* A, size_t lda, const Linear& L, float* C, size_t ldc, int M, Epi epi,
             const float* R = nullptr, size_t ldr = 0);
   void gemm_raw(const GemmArgs& g);
   void layernorm_rows(float* y, size_t ldy, const float* x, size_t ldx, int M, const float* g, const float* b, float eps);
   void attention(int B, int S);
+  void nan_fully_masked(const RunInputs& in, const RunOutputs& out);
   void ensure_scratch(int B, int S);
   void release_locked();
 
   EncoderConfig cfg_;
   const Kernels* k_;
-  mutable std::mutex mu_;
+  mutable std::mutex mu_;        // held for a whole run (runs are serialised) and while freeing
+  mutable std::mutex state_mu_;  // guards running_ / released_ and orders them with closed_
   std::unique_ptr<ThreadPool> pool_;
   std::atomic<bool> closed_{false};
-  bool released_ = false;  // guarded by mu_
+  bool running_ = false;   // guarded by state_mu_
+  bool released_ = false;  // guarded by state_mu_
   std::atomic<int> want_threads_{1};
 
   FloatBuf word_, pos_, type_, emb_g_, emb_b_;
   std::vector<Layer> layers_;
-  Linear pooler_, mlm_dense_, decoder_, cls_;
+  Linear pooler_, mlm_dense_, decoder_, cls_, tok_;
   FloatBuf mlm_g_, mlm_b_;
   size_t packed_bytes_ = 0, param_bytes_ = 0;
+  const QKernels* qk_ = nullptr;  // int8 path (cfg_.int8)
+  QScratch qs_;
 
   // scratch, grown on demand, reused across runs
   struct Buf {
@@ -133,6 +157,7 @@ class Encoder {
     float* get(size_t want);
   };
   Buf x_, tmp_, qkv_, ctx_, inter_, madd_, pooled_, apack_;
+  std::vector<unsigned char> masked_;  // per token: the key is masked (select mode)
   std::vector<Buf> pk_, pv_, sc_, ws_;  // per thread
 };
 

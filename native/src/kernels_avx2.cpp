@@ -3,6 +3,7 @@
 #include <immintrin.h>
 
 #include "kernels.h"
+#include "train/train_kernels.h"
 
 namespace bort {
 namespace avx2 {
@@ -56,11 +57,15 @@ static constexpr bool DIRECT_A = true;
 #define ISA_NAME "avx2"
 #define BORT_KERNELS_IMPL_BODY
 #include "kernels_impl.h"
+#define BORT_TRAIN_IMPL_BODY
+#include "train/train_kernels_impl.h"
+#undef BORT_TRAIN_IMPL_BODY
 #undef BORT_KERNELS_IMPL_BODY
 #undef ISA_NAME
 
 }  // namespace avx2
 
 const Kernels* kernels_avx2() { return &avx2::kTable; }
+const TrainKernels* train_kernels_avx2() { return &avx2::kTrainTable; }
 
 }  // namespace bort

@@ -2,6 +2,7 @@
 #include <arm_neon.h>
 
 #include "kernels.h"
+#include "train/train_kernels.h"
 
 namespace bort {
 namespace neon {
@@ -44,11 +45,15 @@ static constexpr bool DIRECT_A = false;
 #define ISA_NAME "neon"
 #define BORT_KERNELS_IMPL_BODY
 #include "kernels_impl.h"
+#define BORT_TRAIN_IMPL_BODY
+#include "train/train_kernels_impl.h"
+#undef BORT_TRAIN_IMPL_BODY
 #undef BORT_KERNELS_IMPL_BODY
 #undef ISA_NAME
 
 }  // namespace neon
 
 const Kernels* kernels_neon() { return &neon::kTable; }
+const TrainKernels* train_kernels_neon() { return &neon::kTrainTable; }
 
 }  // namespace bort

@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "kernels.h"
+#include "train/train_kernels.h"
 
 namespace bort {
 namespace scalar {
@@ -44,11 +45,15 @@ static constexpr bool DIRECT_A = false;
 #define ISA_NAME "scalar"
 #define BORT_KERNELS_IMPL_BODY
 #include "kernels_impl.h"
+#define BORT_TRAIN_IMPL_BODY
+#include "train/train_kernels_impl.h"
+#undef BORT_TRAIN_IMPL_BODY
 #undef BORT_KERNELS_IMPL_BODY
 #undef ISA_NAME
 
 }  // namespace scalar
 
 const Kernels* kernels_scalar() { return &scalar::kTable; }
+const TrainKernels* train_kernels_scalar() { return &scalar::kTrainTable; }
 
 }  // namespace bort

@@ -1,6 +1,8 @@
 #include "pool.h"
 
 #include <chrono>
+#include <stdexcept>
+#include <string>
 
 #if defined(__linux__)
 #include <pthread.h>
@@ -44,7 +46,9 @@ bool spin_then_yield(Done done) {
 }  // namespace
 
 ThreadPool::ThreadPool(int threads) {
-  if (threads < 1) threads = 1;
+  if (threads < 1 || threads > kMaxThreads)
+    throw std::invalid_argument("threads must be an integer in [1, " + std::to_string(kMaxThreads) + "], got " +
+                                std::to_string(threads));
 #if defined(__linux__)
   // the CPUs this process may run on (as the creating thread sees them)
   cpu_set_t all;
@@ -54,18 +58,32 @@ ThreadPool::ThreadPool(int threads) {
       if (CPU_ISSET(c, &all)) cpus_.push_back(c);
 #endif
   workers_.reserve(threads - 1);
-  for (int t = 1; t < threads; ++t) workers_.emplace_back([this, t] { worker(t); });
+  // A worker that cannot start (std::system_error, or bad_alloc for its state) must not leave the
+  // ones already running behind: a joinable std::thread destroyed by the unwinding would terminate the
+  // process, and a worker never told to stop would wait forever.
+  try {
+    for (int t = 1; t < threads; ++t) workers_.emplace_back([this, t] { worker(t); });
+  } catch (const std::exception& e) {
+    const size_t started = workers_.size() + 1;
+    stop_and_join();
+    throw std::runtime_error("cannot start " + std::to_string(threads) + " threads (started " + std::to_string(started) +
+                             "): " + e.what() + "; use fewer threads or raise the memory / process limits");
+  }
 }
 
-ThreadPool::~ThreadPool() {
+void ThreadPool::stop_and_join() {
   {
     std::lock_guard<std::mutex> lk(mu_);
     stop_.store(true);
     generation_.fetch_add(1);
   }
   cv_.notify_all();
-  for (auto& w : workers_) w.join();
+  for (auto& w : workers_)
+    if (w.joinable()) w.join();
+  workers_.clear();
 }
+
+ThreadPool::~ThreadPool() { stop_and_join(); }
 
 void ThreadPool::begin_run() {
 #if defined(__linux__)

@@ -17,8 +17,15 @@
 
 namespace bort {
 
+// The most threads one pool (one encoder) may have. Fixed, not derived from this machine's cores, so
+// that a setting valid on one machine is valid on another; more threads than cores only slows a run.
+constexpr int kMaxThreads = 256;
+
 class ThreadPool {
  public:
+  // Starts threads - 1 workers. threads outside [1, kMaxThreads] throws std::invalid_argument; a
+  // worker that cannot be started (memory or process limits) throws std::runtime_error naming the
+  // count, after stopping and joining the workers already started (no thread is left behind).
   explicit ThreadPool(int threads);
   ~ThreadPool();
   ThreadPool(const ThreadPool&) = delete;
@@ -58,6 +65,7 @@ class ThreadPool {
     void (*call)(void*, int, int) = nullptr;
   };
   void dispatch(const Job& job);
+  void stop_and_join();
   void worker(int tid);
   void work(int tid);
 

@@ -1,5 +1,7 @@
 // The whole encoder (every ISA, 1 and 3 threads) against a naive double-precision reference of the
-// same math: post-LN BERT, erf GELU, additive mask (1-mask)*maskValue, pooler, MLM head, classifier.
+// same math: post-LN BERT, erf GELU, additive mask (1-mask)*maskValue or the mask value in place of
+// padding keys' scores (select), explicit position ids, pooler (tanh or ReLU), MLM head, classifier,
+// per-token classifier.
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -10,6 +12,7 @@
 
 #include "check.h"
 #include "encoder.h"
+#include "random_model.h"
 
 #if defined(__linux__)
 #include <sched.h>
@@ -17,64 +20,7 @@
 
 using namespace bort;
 using check::Rng;
-using Weights = std::map<std::string, std::vector<float>>;
 using D = std::vector<double>;
-
-static Weights make_weights(const EncoderConfig& c, uint64_t seed) {
-  Rng r(seed);
-  Weights w;
-  const int H = c.hidden, Wd = c.heads * c.headSize, I = c.intermediate, V = c.vocab;
-  auto rnd = [&](const std::string& n, size_t len, float s) {
-    auto& v = w[n];
-    v.resize(len);
-    for (auto& x : v) x = r.uniform(-s, s);
-  };
-  auto gam = [&](const std::string& n, size_t len) {
-    auto& v = w[n];
-    v.resize(len);
-    for (auto& x : v) x = r.uniform(0.8f, 1.2f);
-  };
-  rnd("word_emb", (size_t)V * H, 1.0f);
-  rnd("pos_emb", (size_t)c.maxPositions * H, 0.5f);
-  if (c.typeVocab) rnd("type_emb", (size_t)c.typeVocab * H, 0.5f);
-  gam("emb_ln_g", H);
-  rnd("emb_ln_b", H, 0.1f);
-  for (int l = 0; l < c.layers; ++l) {
-    auto s = "." + std::to_string(l);
-    const float a = 1.0f / std::sqrt((float)H);
-    for (const char* n : {"q", "k", "v"}) {
-      rnd(std::string(n) + "_w" + s, (size_t)H * Wd, a);
-      rnd(std::string(n) + "_b" + s, Wd, 0.1f);
-    }
-    rnd("o_w" + s, (size_t)Wd * H, 1.0f / std::sqrt((float)Wd));
-    rnd("o_b" + s, H, 0.1f);
-    gam("ln1_g" + s, H);
-    rnd("ln1_b" + s, H, 0.1f);
-    rnd("ffn_in_w" + s, (size_t)H * I, a);
-    rnd("ffn_in_b" + s, I, 0.1f);
-    rnd("ffn_out_w" + s, (size_t)I * H, 1.0f / std::sqrt((float)I));
-    rnd("ffn_out_b" + s, H, 0.1f);
-    gam("ln2_g" + s, H);
-    rnd("ln2_b" + s, H, 0.1f);
-  }
-  if (c.pooler) {
-    rnd("pooler_w", (size_t)H * H, 1.0f / std::sqrt((float)H));
-    rnd("pooler_b", H, 0.1f);
-  }
-  if (c.mlm) {
-    rnd("mlm_w", (size_t)H * H, 1.0f / std::sqrt((float)H));
-    rnd("mlm_b", H, 0.1f);
-    gam("mlm_ln_g", H);
-    rnd("mlm_ln_b", H, 0.1f);
-    rnd("decoder_w", (size_t)H * V, 1.0f / std::sqrt((float)H));
-    rnd("decoder_b", V, 0.1f);
-  }
-  if (c.classifierLabels) {
-    rnd("cls_w", (size_t)H * c.classifierLabels, 1.0f / std::sqrt((float)H));
-    rnd("cls_b", c.classifierLabels, 0.1f);
-  }
-  return w;
-}
 
 // ---- naive reference
 static D linear(const D& x, int M, int K, const std::vector<float>& w, const std::vector<float>& b, int N) {
@@ -101,16 +47,17 @@ static void ln(D& x, int M, int N, const std::vector<float>& g, const std::vecto
 static double gelu(double x) { return 0.5 * x * (1 + std::erf(x / std::sqrt(2.0))); }
 
 struct RefOut {
-  D hidden, pooled, mlm, cls;
+  D hidden, pooled, mlm, cls, tok;
 };
 
 static RefOut reference(const EncoderConfig& c, Weights& w, const std::vector<int32_t>& ids, const std::vector<int32_t>* mask,
-                        const std::vector<int32_t>* types, int B, int S) {
+                        const std::vector<int32_t>* types, const std::vector<int32_t>* positions, int B, int S) {
   const int H = c.hidden, Wd = c.heads * c.headSize, d = c.headSize, M = B * S;
   D x((size_t)M * H);
   for (int r = 0; r < M; ++r)
     for (int j = 0; j < H; ++j) {
-      double v = w["word_emb"][(size_t)ids[r] * H + j] + w["pos_emb"][(size_t)(r % S) * H + j];
+      const size_t p = positions ? (size_t)(*positions)[r] : (size_t)(r % S);
+      double v = w["word_emb"][(size_t)ids[r] * H + j] + w["pos_emb"][p * H + j];
       if (c.typeVocab) v += w["type_emb"][(size_t)(types ? (*types)[r] : 0) * H + j];
       x[(size_t)r * H + j] = v;
     }
@@ -130,7 +77,8 @@ static RefOut reference(const EncoderConfig& c, Weights& w, const std::vector<in
             double dot = 0;
             for (int e = 0; e < d; ++e) dot += q[((size_t)b * S + i) * Wd + h * d + e] * k[((size_t)b * S + j) * Wd + h * d + e];
             const float m = mask ? (float)(*mask)[b * S + j] : 1.0f;
-            sc[j] = dot * c.scoreScale + (double)((1.0f - m) * c.maskValue);
+            if (c.maskSelect) sc[j] = m == 0.0f ? (double)c.maskValue : dot * c.scoreScale;
+            else sc[j] = dot * c.scoreScale + (double)((1.0f - m) * c.maskValue);
             mx = std::fmax(mx, sc[j]);
           }
           double sum = 0;
@@ -159,7 +107,7 @@ static RefOut reference(const EncoderConfig& c, Weights& w, const std::vector<in
     for (int b = 0; b < B; ++b)
       for (int j = 0; j < H; ++j) cls[(size_t)b * H + j] = x[(size_t)b * S * H + j];
     r.pooled = linear(cls, B, H, w["pooler_w"], w["pooler_b"], H);
-    for (auto& t : r.pooled) t = std::tanh(t);
+    for (auto& t : r.pooled) t = c.poolerRelu ? std::fmax(t, 0.0) : std::tanh(t);
     if (c.classifierLabels) r.cls = linear(r.pooled, B, H, w["cls_w"], w["cls_b"], c.classifierLabels);
   }
   if (c.mlm) {
@@ -168,40 +116,36 @@ static RefOut reference(const EncoderConfig& c, Weights& w, const std::vector<in
     ln(t, M, H, w["mlm_ln_g"], w["mlm_ln_b"], c.mlmLnEps);
     r.mlm = linear(t, M, H, w["decoder_w"], w["decoder_b"], c.vocab);
   }
+  if (c.tokenLabels) r.tok = linear(x, M, H, w["tok_w"], w["tok_b"], c.tokenLabels);
   return r;
 }
 
-static WeightLookup lookup(Weights& w) {
-  return [&w](const std::string& n, size_t* len) -> const float* {
-    auto it = w.find(n);
-    if (it == w.end()) return nullptr;
-    *len = it->second.size();
-    return it->second.data();
-  };
-}
 
-static void run_case(const char* name, EncoderConfig c, int B, int S, bool use_mask, bool use_types, uint64_t seed) {
+static void run_case(const char* name, EncoderConfig c, int B, int S, bool use_mask, bool use_types, uint64_t seed,
+                     bool use_positions = false) {
   Weights w = make_weights(c, seed);
   Rng r(seed + 100);
   const int M = B * S;
-  std::vector<int32_t> ids(M), mask(M), types(M);
+  std::vector<int32_t> ids(M), mask(M), types(M), positions(M);
   for (int i = 0; i < M; ++i) {
     ids[i] = r.below(c.vocab);
     types[i] = c.typeVocab ? r.below(c.typeVocab) : 0;
+    positions[i] = r.below(c.maxPositions);
   }
   for (int b = 0; b < B; ++b)
     for (int s = 0; s < S; ++s) mask[b * S + s] = s < S - b ? 1 : 0;  // sequence b has b padding tokens
-  RefOut ref = reference(c, w, ids, use_mask ? &mask : nullptr, use_types ? &types : nullptr, B, S);
+  RefOut ref = reference(c, w, ids, use_mask ? &mask : nullptr, use_types ? &types : nullptr, use_positions ? &positions : nullptr, B, S);
   for (const Kernels* k : check::all_tables())
     for (int threads : {1, 2, 3}) {  // 2 on a 2-CPU machine: the run pins its caller (ThreadPool::begin_run)
       c.threads = threads;
       Encoder enc(c, lookup(w), k);
       std::vector<float> hidden((size_t)M * c.hidden), pooled((size_t)B * c.hidden), mlm((size_t)M * c.vocab),
-          cls((size_t)B * (c.classifierLabels ? c.classifierLabels : 1));
+          cls((size_t)B * (c.classifierLabels ? c.classifierLabels : 1)), tok((size_t)M * (c.tokenLabels ? c.tokenLabels : 1));
       RunInputs in;
       in.ids = ids.data();
       in.mask = use_mask ? mask.data() : nullptr;
       in.types = use_types ? types.data() : nullptr;
+      in.positions = use_positions ? positions.data() : nullptr;
       in.batch = B;
       in.seq = S;
       RunOutputs out;
@@ -209,6 +153,7 @@ static void run_case(const char* name, EncoderConfig c, int B, int S, bool use_m
       if (c.pooler) out.pooled = pooled.data();
       if (c.mlm) out.mlm = mlm.data();
       if (c.classifierLabels) out.cls = cls.data();
+      if (c.tokenLabels) out.tok = tok.data();
       for (int rep = 0; rep < 2; ++rep) {  // the second run reuses the scratch
 #if defined(__linux__)
         cpu_set_t before, after;
@@ -236,6 +181,23 @@ static void run_case(const char* name, EncoderConfig c, int B, int S, bool use_m
           e = check::max_abs_diff(mlm.data(), ref.mlm.data(), ref.mlm.size());
           CHECK(e < 1e-4, "%s [%s] mlm: max error %g", name, k->name, e);
         }
+        if (c.tokenLabels) {
+          e = check::max_abs_diff(tok.data(), ref.tok.data(), ref.tok.size());
+          CHECK(e < 1e-4, "%s [%s] tok: max error %g", name, k->name, e);
+        }
+      }
+      if (use_positions) {
+        std::vector<int32_t> badp = positions;
+        badp[M - 1] = c.maxPositions;
+        in.positions = badp.data();
+        bool threw = false;
+        try {
+          enc.validate(in);
+        } catch (const InputRangeError&) {
+          threw = true;
+        }
+        CHECK(threw, "%s [%s] position == maxPositions was accepted", name, k->name);
+        in.positions = positions.data();
       }
       // input validation
       std::vector<int32_t> bad = ids;
@@ -304,6 +266,19 @@ int main() {
   e.hidden = 64;
   e.intermediate = 96;
   run_case("no type table, hidden only", e, 2, 33, true, false, 4);
+  // DistilBERT / RoBERTa / QA forms: Where mask (finite fill, then -infinity), ReLU pre-classifier,
+  // per-token classifier, position ids given by the caller
+  EncoderConfig f = c;
+  f.maskSelect = true;
+  f.maskValue = -1000.0f;
+  f.poolerRelu = true;
+  f.tokenLabels = 2;
+  f.typeVocab = 1;
+  run_case("select mask, relu pooler, token classifier, positions", f, 3, 9, true, false, 6, true);
+  // sequence 3 of 4 has every key masked: replaced scores give uniform attention, added ones would not
+  run_case("select mask, a sequence without tokens", f, 4, 3, true, false, 8, true);
+  f.maskValue = -INFINITY;
+  run_case("select mask of -infinity", f, 3, 17, true, false, 7, true);
 
   // close() while a run is in flight returns at once; the run finishes, then the weights are freed
   {

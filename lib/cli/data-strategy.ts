@@ -1,0 +1,18 @@
+/** `compress --strategy data`: the data-driven scorer, measured on --corpus with --vocab before the extraction. */
+import { BortError } from '../errors.js';
+import { dataScorer } from '../extract/data-scorer.js';
+import type { ImportanceScorer } from '../extract/scorer.js';
+import { parseArch } from '../extract/arch.js';
+import { inspect } from '../inspect.js';
+import { buildCalibration, readCorpus } from '../search/calibration.js';
+import { TextTokenizer } from '../text/tokenizer.js';
+
+export async function dataStrategyScorer(model: string, arch: string, corpus: string | undefined, vocab: string | undefined, step: (name: string) => void): Promise<ImportanceScorer> {
+  const target = parseArch(arch); // a malformed --arch is reported before the slow part
+  if (!corpus) throw new BortError('--strategy data needs --corpus TEXT', 'give calibration text (one paragraph a line) and --vocab V');
+  if (!vocab) throw new BortError('--strategy data needs --vocab V', "give the model's vocab.txt or tokenizer.json");
+  const info = inspect(model);
+  const cal = buildCalibration(readCorpus(corpus), TextTokenizer.fromFile(vocab), { vocab: info.vocab, maxPositions: info.maxPositions, sequences: 32 });
+  step('scoring layers on the calibration text');
+  return dataScorer(model, cal, { target });
+}

@@ -1,0 +1,83 @@
+/** `bort-compress distill`: argument checks, the progress line, and Ctrl-C → checkpoint. */
+import * as fs from 'node:fs';
+import { distill, type DistillProgress } from '../distill/distill.js';
+import { BortError, quoteName } from '../errors.js';
+import { intOption } from './options.js';
+
+type Out = (line: string) => void;
+
+function duration(s: number): string {
+  if (!Number.isFinite(s)) return '?';
+  const m = Math.floor(s / 60);
+  return m >= 60 ? `${Math.floor(m / 60)}h${String(m % 60).padStart(2, '0')}m` : m > 0 ? `${m}m${String(Math.round(s % 60)).padStart(2, '0')}s` : `${Math.round(s)}s`;
+}
+
+function fileArg(v: string | undefined, what: string, flag: string): string {
+  if (!v) throw new BortError(`missing ${what}`, `pass ${flag}; see bort-compress distill --help`);
+  if (!fs.existsSync(v)) throw new BortError(`${what} ${quoteName(v)} does not exist`, `check the path given as ${flag}`);
+  return v;
+}
+
+export async function distillCommand(positionals: string[], o: Record<string, string | boolean | undefined>, out: Out): Promise<void> {
+  const str = (k: string) => o[k] as string | undefined;
+  if (positionals.length > 2) throw new BortError(`unexpected argument ${quoteName(positionals[2])}`, 'give TEACHER.onnx and STUDENT.onnx; see bort-compress distill --help');
+  const teacher = fileArg(positionals[0], 'the teacher model', 'TEACHER.onnx');
+  const student = fileArg(positionals[1], 'the student model', 'STUDENT.onnx');
+  const corpus = fileArg(str('corpus'), 'the corpus', '--corpus TEXT');
+  const vocab = fileArg(str('vocab'), 'the vocabulary', '--vocab V');
+  const output = str('output');
+  if (!output) throw new BortError('missing the output path', 'pass -o OUT.onnx; see bort-compress distill --help');
+  let lr = 5e-4;
+  const lrs = str('lr');
+  if (lrs !== undefined) {
+    lr = /^(\d+\.?\d*|\.\d+)(e[-+]?\d+)?$/i.test(lrs) ? Number(lrs) : NaN;
+    if (!(lr > 0 && lr <= 1)) throw new BortError(`--lr ${quoteName(lrs)} is not a learning rate`, 'pass --lr X with X a number above 0 and at most 1 (e.g. 5e-4)');
+  }
+  const steps = intOption(str('steps'), 'steps', 1000);
+  const batch = intOption(str('batch'), 'batch', 32);
+  const seq = intOption(str('seq'), 'seq', 64);
+  const threads = str('threads') === undefined ? undefined : intOption(str('threads'), 'threads', 1);
+  const seed = intOption(str('seed'), 'seed', 1);
+  const evalCases = str('eval') === undefined ? undefined : fileArg(str('eval'), 'the evaluation cases', '--eval CASES');
+  const evalEvery = str('eval-every') === undefined ? undefined : intOption(str('eval-every'), 'eval-every', 1);
+  const every = str('checkpoint-every') === undefined ? undefined : intOption(str('checkpoint-every'), 'checkpoint-every', 1);
+  const ac = new AbortController();
+  // the first Ctrl-C stops after the current step (checkpoint); a second one exits at once, which is
+  // safe too: the model and the checkpoint are only ever replaced by a rename
+  let signals = 0;
+  const stop = () => {
+    if (++signals > 1) process.exit(130);
+    ac.abort();
+  };
+  process.on('SIGINT', stop);
+  process.on('SIGTERM', stop);
+  const tty = !!process.stderr.isTTY;
+  let lastLine = 0;
+  const line = (p: DistillProgress) =>
+    `step ${p.step}/${p.steps}  loss ${p.loss.toFixed(4)} (mlm ${p.mlm.toFixed(3)}, kl ${p.kl.toFixed(4)})  lr ${p.lr.toExponential(2)}  ${Math.round(p.tokensPerSecond)} tokens/s  ETA ${duration(p.etaSeconds)}`;
+  try {
+    const r = await distill({
+      teacher, student, corpus, vocab, output, steps, batch, seq, lr, threads, seed, checkpointEvery: every,
+      resume: !!o.resume, signal: ac.signal, evalCases, evalEvery,
+      onEval: (e) => {
+        if (tty) process.stderr.write('\r\x1b[K');
+        process.stderr.write(`eval at step ${e.step}: agreement with the teacher ${(100 * e.agreement).toFixed(1)}%, accuracy ${(100 * e.accuracy).toFixed(1)}% (${e.cases} cases)\n`);
+      },
+      onProgress: (p) => {
+        if (tty) process.stderr.write(`\r\x1b[K${line(p)}`);
+        else if (Date.now() - lastLine >= 10_000 || p.step === p.steps) {
+          lastLine = Date.now();
+          process.stderr.write(`${line(p)}\n`);
+        }
+      },
+    });
+    if (tty) process.stderr.write('\n');
+    if (o.json) out(JSON.stringify(r, null, 2));
+    else if (r.finished) out(`bort-compress: distilled ${r.steps} steps in ${r.seconds.toFixed(1)} s → ${r.output}`);
+    else out(`bort-compress: stopped at step ${r.steps}; state saved in ${r.checkpoint} (continue with --resume); no model written`);
+    if (!r.finished) process.exitCode = 130;
+  } finally {
+    process.off('SIGINT', stop);
+    process.off('SIGTERM', stop);
+  }
+}

@@ -1,0 +1,205 @@
+/**
+ * `distill()`: knowledge distillation of a student BERT from a teacher with the Bort recipe: masked-LM
+ * batches from raw text, teacher logits computed on the fly by the native engine, and the loss
+ * mlmWeight · CE(student, true word) + klWeight · T² · KL(teacher_T ‖ student_T) at the masked
+ * positions, trained natively (lib/train). Aborting (the signal) leaves a resumable checkpoint and no
+ * model; the model is written only at the end, atomically, as the student's ONNX with trained weights.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { recognize } from '../bert/recognize.js';
+import { BortError, quoteName } from '../errors.js';
+import { checkOutputPath } from '../onnx/files.js';
+import { loadModel, saveModel } from '../onnx/io.js';
+import { Encoder } from '../runtime/encoder.js';
+import { TextTokenizer } from '../text/tokenizer.js';
+import { Trainer } from '../train/trainer.js';
+import { readCheckpoint, writeCheckpoint } from './checkpoint.js';
+import { readEvalCases, score, topWords, type EvalScore, type MlmRunner } from './evaluate.js';
+import { engineSpec } from '../runtime/spec.js';
+import { native } from '../runtime/native.js';
+import { MaskedLmBatches } from './masked-batches.js';
+
+export interface DistillOptions {
+  teacher: string;
+  student: string;
+  /** Training text, one paragraph a line. */
+  corpus: string;
+  /** vocab.txt or tokenizer.json shared by teacher and student. */
+  vocab: string;
+  output: string;
+  steps?: number;
+  batch?: number;
+  seq?: number;
+  lr?: number;
+  /** Share of the steps spent warming up (default 0.05). */
+  warmup?: number;
+  temperature?: number;
+  mlmWeight?: number;
+  klWeight?: number;
+  weightDecay?: number;
+  clipNorm?: number;
+  maskRate?: number;
+  seed?: number;
+  threads?: number;
+  /** Checkpoint file (default OUTPUT.ckpt); written when aborted, and every `checkpointEvery` steps. */
+  checkpoint?: string;
+  checkpointEvery?: number;
+  /** Continue from the checkpoint. */
+  resume?: boolean;
+  signal?: AbortSignal;
+  onProgress?: (p: DistillProgress) => void;
+  /** Held-out cases (an mlm-eval.json): agreement with the teacher at the start and every `evalEvery` steps. */
+  evalCases?: string;
+  evalEvery?: number;
+  onEval?: (s: EvalScore) => void;
+}
+
+export interface DistillProgress {
+  step: number;
+  steps: number;
+  loss: number;
+  mlm: number;
+  kl: number;
+  lr: number;
+  tokensPerSecond: number;
+  etaSeconds: number;
+}
+
+export interface DistillSummary {
+  steps: number;
+  /** False when aborted: no model was written, the checkpoint holds the state. */
+  finished: boolean;
+  output?: string;
+  checkpoint?: string;
+  seconds: number;
+  firstLoss?: number;
+  lastLoss?: number;
+}
+
+function posInt(v: number | undefined, dflt: number, what: string, max = 1e9): number {
+  const x = v ?? dflt;
+  if (!Number.isInteger(x) || x < 1 || x > max) throw new RangeError(`${what} must be an integer in [1, ${max}], got ${x}`);
+  return x;
+}
+
+export async function distill(o: DistillOptions): Promise<DistillSummary> {
+  const t0 = Date.now();
+  const steps = posInt(o.steps, 1000, 'steps');
+  const batch = posInt(o.batch, 32, 'batch', 4096);
+  const seq = posInt(o.seq, 64, 'seq', 4096);
+  const checkpoint = o.checkpoint ?? `${o.output}.ckpt`;
+  const tok = TextTokenizer.fromFile(o.vocab);
+  let text: string;
+  try {
+    text = fs.readFileSync(o.corpus, 'utf8');
+  } catch (e) {
+    throw new BortError(`cannot read the corpus ${quoteName(o.corpus)}: ${(e as Error).message}`, 'give a text file with one paragraph a line');
+  }
+  const loaded = loadModel(o.student);
+  // refused now, not after the training: a folder, a read-only file, the student itself
+  checkOutputPath(o.output, loaded.sources);
+  checkOutputPath(checkpoint, loaded.sources);
+  const student = recognize(loaded.model);
+  if (!student.mlm) throw new BortError('the student has no masked-LM head', 'distil a student extracted from a masked-LM teacher');
+  if (seq > (student.embeddings.positionIds?.kind === 'arange' ? student.embeddings.positionIds.maxSeq : 0)) {
+    throw new BortError(`seq ${seq} is longer than the student's positions`, 'use a shorter --seq');
+  }
+  if (tok.vocabSize > student.vocab) {
+    throw new BortError(`the vocabulary ${quoteName(o.vocab)} has ${tok.vocabSize} tokens but the student only ${student.vocab}`, 'pass the vocab.txt or tokenizer.json of the teacher the student came from');
+  }
+  const batches = MaskedLmBatches.create(tok, text, { batch, seq, maskRate: o.maskRate ?? 0.15, seed: o.seed ?? 1 });
+  const teacher = await Encoder.load(o.teacher, { threads: o.threads });
+  const trainer = Trainer.fromModel(student, {
+    lr: o.lr ?? 5e-4, warmupSteps: Math.round((o.warmup ?? 0.05) * steps), totalSteps: steps,
+    weightDecay: o.weightDecay, clipNorm: o.clipNorm, threads: o.threads,
+  });
+  const evalCases = o.evalCases ? readEvalCases(o.evalCases, student.vocab) : undefined;
+  const run = { student: path.resolve(o.student), params: trainer.state().params.length, steps, batch, seq, seed: o.seed ?? 1 };
+  try {
+    const V = student.vocab;
+    if (teacher.info.vocab !== V) throw new BortError(`the teacher has ${teacher.info.vocab} words and the student ${V}`, 'distil a student extracted from this teacher');
+    let first: number | undefined;
+    let last: number | undefined;
+    if (o.resume) {
+      const c = readCheckpoint(checkpoint);
+      for (const [k, v] of Object.entries(run)) {
+        if (c.header.run[k] !== v) throw new BortError(`the checkpoint ${quoteName(checkpoint)} is from another run (${k} ${c.header.run[k]} vs ${v})`, 'resume with the options of the run that wrote it, or start without --resume');
+      }
+      trainer.setState(c.state);
+      batches.restore(c.header.batches);
+    }
+    // evaluation: the teacher's top words once; the student through an encoder packed from the current weights
+    let evaluate: (() => Promise<void>) | undefined;
+    if (evalCases && o.onEval) {
+      const maskId = tok.mask!.id;
+      const teacherRun: MlmRunner = async (ids, b, s) => {
+        const r = await teacher.run(teacherInputs(teacher, { ids, mask: new Int32Array(b * s).fill(1), types: new Int32Array(b * s), batch: b, seq: s }));
+        return Object.values(r).find((t) => t.dims.length === 3 && t.dims[2] === V)!.data;
+      };
+      const teacherTop = await topWords(teacherRun, evalCases, maskId, V);
+      const spec = engineSpec(student);
+      const evalThreads = o.threads ?? teacher.threads;
+      evaluate = async () => {
+        const weights: Record<string, Float32Array> = { ...spec.weights };
+        for (const n of trainer.weightNames()) weights[n] = trainer.weight(n);
+        if (trainer.tiedDecoder) {
+          const w = weights['word_emb'], H = student.arch.hidden, dec = new Float32Array(H * V);
+          for (let v = 0; v < V; v++) for (let h = 0; h < H; h++) dec[h * V + v] = w[v * H + h];
+          weights['decoder_w'] = dec;
+        }
+        const enc = native().createEncoder({ ...spec.config, threads: evalThreads }, weights);
+        try {
+          const run: MlmRunner = async (ids, b, s) => (await enc.run({ ids, mask: new Int32Array(b * s).fill(1), types: spec.config.typeVocab ? new Int32Array(b * s) : null, batch: b, seq: s })).mlm!;
+          o.onEval!(score(trainer.steps, await topWords(run, evalCases, maskId, V), teacherTop, evalCases));
+        } finally {
+          enc.close();
+        }
+      };
+      await evaluate();
+    }
+    const evalEvery = o.evalEvery ?? Math.max(1, Math.round(steps / 10));
+    const save = () => writeCheckpoint(checkpoint, { run, step: trainer.steps, batches: batches.state }, trainer.state());
+    const tStart = Date.now();
+    const stepStart = trainer.steps;
+    while (trainer.steps < steps) {
+      if (o.signal?.aborted) {
+        save();
+        return { steps: trainer.steps, finished: false, checkpoint, seconds: (Date.now() - t0) / 1000, firstLoss: first, lastLoss: last };
+      }
+      const b = batches.next();
+      const out = await teacher.run(teacherInputs(teacher, b));
+      const logits = Object.values(out).find((t) => t.dims.length === 3 && t.dims[2] === V);
+      if (!logits) throw new BortError(`the teacher has no [batch, seq, ${V}] logits output`, 'give a masked-LM teacher with the student\'s vocabulary');
+      const tl = new Float32Array(b.positions.length * V);
+      b.positions.forEach((p, i) => tl.set(logits.data.subarray(p * V, (p + 1) * V), i * V));
+      const r = await trainer.step({ ...b, teacher: tl, mlmWeight: o.mlmWeight ?? 0.1, klWeight: o.klWeight ?? 0.9, temperature: o.temperature ?? 2 });
+      first ??= r.loss;
+      last = r.loss;
+      const done = trainer.steps - stepStart;
+      const secs = (Date.now() - tStart) / 1000;
+      o.onProgress?.({
+        step: r.step, steps, loss: r.loss, mlm: r.mlm, kl: r.kl, lr: r.lr,
+        tokensPerSecond: (done * batch * seq) / Math.max(secs, 1e-9), etaSeconds: (secs / done) * (steps - trainer.steps),
+      });
+      if (o.checkpointEvery && trainer.steps % o.checkpointEvery === 0) save();
+      if (evaluate && (trainer.steps % evalEvery === 0 || trainer.steps === steps)) await evaluate();
+    }
+    trainer.writeInto();
+    saveModel(loaded.model, o.output, { protect: loaded.sources });
+    return { steps: trainer.steps, finished: true, output: path.resolve(o.output), seconds: (Date.now() - t0) / 1000, firstLoss: first, lastLoss: last };
+  } finally {
+    trainer.close();
+    teacher.close();
+  }
+}
+
+/** The batch under the teacher's own input names, by role. */
+function teacherInputs(teacher: Encoder, b: { ids: Int32Array; mask: Int32Array; types: Int32Array; batch: number; seq: number }) {
+  const roles = teacher.inputRoles;
+  const dims = [b.batch, b.seq];
+  const r: Record<string, { data: Int32Array; dims: number[] }> = { [roles.ids]: { data: b.ids, dims } };
+  if (roles.mask) r[roles.mask] = { data: b.mask, dims };
+  if (roles.tokenTypes) r[roles.tokenTypes] = { data: b.types, dims };
+  return r;
+}

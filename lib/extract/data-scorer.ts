@@ -1,0 +1,178 @@
+/**
+ * Data-driven importance (`--strategy data`): scores measured on calibration text with the source
+ * model running on the native engine.
+ *
+ * - Layers: greedy backward elimination by masked ablation. Starting from all layers, each round drops
+ *   every remaining layer in turn (the model with that layer removed is extracted and run on the
+ *   calibration set) and removes for good the one whose absence raises KL(source ‖ ablated) the least.
+ *   A layer's score is the round it survived to, so the top k layers are exactly the k layers the
+ *   elimination keeps: the set chosen by measured function, not by weight norms (which cannot tell
+ *   layers apart). D·(D+1)/2 − 1 ablated runs.
+ * - Heads, attention channels, FFN neurons, hidden channels and head similarity: the weight scorer's
+ *   (lib/extract/scorer.ts); see the README for what was measured.
+ *
+ * The scores belong to one source model: the scorer refuses a model of another architecture.
+ */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import type { Arch, BertModel } from '../bert/model.js';
+import { runCompress } from '../compress-job.js';
+import { Encoder } from '../runtime/encoder.js';
+import type { CalibrationSet } from '../search/calibration.js';
+import { fidelity, referenceLogProbs } from '../search/masked-lm.js';
+import { firstScorer, weightScorer, type ImportanceScorer } from './scorer.js';
+import { formatArch } from './arch.js';
+
+export interface DataScorerOptions {
+  threads?: number;
+  /**
+   * The architecture the scores are for. When given, layers are chosen for it: every subset of
+   * `target.layers` layers (at most 64 subsets; else the greedy elimination) is extracted at the
+   * target's widths (heads, hidden, neurons by the weight scorer) and the one with the lowest KL on
+   * the calibration set is kept.
+   */
+  target?: Arch;
+  /** Called after each ablated run with what was measured. */
+  onProgress?: (message: string) => void;
+}
+
+export interface LayerAblation {
+  /** Layers removed, in removal order (the least important first). */
+  removed: number[];
+  /** KL(source ‖ model without the removed layers) after each removal, nats. */
+  klAfter: number[];
+}
+
+/** A scorer that keeps exactly `keep` layers and everything else whole (an exact layer ablation). */
+function keepLayers(keep: number[]): ImportanceScorer {
+  return { ...firstScorer, name: 'layers', layers: (m) => m.layers.map((_, i) => (keep.includes(i) ? 1 : 0)) };
+}
+
+/** Greedy backward elimination of layers by KL on the calibration set (see the file comment). */
+export async function ablateLayers(model: string, cal: CalibrationSet, opts: DataScorerOptions = {}): Promise<LayerAblation> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bort-ablate-'));
+  try {
+    const source = await Encoder.load(model, { threads: opts.threads });
+    const arch = source.arch;
+    let ref;
+    try {
+      ref = await referenceLogProbs(source, cal, 'the source model');
+    } finally {
+      source.close();
+    }
+    let kept = Array.from({ length: arch.layers }, (_, i) => i);
+    const removed: number[] = [], klAfter: number[] = [];
+    while (kept.length > 1) {
+      let best: { layer: number; kl: number } | undefined;
+      for (const layer of kept) {
+        const keep = kept.filter((l) => l !== layer);
+        const file = path.join(dir, `without-${layer}.onnx`);
+        runCompress(model, { arch: { ...arch, layers: keep.length }, strategy: keepLayers(keep), output: file });
+        const enc = await Encoder.load(file, { threads: opts.threads });
+        try {
+          const f = await fidelity(enc, cal, ref, 'an ablated model');
+          opts.onProgress?.(`layers ${keep.join(',')}: KL ${f.kl.toFixed(4)}`);
+          if (!best || f.kl < best.kl) best = { layer, kl: f.kl };
+        } finally {
+          enc.close();
+          fs.rmSync(file, { force: true });
+        }
+      }
+      removed.push(best!.layer);
+      klAfter.push(best!.kl);
+      kept = kept.filter((l) => l !== best!.layer);
+    }
+    removed.push(kept[0]);
+    return { removed, klAfter };
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+function subsets(n: number, k: number): number[][] {
+  const out: number[][] = [];
+  const rec = (start: number, acc: number[]) => {
+    if (acc.length === k) { out.push([...acc]); return; }
+    for (let i = start; i < n; i++) { acc.push(i); rec(i + 1, acc); acc.pop(); }
+  };
+  rec(0, []);
+  return out;
+}
+
+/** Most layer subsets the target-aware search evaluates (C(D, k) above this: greedy elimination). */
+const MAX_SUBSETS = 64;
+
+/**
+ * The layer subset of size `target.layers` with the lowest KL(source ‖ extracted) on `cal`, every
+ * candidate extracted at the target's widths; undefined when there are too many subsets.
+ */
+export async function bestLayerSubset(model: string, cal: CalibrationSet, target: Arch, opts: DataScorerOptions = {}): Promise<{ layers: number[]; kl: number } | undefined> {
+  const source = await Encoder.load(model, { threads: opts.threads });
+  const D = source.arch.layers;
+  let ref;
+  try {
+    ref = await referenceLogProbs(source, cal, 'the source model');
+  } finally {
+    source.close();
+  }
+  const all = subsets(D, target.layers);
+  if (all.length > MAX_SUBSETS) return undefined;
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bort-layers-'));
+  try {
+    let best: { layers: number[]; kl: number } | undefined;
+    for (const keep of all) {
+      const file = path.join(dir, `${keep.join('-')}.onnx`);
+      const scorer = { ...weightScorer, name: 'layers', layers: (m: BertModel) => m.layers.map((_, i) => (keep.includes(i) ? 1 : 0)) };
+      runCompress(model, { arch: target, strategy: scorer, output: file });
+      const enc = await Encoder.load(file, { threads: opts.threads });
+      try {
+        const f = await fidelity(enc, cal, ref, 'a candidate layer subset');
+        opts.onProgress?.(`layers ${keep.join(',')} at ${formatArch(target)}: KL ${f.kl.toFixed(4)}`);
+        if (!best || f.kl < best.kl) best = { layers: keep, kl: f.kl };
+      } finally {
+        enc.close();
+        fs.rmSync(file, { force: true });
+      }
+    }
+    return best;
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** The scorer from a finished ablation (for a model of architecture `arch`). */
+export function scorerFromAblation(ablation: LayerAblation, arch: BertModel['arch']): ImportanceScorer {
+  const layerScores = new Array<number>(arch.layers);
+  ablation.removed.forEach((layer, round) => { layerScores[layer] = round; });
+  const check = (m: BertModel) => {
+    if (m.arch.layers !== arch.layers || m.arch.hidden !== arch.hidden || m.arch.heads !== arch.heads || m.arch.intermediate !== arch.intermediate) {
+      throw new TypeError(`the data scorer was measured on a ${formatArch(arch)} model, not on this ${formatArch(m.arch)} one`);
+    }
+  };
+  return {
+    name: 'data',
+    layers: (m) => { check(m); return [...layerScores]; },
+    heads: (m, l) => weightScorer.heads(m, l),
+    attentionChannels: (m, l) => weightScorer.attentionChannels(m, l),
+    neurons: (m, l) => weightScorer.neurons(m, l),
+    hidden: (m) => weightScorer.hidden(m),
+    headSimilarity: (m, l) => weightScorer.headSimilarity!(m, l),
+  };
+}
+
+/** Measures data-driven scores for `model` on `cal` and returns them as an ImportanceScorer. */
+export async function dataScorer(model: string, cal: CalibrationSet, opts: DataScorerOptions = {}): Promise<ImportanceScorer> {
+  const { inspect } = await import('../inspect.js');
+  const arch = inspect(model).arch;
+  if (opts.target) {
+    const best = await bestLayerSubset(model, cal, opts.target, opts);
+    if (best) {
+      // the chosen subset survives longest, the others in source order
+      const removed = [...Array.from({ length: arch.layers }, (_, i) => i).filter((l) => !best.layers.includes(l)), ...best.layers];
+      return scorerFromAblation({ removed, klAfter: [] }, arch);
+    }
+  }
+  const ablation = await ablateLayers(model, cal, opts);
+  return scorerFromAblation(ablation, arch);
+}

@@ -1,0 +1,85 @@
+// The int8 GEMM driver, written once: included by each qgemm_<isa>.cpp inside its own namespace after
+// it defines MR, NR and `template <int M> ukernel(kg, A, lda, Bp, colsum, out)`, which computes an
+// M x NR tile of exact int32 sums into out[M][NR] (kg groups of 4 k). The driver walks the tiles and
+// applies the epilogue while the tile is in L1: raw int32 (Ci) or dequantize + bias (C), then GELU or
+// the residual.
+#ifndef BORT_QGEMM_IMPL_BODY
+#error "include qgemm_impl.h from a qgemm ISA file only"
+#endif
+
+template <int M>
+static inline void run_rows(int m, int kg, const int8_t* A, size_t lda, const int8_t* Bp, const int32_t* cs, int32_t* out) {
+  if (m == M) ukernel<M>(kg, A, lda, Bp, cs, out);
+  else if constexpr (M > 1) run_rows<M - 1>(m, kg, A, lda, Bp, cs, out);
+}
+
+static void k_qgemm_tile(const QGemmArgs& g, int m0, int m1, int n0, int n1) {
+  alignas(64) int32_t acc[MR * NR];
+  const int kg = qround4(g.K) / 4;
+  for (int n = n0; n < n1; n += NR) {
+    const int8_t* bp = g.B + (size_t)(n / NR) * NR * (size_t)kg * 4;
+    const int32_t* cs = g.colsum ? g.colsum + n : nullptr;
+    const int nc = g.N - n < NR ? g.N - n : NR;
+    for (int m = m0; m < m1; m += MR) {
+      const int mr = m1 - m < MR ? m1 - m : MR;
+      run_rows<MR>(mr, kg, g.A + (size_t)m * g.lda, g.lda, bp, cs, acc);
+      if (g.Ci) {
+        for (int i = 0; i < mr; ++i)
+          for (int j = 0; j < nc; ++j) g.Ci[(size_t)(m + i) * g.ldc + n + j] = acc[i * NR + j];
+      } else {
+        for (int i = 0; i < mr; ++i) {
+          const float as = g.a_scale[m + i];
+          float* c = g.C + (size_t)(m + i) * g.ldc + n;
+          for (int j = 0; j < nc; ++j) {
+            const float s = as * (g.b_per_channel ? g.b_scale[n + j] : g.b_scale[0]);
+            c[j] = (float)acc[i * NR + j] * s + (g.bias ? g.bias[n + j] : 0.0f);
+          }
+          if (g.gelu) {
+            g.gelu(c, (size_t)nc);
+          } else if (g.R) {
+            const float* r = g.R + (size_t)(m + i) * g.ldr + n;
+            for (int j = 0; j < nc; ++j) c[j] += r[j];
+          }
+        }
+      }
+    }
+  }
+}
+
+// quantize_rows (qgemm.h), written so the compiler vectorises it with this file's ISA flags: 16
+// running maxima per row, then multiply, clamp, round half away from zero, convert. The clamp sits
+// between the multiply and the rounding add so no ISA can fuse them: every path rounds identically.
+static void k_quantize_rows(const float* x, size_t ldx, int M, int K, int8_t* A, size_t lda, float* scale) {
+  const int K4 = qround4(K);
+  for (int i = 0; i < M; ++i) {
+    const float* r = x + (size_t)i * ldx;
+    float m16[16] = {};
+    int k = 0;
+    for (; k + 16 <= K; k += 16)
+      for (int j = 0; j < 16; ++j) {
+        const float a = __builtin_fabsf(r[k + j]);
+        m16[j] = a > m16[j] ? a : m16[j];
+      }
+    float mx = 0.0f;
+    for (; k < K; ++k) {
+      const float a = __builtin_fabsf(r[k]);
+      mx = a > mx ? a : mx;
+    }
+    for (int j = 0; j < 16; ++j) mx = m16[j] > mx ? m16[j] : mx;
+    const float s = mx > 0.0f && mx <= 3.4028235e38f ? mx / 127.0f : 1.0f;
+    const float inv = 1.0f / s;
+    scale[i] = s;
+    int8_t* a = A + (size_t)i * lda;
+    for (k = 0; k < K; ++k) {
+      float v = r[k] * inv;
+      v = v > 127.0f ? 127.0f : v;
+      v = v < -127.0f ? -127.0f : v;
+      v = v == v ? v : 0.0f;  // NaN -> 0
+      v = v + (v < 0.0f ? -0.5f : 0.5f);
+      a[k] = (int8_t)(int)v;
+    }
+    for (k = K; k < K4; ++k) a[k] = 0;
+  }
+}
+
+static const QKernels kQTable = {QISA_NAME, MR, NR, k_qgemm_tile, k_quantize_rows};

@@ -1,0 +1,88 @@
+// The encoder's int8 linear layer (see qlinear.h).
+#include "qlinear.h"
+
+#include <cmath>
+#include <stdexcept>
+
+namespace bort {
+
+std::unique_ptr<QLinear> make_qlinear(const QKernels* qk, int K, const QSeg* segs, int nsegs) {
+  auto L = std::make_unique<QLinear>();
+  L->qk = qk;
+  L->K = K;
+  for (int i = 0; i < nsegs; ++i) L->N += segs[i].n;
+  const int N = L->N;
+  if (K > kQMaxK) throw std::runtime_error("int8 layer with K > " + std::to_string(kQMaxK));
+  std::vector<int8_t> q((size_t)K * N);
+  L->scale.resize(N);
+  int col = 0;
+  for (int s = 0; s < nsegs; ++s) {
+    const float* p = segs[s].p;
+    const int n = segs[s].n;
+    for (int j = 0; j < n; ++j) {
+      float mx = 0.0f;
+      for (int k = 0; k < K; ++k) mx = std::fmax(mx, std::fabs(p[(size_t)k * n + j]));
+      float sc = mx / 127.0f;  // one correctly rounded division, as Math.fround(max / 127) in lib/quantize
+      if (!(sc > 0.0f) || !std::isfinite(sc)) sc = 1.0f;
+      L->scale[col + j] = sc;
+      for (int k = 0; k < K; ++k) {
+        const double v = (double)p[(size_t)k * n + j] / (double)sc;
+        double r = v < 0 ? -std::floor(-v + 0.5) : std::floor(v + 0.5);  // half away from zero
+        r = r > 127 ? 127 : r < -127 ? -127 : r;
+        q[(size_t)k * N + col + j] = (int8_t)r;
+      }
+    }
+    col += n;
+  }
+  L->B.resize(qpacked_size(K, N, qk->NR));
+  L->colsum.resize((size_t)((N + qk->NR - 1) / qk->NR) * qk->NR);
+  qpack_b(L->B.data(), L->colsum.data(), q.data(), N, K, N, qk->NR);
+  return L;
+}
+
+void qlinear_run(ThreadPool& pool, const QLinear& L, const float* A, size_t lda, float* C, size_t ldc, int M, Epi epi,
+                 const float* bias, const float* R, size_t ldr, void (*gelu)(float*, size_t), QScratch& s) {
+  const int K = L.K, N = L.N;
+  const size_t la = (size_t)qround4(K);
+  if (s.a.size() < (size_t)M * la) s.a.resize((size_t)M * la);
+  if (s.scale.size() < (size_t)M) s.scale.resize(M);
+  const int T = pool.size();
+  int8_t* qa = s.a.data();
+  float* as = s.scale.data();
+  // quantize the rows (parallel), then the GEMM tiles: row blocks x column chunks, ~4 tasks per thread
+  {
+    const int parts = M < 2 * T ? M : 2 * T;
+    const int per = (M + parts - 1) / parts;
+    pool.parallel_for(parts, [&](int t, int) {
+      const int m0 = t * per, m1 = m0 + per < M ? m0 + per : M;
+      if (m0 < m1) L.qk->quantize_rows(A + (size_t)m0 * lda, lda, m1 - m0, K, qa + (size_t)m0 * la, la, as + m0);
+    });
+  }
+  const QKernels* qk = L.qk;
+  const int NR = qk->NR, MR = qk->MR;
+  const int npan = (N + NR - 1) / NR;
+  const int mblocks = M > 240 ? (M + 239) / 240 : 1;
+  const int msz = ((M + mblocks - 1) / mblocks + MR - 1) / MR * MR;
+  const int mb = (M + msz - 1) / msz;
+  int nchunks = T == 1 ? 1 : (4 * T + mb - 1) / mb;
+  if (nchunks > npan) nchunks = npan;
+  if (nchunks < 1) nchunks = 1;
+  const int pchunk = (npan + nchunks - 1) / nchunks;
+  nchunks = (npan + pchunk - 1) / pchunk;
+  QGemmArgs g;
+  g.A = qa; g.lda = la; g.B = L.B.data(); g.colsum = L.colsum.data(); g.M = M; g.N = N; g.K = K;
+  g.C = C; g.ldc = ldc; g.a_scale = as; g.b_scale = L.scale.data(); g.b_per_channel = true; g.bias = bias;
+  if (epi == Epi::BiasGelu) g.gelu = gelu;
+  if (epi == Epi::BiasResid) { g.R = R; g.ldr = ldr; }
+  if (epi == Epi::BiasTanh || epi == Epi::None) throw std::logic_error("qlinear_run: epilogue not supported");
+  pool.parallel_for(mb * nchunks, [&](int t, int) {
+    const int mi = t / nchunks, ni = t % nchunks;
+    const int m0 = mi * msz, m1 = m0 + msz < M ? m0 + msz : M;
+    const int n0 = ni * pchunk * NR;
+    const int n1 = (ni + 1) * pchunk * NR < N ? (ni + 1) * pchunk * NR : N;
+    if (m0 >= m1 || n0 >= n1) return;
+    qk->qgemm_tile(g, m0, m1, n0, n1);
+  });
+}
+
+}  // namespace bort

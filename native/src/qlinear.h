@@ -1,0 +1,45 @@
+// An int8 linear layer of the encoder: float32 weights quantized at load (symmetric, one scale per
+// output column, the same rule as lib/quantize/weights.ts), packed once for the active int8 path; at
+// run time the input rows are quantized (symmetric, one scale per row), multiplied in int32, and the
+// tile epilogue dequantizes and applies bias, then GELU or the residual.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "kernels.h"
+#include "pool.h"
+#include "qgemm.h"
+
+namespace bort {
+
+struct QLinear {
+  const QKernels* qk = nullptr;
+  int K = 0, N = 0;
+  std::vector<int8_t> B;        // packed by qpack_b
+  std::vector<int32_t> colsum;  // from qpack_b
+  std::vector<float> scale;     // [N], each > 0
+  size_t bytes() const { return B.size() + colsum.size() * 4 + scale.size() * 4; }
+};
+
+// Row-major float weights [K][n_i] side by side (like PackSeg), quantized per column and packed.
+struct QSeg {
+  const float* p;
+  int n;
+};
+std::unique_ptr<QLinear> make_qlinear(const QKernels* qk, int K, const QSeg* segs, int nsegs);
+
+// Scratch for the quantized input rows, grown on demand (one per encoder; runs are serialised).
+struct QScratch {
+  std::vector<int8_t> a;
+  std::vector<float> scale;
+};
+
+// C[M,N] = epi(dequant(quant(A) · W) + bias [+ R]) with the pool's threads. `gelu` is the float kernel
+// table's vector GELU (applied to each finished row segment for Epi::BiasGelu).
+void qlinear_run(ThreadPool& pool, const QLinear& L, const float* A, size_t lda, float* C, size_t ldc, int M, Epi epi,
+                 const float* bias, const float* R, size_t ldr, void (*gelu)(float*, size_t), QScratch& s);
+
+}  // namespace bort

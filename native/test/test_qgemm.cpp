@@ -1,0 +1,184 @@
+// int8 GEMM: every available ISA path against a naive int32 reference, bit-exact (raw accumulators),
+// on random and extreme (+-127 everywhere: the case that would saturate vpmaddubsw without the sign
+// trick) inputs, odd shapes (K, M, N not multiples of anything), sub-tiles, output rows/columns
+// outside the tile untouched; the dequantize + bias epilogue; per-row activation quantization.
+//   test_qgemm [--require ISA ...]   fails when a named path is not available on this machine
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "check.h"
+#include "qgemm.h"
+
+using namespace bort;
+
+namespace {
+
+std::vector<int32_t> reference(const std::vector<int8_t>& A, size_t lda, const std::vector<int8_t>& W, int M, int N, int K) {
+  std::vector<int32_t> c((size_t)M * N);
+  for (int i = 0; i < M; ++i)
+    for (int j = 0; j < N; ++j) {
+      int64_t s = 0;
+      for (int k = 0; k < K; ++k) s += (int64_t)A[(size_t)i * lda + k] * W[(size_t)k * N + j];
+      c[(size_t)i * N + j] = (int32_t)s;
+    }
+  return c;
+}
+
+enum Fill { Random, AllMax, AllMinMax, Alternating };
+
+int8_t value(check::Rng& r, Fill f, int idx, bool weight) {
+  switch (f) {
+    case AllMax: return 127;
+    case AllMinMax: return weight ? -127 : 127;
+    case Alternating: return (idx & 1) ? -127 : 127;
+    default: return (int8_t)(r.below(255) - 127);
+  }
+}
+
+void test_exact(const QKernels* q, int M, int N, int K, Fill fill, uint64_t seed) {
+  check::Rng r(seed);
+  const size_t lda = qround4(K) + 4;
+  std::vector<int8_t> A((size_t)M * lda, 0), W((size_t)K * N);
+  for (int i = 0; i < M; ++i)
+    for (int k = 0; k < K; ++k) A[(size_t)i * lda + k] = value(r, fill, k, false);
+  for (size_t i = 0; i < W.size(); ++i) W[i] = value(r, fill, (int)(i / N), true);
+  std::vector<int8_t> Bp(qpacked_size(K, N, q->NR));
+  std::vector<int32_t> cs(((N + q->NR - 1) / q->NR) * q->NR);
+  qpack_b(Bp.data(), cs.data(), W.data(), N, K, N, q->NR);
+  const auto ref = reference(A, lda, W, M, N, K);
+  const size_t ldc = N + 3;
+  const int32_t sentinel = 0x5A5A5A5A;
+  std::vector<int32_t> C((size_t)M * ldc, sentinel);
+  QGemmArgs g;
+  g.A = A.data(); g.lda = lda; g.B = Bp.data(); g.colsum = cs.data(); g.M = M; g.N = N; g.K = K; g.Ci = C.data(); g.ldc = ldc;
+  // two column chunks (at a panel boundary) and two row ranges, as threads would split it
+  const int nsplit = N > q->NR ? q->NR : N;
+  const int msplit = M / 2;
+  for (auto [m0, m1] : {std::pair{0, msplit}, std::pair{msplit, M}})
+    for (auto [n0, n1] : {std::pair{0, nsplit}, std::pair{nsplit, N}})
+      if (m0 < m1 && n0 < n1) q->qgemm_tile(g, m0, m1, n0, n1);
+  int bad = 0, first = -1;
+  for (int i = 0; i < M; ++i) {
+    for (int j = 0; j < N; ++j)
+      if (C[(size_t)i * ldc + j] != ref[(size_t)i * N + j]) { if (first < 0) first = i * N + j; ++bad; }
+    for (size_t j = N; j < ldc; ++j) if (C[(size_t)i * ldc + j] != sentinel) ++bad;
+  }
+  CHECK(bad == 0, "%s M=%d N=%d K=%d fill=%d: %d int32 results differ (first at %d: %d vs %d)", q->name, M, N, K, (int)fill, bad,
+        first, first >= 0 ? C[(size_t)(first / N) * ldc + first % N] : 0, first >= 0 ? ref[first] : 0);
+}
+
+void test_epilogue(const QKernels* q, bool perChannel) {
+  const int M = 9, N = 45, K = 77;
+  check::Rng r(99);
+  const size_t lda = qround4(K);
+  std::vector<float> x((size_t)M * K), as(M), bs(perChannel ? N : 1), bias(N);
+  for (auto& v : x) v = r.uniform(-3, 3);
+  for (auto& v : bs) v = r.uniform(0.001f, 0.02f);
+  for (auto& v : bias) v = r.uniform(-1, 1);
+  std::vector<int8_t> A((size_t)M * lda, 7), W((size_t)K * N);
+  quantize_rows(x.data(), K, M, K, A.data(), lda, as.data());
+  for (auto& w : W) w = (int8_t)(r.below(255) - 127);
+  std::vector<int8_t> Bp(qpacked_size(K, N, q->NR));
+  std::vector<int32_t> cs(((N + q->NR - 1) / q->NR) * q->NR);
+  qpack_b(Bp.data(), cs.data(), W.data(), N, K, N, q->NR);
+  std::vector<float> C((size_t)M * N);
+  QGemmArgs g;
+  g.A = A.data(); g.lda = lda; g.B = Bp.data(); g.colsum = cs.data(); g.M = M; g.N = N; g.K = K; g.C = C.data(); g.ldc = N;
+  g.a_scale = as.data(); g.b_scale = bs.data(); g.b_per_channel = perChannel; g.bias = bias.data();
+  qgemm(q, g);
+  const auto ref = reference(A, lda, W, M, N, K);
+  double worst = 0;
+  for (int i = 0; i < M; ++i)
+    for (int j = 0; j < N; ++j) {
+      const double want = (double)ref[(size_t)i * N + j] * as[i] * bs[perChannel ? j : 0] + bias[j];
+      worst = std::fmax(worst, std::fabs(C[(size_t)i * N + j] - want) / (1 + std::fabs(want)));
+    }
+  CHECK(worst < 1e-6, "%s dequantize+bias epilogue (%s): worst relative error %g", q->name, perChannel ? "per channel" : "per tensor", worst);
+}
+
+void test_quantize_rows() {
+  const int M = 4, K = 10;
+  const size_t lda = 16;
+  std::vector<float> x = {0.5f, -1.0f, 0.25f, 0.0f, 1.0f, -0.999f, 0.004f, -0.004f, 0.3f, 0.7f,
+                          0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                          -254.0f, 127.0f, 1.0f, -1.0f, 0.5f, 1.5f, -1.5f, 2.0f, 3.0f, 253.0f,
+                          1e-30f, -1e-30f, 5e-31f, 0, 0, 0, 0, 0, 0, 0};
+  std::vector<int8_t> A(M * lda, 99);
+  std::vector<float> s(M);
+  quantize_rows(x.data(), K, M, K, A.data(), lda, s.data());
+  CHECK(s[0] == 1.0f / 127.0f && s[1] == 1.0f && s[2] == 2.0f, "scales %g %g %g", s[0], s[1], s[2]);
+  CHECK(A[0] == 64 && A[1] == -127 && A[4] == 127 && A[5] == -127 && A[6] == 1 && A[7] == -1, "row 0: %d %d %d %d %d %d", A[0], A[1], A[4], A[5], A[6], A[7]);
+  CHECK(A[2 * lda + 0] == -127 && A[2 * lda + 1] == 64 && A[2 * lda + 4] == 0 && A[2 * lda + 5] == 1 && A[2 * lda + 6] == -1,
+        "row 2 (half away from zero): %d %d %d %d %d", A[2 * lda], A[2 * lda + 1], A[2 * lda + 4], A[2 * lda + 5], A[2 * lda + 6]);
+  CHECK(A[3 * lda] == 127 && A[3 * lda + 1] == -127 && A[3 * lda + 2] == 64, "tiny row keeps its shape: %d %d %d", A[3 * lda], A[3 * lda + 1], A[3 * lda + 2]);
+  bool pad = true, inRange = true;
+  for (int i = 0; i < M; ++i) {
+    for (int k = K; k < qround4(K); ++k) pad = pad && A[i * lda + k] == 0;
+    for (int k = 0; k < K; ++k) {
+      inRange = inRange && A[i * lda + k] >= -127;
+      const float err = std::fabs(x[i * K + k] - A[i * lda + k] * s[i]);
+      CHECK(err <= s[i] * 0.5f * 1.0001f, "row %d k %d: |x - q*s| = %g > s/2", i, k, err);
+    }
+  }
+  CHECK(pad, "K padding not zeroed");
+  CHECK(inRange, "-128 used");
+}
+
+// The table's own quantize_rows gives the scalar one's bytes and scales exactly (random rows, rows
+// with exact .5 steps, a NaN, K with tails).
+void test_quantize_same(const QKernels* q) {
+  check::Rng r(3);
+  for (int K : {1, 15, 16, 33, 768, 1027}) {
+    const int M = 5;
+    const size_t lda = qround4(K) + 4;
+    std::vector<float> x((size_t)M * K);
+    for (auto& v : x) v = r.uniform(-4, 4);
+    for (int k = 0; k < K; ++k) x[(size_t)K + k] = (float)(k % 255 - 127) * 0.5f;  // row 1: halves
+    x[(size_t)2 * K + K / 2] = NAN;
+    std::vector<int8_t> a(M * lda, 55), b(M * lda, 66);
+    std::vector<float> sa(M), sb(M);
+    quantize_rows(x.data(), K, M, K, a.data(), lda, sa.data());
+    q->quantize_rows(x.data(), K, M, K, b.data(), lda, sb.data());
+    int bad = 0;
+    for (int i = 0; i < M; ++i)
+      for (int k = 0; k < qround4(K); ++k) bad += a[i * lda + k] != b[i * lda + k];
+    CHECK(bad == 0 && sa == sb, "%s quantize_rows K=%d: %d bytes differ from the scalar table's", q->name, K, bad);
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<std::string> require;
+  for (int i = 1; i + 1 < argc; i += 2)
+    if (!std::strcmp(argv[i], "--require")) require.push_back(argv[i + 1]);
+  test_quantize_rows();
+  int tested = 0;
+  for (QIsa i : {QIsa::Scalar, QIsa::Avx2, QIsa::Avx512Vnni, QIsa::Neon, QIsa::NeonDot}) {
+    const QKernels* q = qkernels_for(i);
+    if (!q) {
+      std::printf("qgemm %s: not available here\n", qisa_name(i));
+      for (auto& r : require) CHECK(r != qisa_name(i), "required path %s is not available", r.c_str());
+      continue;
+    }
+    std::printf("testing qgemm %s (MR=%d NR=%d)\n", q->name, q->MR, q->NR);
+    ++tested;
+    const int shapes[][3] = {{1, 1, 1}, {3, 5, 7}, {7, 33, 130}, {13, 70, 257}, {64, 96, 768}, {5, 17, 1024}, {2, 40, 3072}, {9, 64, 4}};
+    uint64_t seed = 1;
+    for (auto& s : shapes)
+      for (Fill f : {Random, AllMax, AllMinMax, Alternating}) test_exact(q, s[0], s[1], s[2], f, seed++);
+    test_exact(q, 3, 20, kQMaxK, AllMinMax, 7);  // the largest K: -127*127*K still fits int32
+    test_quantize_same(q);
+    test_epilogue(q, true);
+    test_epilogue(q, false);
+  }
+  const char* err = nullptr;
+  const QKernels* active = qkernels_active(&err);
+  CHECK(active != nullptr, "no active int8 table: %s", err ? err : "?");
+  if (active) std::printf("active int8 path: %s\n", active->name);
+  std::printf("%d passed, %d failed (%d int8 paths tested)\n", check::passes(), check::failures(), tested);
+  return check::failures() ? 1 : 0;
+}

@@ -1,0 +1,546 @@
+// Gradient checks of the training engine against float64 finite differences, on every ISA path this
+// CPU supports: each backward kernel on its own, then every parameter's gradient of one full step of
+// a tiny model (tied and untied decoder, MLM + KL loss), the AdamW update against a hand computation,
+// the learning-rate schedule, clipping, thread-count independence and batch validation.
+#include <cmath>
+#include <cstring>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "check.h"
+#include "random_model.h"
+#include "train/trainer.h"
+
+using namespace bort;
+using check::Rng;
+using D = std::vector<double>;
+
+static double gelu_d(double x) { return 0.5 * x * (1.0 + std::erf(x / std::sqrt(2.0))); }
+
+// worst |a - b| relative to the largest |b| (with a floor so all-zero references do not divide by 0)
+static double rel_err(const std::vector<float>& a, const D& b) {
+  double m = 0, s = 1e-12;
+  for (size_t i = 0; i < b.size(); ++i) {
+    s = std::fmax(s, std::fabs(b[i]));
+    const double d = std::fabs((double)a[i] - b[i]);
+    if (!(d <= m)) m = d;
+  }
+  return m / s;
+}
+
+// central difference of f around x[i] in double
+static D numeric_grad(std::vector<double>& x, const std::function<double()>& f, double h) {
+  D g(x.size());
+  for (size_t i = 0; i < x.size(); ++i) {
+    const double keep = x[i];
+    x[i] = keep + h;
+    const double fp = f();
+    x[i] = keep - h;
+    const double fm = f();
+    x[i] = keep;
+    g[i] = (fp - fm) / (2 * h);
+  }
+  return g;
+}
+
+static D ln_d(const D& x, const D& g, const D& b, double eps) {
+  const size_t n = x.size();
+  double mean = 0, var = 0;
+  for (double v : x) mean += v;
+  mean /= n;
+  for (double v : x) var += (v - mean) * (v - mean);
+  var /= n;
+  D y(n);
+  for (size_t i = 0; i < n; ++i) y[i] = (x[i] - mean) / std::sqrt(var + eps) * g[i] + b[i];
+  return y;
+}
+
+// ---------------------------------------------------------------- single ops
+
+static void test_ops(const Kernels* k, const TrainKernels* tk) {
+  Rng r(7);
+  const char* isa = tk->name;
+  // LayerNorm forward and backward, odd and vector-multiple widths
+  for (int n : {5, 16, 37}) {
+    D x(n), g(n), b(n), c(n);
+    for (int i = 0; i < n; ++i) {
+      x[i] = r.uniform(-2, 2);
+      g[i] = r.uniform(0.5f, 1.5f);
+      b[i] = r.uniform(-0.5f, 0.5f);
+      c[i] = r.uniform(-1, 1);
+    }
+    std::vector<float> xf(x.begin(), x.end()), gf(g.begin(), g.end()), bf(b.begin(), b.end()), y(n), xhat(n), dx(n),
+        dy(c.begin(), c.end());
+    const float eps = 1e-5f;
+    const float rstd = tk->layernorm_fwd(y.data(), xhat.data(), xf.data(), gf.data(), bf.data(), n, eps);
+    D yd = ln_d(x, g, b, eps);
+    CHECK(rel_err(y, yd) < 1e-5, "%s layernorm_fwd n=%d: rel err %g", isa, n, rel_err(y, yd));
+    tk->layernorm_bwd(dx.data(), dy.data(), xhat.data(), gf.data(), rstd, n);
+    D fd = numeric_grad(x, [&] {
+      D yy = ln_d(x, g, b, eps);
+      double s = 0;
+      for (int i = 0; i < n; ++i) s += c[i] * yy[i];
+      return s;
+    }, 1e-6);
+    CHECK(rel_err(dx, fd) < 1e-4, "%s layernorm_bwd n=%d: rel err %g", isa, n, rel_err(dx, fd));
+  }
+  // GELU forward and backward (derivative vs a central difference of the double GELU)
+  {
+    const int n = 203;
+    std::vector<float> u(n), y(n), dy(n);
+    D fd(n), yd(n);
+    for (int i = 0; i < n; ++i) {
+      u[i] = -6.0f + 12.0f * i / (n - 1);
+      dy[i] = 1.0f;
+      yd[i] = gelu_d(u[i]);
+      fd[i] = (gelu_d((double)u[i] + 1e-6) - gelu_d((double)u[i] - 1e-6)) / 2e-6;
+    }
+    tk->gelu_fwd(y.data(), u.data(), n);
+    tk->gelu_bwd(dy.data(), u.data(), n);
+    double wf = 0, wb = 0;
+    for (int i = 0; i < n; ++i) {
+      wf = std::fmax(wf, std::fabs(y[i] - yd[i]));
+      wb = std::fmax(wb, std::fabs(dy[i] - fd[i]));
+    }
+    CHECK(wf < 2e-6, "%s gelu_fwd: max err %g", isa, wf);
+    CHECK(wb < 2e-6, "%s gelu_bwd: max err %g", isa, wb);
+  }
+  // axpy and sumsq
+  {
+    const int n = 1031;
+    std::vector<float> x(n), y(n);
+    D yd(n);
+    double ss = 0;
+    for (int i = 0; i < n; ++i) {
+      x[i] = r.uniform(-1, 1);
+      y[i] = r.uniform(-1, 1);
+      yd[i] = y[i] + 0.75 * x[i];
+      ss += (double)x[i] * x[i];
+    }
+    tk->axpy(y.data(), 0.75f, x.data(), n);
+    CHECK(rel_err(y, yd) < 1e-6, "%s axpy", isa);
+    CHECK(std::fabs(tk->sumsq(x.data(), n) - ss) < 1e-5 * ss, "%s sumsq %g vs %g", isa, tk->sumsq(x.data(), n), ss);
+  }
+  // attention of one head: forward against double, backward against finite differences of
+  // f = sum c o ctx with respect to every q, k, v entry; the last key masked out
+  for (int S : {1, 6, 19}) {
+    const int d = 5;
+    const size_t ld = 3 * d + 2, ldc = d + 1;
+    const float scale = 1.0f / std::sqrt((float)d);
+    std::vector<float> qkv(S * ld), madd(S, 0.0f), ctx(S * ldc), c(S * ldc), dq(S * ld, 0.0f), ws(attn_ws_floats(S, d));
+    for (auto& v : qkv) v = r.uniform(-1.5f, 1.5f);
+    for (auto& v : c) v = r.uniform(-1, 1);
+    if (S > 1) madd[S - 1] = -10000.0f;
+    D q(qkv.begin(), qkv.end());
+    auto ref = [&](D& out) {
+      out.assign(S * ldc, 0.0);
+      for (int i = 0; i < S; ++i) {
+        D s(S);
+        double mx = -1e300;
+        for (int j = 0; j < S; ++j) {
+          double a = 0;
+          for (int t = 0; t < d; ++t) a += q[i * ld + t] * q[j * ld + d + t];
+          s[j] = a * scale + madd[j];
+          mx = std::fmax(mx, s[j]);
+        }
+        double sum = 0;
+        for (auto& v : s) sum += (v = std::exp(v - mx));
+        for (int j = 0; j < S; ++j)
+          for (int t = 0; t < d; ++t) out[i * ldc + t] += s[j] / sum * q[j * ld + 2 * d + t];
+      }
+    };
+    D cd;
+    ref(cd);
+    tk->attn_fwd(qkv.data(), qkv.data() + d, qkv.data() + 2 * d, ld, ctx.data(), ldc, madd.data(), scale, S, d, ws.data());
+    std::vector<float> ctx_used(S * d);
+    D cd_used(S * d);
+    for (int i = 0; i < S; ++i)
+      for (int t = 0; t < d; ++t) {
+        ctx_used[i * d + t] = ctx[i * ldc + t];
+        cd_used[i * d + t] = cd[i * ldc + t];
+      }
+    CHECK(rel_err(ctx_used, cd_used) < 1e-5, "%s attn_fwd S=%d: rel err %g", isa, S, rel_err(ctx_used, cd_used));
+    tk->attn_bwd(qkv.data(), qkv.data() + d, qkv.data() + 2 * d, ld, c.data(), ldc, dq.data(), dq.data() + d, dq.data() + 2 * d,
+                 ld, madd.data(), scale, S, d, ws.data());
+    D fd = numeric_grad(q, [&] {
+      D o;
+      ref(o);
+      double s = 0;
+      for (int i = 0; i < S; ++i)
+        for (int t = 0; t < d; ++t) s += c[i * ldc + t] * o[i * ldc + t];
+      return s;
+    }, 1e-6);
+    std::vector<float> got;
+    D want;
+    for (int i = 0; i < S; ++i)
+      for (int t = 0; t < 3 * d; ++t) {
+        got.push_back(dq[i * ld + t]);
+        want.push_back(fd[i * ld + t]);
+      }
+    CHECK(rel_err(got, want) < 1e-4, "%s attn_bwd S=%d: rel err %g", isa, S, rel_err(got, want));
+  }
+  // AdamW against a hand computation: p=1, g=0.5, m=v=0, t=1, lr=0.1, wd=0.01, b1=0.9, b2=0.999, eps=1e-8:
+  // m=0.05, v=0.00025, mhat=0.5, vhat=0.25, p = 1*(1-0.001) - 0.1*0.5/(0.5+1e-8) = 0.899 (to 1e-8)
+  {
+    float p = 1.0f, m = 0.0f, v = 0.0f, g = 0.5f;
+    tk->adamw(&p, &m, &v, &g, 1, 0.1f, 0.9f, 0.999f, 1e-8f, 0.01f, 1.0f - 0.9f, 1.0f - 0.999f, 1.0f);
+    CHECK(std::fabs(m - 0.05f) < 1e-7 && std::fabs(v - 0.00025f) < 1e-4 * 0.00025,  // 1-0.999f is 0.99998713e-3 in float
+           "%s adamw moments m=%g v=%g", isa, m, v);
+    CHECK(std::fabs(p - 0.899f) < 2e-6, "%s adamw p=%.8f, hand 0.899", isa, p);
+    // second step, g=-1 with clipping scale 0.5 (g' = -0.5): m = 0.9*0.05 - 0.05 = -0.005,
+    // v = 0.999*0.00025 + 0.001*0.25 = 0.00049975, bc1 = 0.19, bc2 = 0.001999,
+    // p = 0.899*(1-0.001) - 0.1*(-0.005/0.19)/(sqrt(0.00049975/0.001999)+1e-8)
+    const double mh = -0.005 / 0.19, vh = 0.00049975 / (1 - 0.999 * 0.999);
+    const double want = 0.899 * 0.999 - 0.1 * mh / (std::sqrt(vh) + 1e-8);
+    float p2 = 0.899f;
+    g = -1.0f;
+    tk->adamw(&p2, &m, &v, &g, 1, 0.1f, 0.9f, 0.999f, 1e-8f, 0.01f, 1.0f - 0.81f, (float)(1 - 0.999 * 0.999), 0.5f);
+    CHECK(std::fabs(p2 - want) < 2e-6, "%s adamw step 2 p=%.8f, hand %.8f", isa, p2, want);
+  }
+  (void)k;
+}
+
+// ---------------------------------------------------------------- the whole model in double
+
+struct Batch {
+  int B, S;
+  std::vector<int32_t> ids, types, mask, pos, labels;
+  std::vector<float> teacher;
+  float alpha = 0.1f, beta = 0.9f, T = 2.0f;
+  TrainBatch view() const {
+    TrainBatch t;
+    t.ids = ids.data();
+    t.types = types.data();
+    t.mask = mask.data();
+    t.batch = B;
+    t.seq = S;
+    t.positions = pos.data();
+    t.npos = (int)pos.size();
+    t.labels = labels.empty() ? nullptr : labels.data();
+    t.teacher = teacher.empty() ? nullptr : teacher.data();
+    t.mlmWeight = alpha;
+    t.klWeight = beta;
+    t.temperature = T;
+    return t;
+  }
+};
+
+using WD = std::map<std::string, D>;
+
+static D lin_d(const D& x, int M, int K, const D& w, const D& b, int N) {
+  D y((size_t)M * N);
+  for (int i = 0; i < M; ++i)
+    for (int j = 0; j < N; ++j) {
+      double a = b[j];
+      for (int t = 0; t < K; ++t) a += x[(size_t)i * K + t] * w[(size_t)t * N + j];
+      y[(size_t)i * N + j] = a;
+    }
+  return y;
+}
+
+static void ln_rows_d(D& x, int M, int H, const D& g, const D& b, double eps) {
+  for (int i = 0; i < M; ++i) {
+    D row(x.begin() + (size_t)i * H, x.begin() + (size_t)(i + 1) * H);
+    D y = ln_d(row, g, b, eps);
+    std::copy(y.begin(), y.end(), x.begin() + (size_t)i * H);
+  }
+}
+
+static double model_loss_d(const EncoderConfig& c, WD& w, bool tied, const Batch& bt) {
+  const int B = bt.B, S = bt.S, M = B * S, H = c.hidden, d = c.headSize, Wd = c.heads * d, V = c.vocab;
+  D x((size_t)M * H);
+  for (int r = 0; r < M; ++r)
+    for (int j = 0; j < H; ++j)
+      x[(size_t)r * H + j] = w["word_emb"][(size_t)bt.ids[r] * H + j] + w["pos_emb"][(size_t)(r % S) * H + j] +
+                             (c.typeVocab ? w["type_emb"][(size_t)bt.types[r] * H + j] : 0.0);
+  ln_rows_d(x, M, H, w["emb_ln_g"], w["emb_ln_b"], c.embLnEps);
+  for (int l = 0; l < c.layers; ++l) {
+    const std::string s = "." + std::to_string(l);
+    D q = lin_d(x, M, H, w["q_w" + s], w["q_b" + s], Wd), kk = lin_d(x, M, H, w["k_w" + s], w["k_b" + s], Wd),
+      v = lin_d(x, M, H, w["v_w" + s], w["v_b" + s], Wd);
+    D ctx((size_t)M * Wd, 0.0);
+    for (int b = 0; b < B; ++b)
+      for (int h = 0; h < c.heads; ++h)
+        for (int i = 0; i < S; ++i) {
+          D sc(S);
+          double mx = -1e300;
+          for (int j = 0; j < S; ++j) {
+            double a = 0;
+            for (int t = 0; t < d; ++t) a += q[((size_t)b * S + i) * Wd + h * d + t] * kk[((size_t)b * S + j) * Wd + h * d + t];
+            sc[j] = a * c.scoreScale + (1.0 - bt.mask[b * S + j]) * c.maskValue;
+            mx = std::fmax(mx, sc[j]);
+          }
+          double sum = 0;
+          for (auto& e : sc) sum += (e = std::exp(e - mx));
+          for (int j = 0; j < S; ++j)
+            for (int t = 0; t < d; ++t)
+              ctx[((size_t)b * S + i) * Wd + h * d + t] += sc[j] / sum * v[((size_t)b * S + j) * Wd + h * d + t];
+        }
+    D a = lin_d(ctx, M, Wd, w["o_w" + s], w["o_b" + s], H);
+    for (size_t i = 0; i < a.size(); ++i) a[i] += x[i];
+    ln_rows_d(a, M, H, w["ln1_g" + s], w["ln1_b" + s], c.lnEps[2 * l]);
+    D f = lin_d(a, M, H, w["ffn_in_w" + s], w["ffn_in_b" + s], c.intermediate);
+    for (auto& e : f) e = gelu_d(e);
+    D o = lin_d(f, M, c.intermediate, w["ffn_out_w" + s], w["ffn_out_b" + s], H);
+    for (size_t i = 0; i < o.size(); ++i) o[i] += a[i];
+    ln_rows_d(o, M, H, w["ln2_g" + s], w["ln2_b" + s], c.lnEps[2 * l + 1]);
+    x = o;
+  }
+  const int P = (int)bt.pos.size();
+  D hs((size_t)P * H);
+  for (int p = 0; p < P; ++p)
+    for (int j = 0; j < H; ++j) hs[(size_t)p * H + j] = x[(size_t)bt.pos[p] * H + j];
+  D t = lin_d(hs, P, H, w["mlm_w"], w["mlm_b"], H);
+  for (auto& e : t) e = gelu_d(e);
+  ln_rows_d(t, P, H, w["mlm_ln_g"], w["mlm_ln_b"], c.mlmLnEps);
+  D dec;
+  if (tied) {
+    dec.resize((size_t)H * V);
+    for (int vv = 0; vv < V; ++vv)
+      for (int j = 0; j < H; ++j) dec[(size_t)j * V + vv] = w["word_emb"][(size_t)vv * H + j];
+  }
+  D z = lin_d(t, P, H, tied ? dec : w["decoder_w"], w["decoder_b"], V);
+  double mlm = 0, kl = 0;
+  for (int p = 0; p < P; ++p) {
+    const double* zr = &z[(size_t)p * V];
+    double mx = -1e300;
+    for (int j = 0; j < V; ++j) mx = std::fmax(mx, zr[j]);
+    double s = 0;
+    for (int j = 0; j < V; ++j) s += std::exp(zr[j] - mx);
+    if (!bt.labels.empty()) mlm += -(zr[bt.labels[p]] - mx - std::log(s));
+    if (!bt.teacher.empty()) {
+      const float* tr = &bt.teacher[(size_t)p * V];
+      double ms = -1e300, mt = -1e300;
+      for (int j = 0; j < V; ++j) {
+        ms = std::fmax(ms, zr[j] / bt.T);
+        mt = std::fmax(mt, tr[j] / bt.T);
+      }
+      double ss = 0, st = 0;
+      for (int j = 0; j < V; ++j) {
+        ss += std::exp(zr[j] / bt.T - ms);
+        st += std::exp(tr[j] / bt.T - mt);
+      }
+      for (int j = 0; j < V; ++j) {
+        const double lqt = tr[j] / bt.T - mt - std::log(st), lqs = zr[j] / bt.T - ms - std::log(ss);
+        kl += std::exp(lqt) * (lqt - lqs);
+      }
+    }
+  }
+  double loss = 0;
+  if (!bt.labels.empty()) loss += bt.alpha * mlm / P;
+  if (!bt.teacher.empty()) loss += bt.beta * bt.T * bt.T * kl / P;
+  return loss;
+}
+
+static EncoderConfig tiny_config(int threads) {
+  EncoderConfig c;
+  c.layers = 2;
+  c.heads = 2;
+  c.headSize = 4;
+  c.hidden = 8;
+  c.intermediate = 12;
+  c.vocab = 23;
+  c.maxPositions = 8;
+  c.typeVocab = 2;
+  c.scoreScale = 0.5f;
+  c.maskValue = -10000.0f;
+  c.embLnEps = 1e-12f;
+  c.lnEps.assign(4, 1e-12f);
+  c.mlm = true;
+  c.mlmLnEps = 1e-12f;
+  c.threads = threads;
+  return c;
+}
+
+static Batch tiny_batch(const EncoderConfig& c, uint64_t seed, bool labels, bool teacher) {
+  Rng r(seed);
+  Batch b;
+  b.B = 2;
+  b.S = 5;
+  const int M = b.B * b.S;
+  for (int i = 0; i < M; ++i) {
+    b.ids.push_back(r.below(c.vocab));
+    b.types.push_back(r.below(2));
+    b.mask.push_back(i == M - 1 || i == M - 2 ? 0 : 1);  // sequence 1 ends with 2 padding tokens
+  }
+  b.pos = {1, 3, 6, 7, 3};  // a repeated position: its gradients add up
+  for (size_t p = 0; p < b.pos.size(); ++p) {
+    if (labels) b.labels.push_back(r.below(c.vocab));
+  }
+  if (teacher)
+    for (size_t i = 0; i < b.pos.size() * c.vocab; ++i) b.teacher.push_back(r.uniform(-4, 4));
+  return b;
+}
+
+static void test_full_gradients(const Kernels* k, bool tied, bool labels, bool teacher) {
+  EncoderConfig c = tiny_config(1);
+  Weights wf = make_weights(c, 11);
+  if (tied) wf.erase("decoder_w");
+  TrainOptions opt;
+  opt.tiedDecoder = tied;
+  Trainer tr(c, lookup(wf), k, opt);
+  Batch bt = tiny_batch(c, 5, labels, teacher);
+  const StepResult res = tr.compute_gradients(bt.view());
+  WD wd;
+  for (auto& kv : wf) wd[kv.first] = D(kv.second.begin(), kv.second.end());
+  const double ref = model_loss_d(c, wd, tied, bt);
+  CHECK(std::fabs(res.loss - ref) < 1e-5 * std::fmax(1.0, std::fabs(ref)), "%s loss %.9g vs double %.9g", k->name, res.loss, ref);
+  // central differences of the double model for every parameter, then each tensor's gradient against
+  // them: max |g - fd| over the tensor, relative to max(|fd| over the tensor, 1e-3 * |fd| over all).
+  // The floor matters for tensors whose true gradient is exactly 0 (the key bias: softmax does not
+  // change when one constant is added to all of a row's scores), where fd is rounding noise.
+  std::map<std::string, D> fds;
+  double global = 0;
+  for (const std::string& n : tr.weight_names()) {
+    fds[n] = numeric_grad(wd[n], [&] { return model_loss_d(c, wd, tied, bt); }, 1e-5);
+    for (double v : fds[n]) global = std::fmax(global, std::fabs(v));
+  }
+  double worst = 0;
+  std::string worst_name;
+  size_t checked = 0;
+  for (const std::string& n : tr.weight_names()) {
+    std::vector<float> g(tr.weight_size(n));
+    tr.read_grad(n, g.data());
+    const D& fd = fds[n];
+    double diff = 0, scale = 1e-3 * global;
+    for (size_t i = 0; i < g.size(); ++i) {
+      diff = std::fmax(diff, std::fabs(g[i] - fd[i]));
+      scale = std::fmax(scale, std::fabs(fd[i]));
+    }
+    const double e = diff / scale;
+    CHECK(e < 1e-4, "%s %s%s grad %s: rel err %g", k->name, tied ? "tied" : "untied", teacher ? "+kl" : "", n.c_str(), e);
+    if (e > worst) {
+      worst = e;
+      worst_name = n;
+    }
+    checked += g.size();
+  }
+  std::printf("%s full step (%s decoder, %s): %zu parameter gradients, worst rel err %.2e (%s)\n", k->name,
+              tied ? "tied" : "untied", labels && teacher ? "MLM+KL" : labels ? "MLM" : "KL", checked, worst, worst_name.c_str());
+}
+
+// One AdamW step of the trainer against the update computed by hand from its own gradients (read after
+// the step: the update does not touch them), with clipping engaged, decay only on matrices/tables.
+static void test_step(const Kernels* k) {
+  EncoderConfig c = tiny_config(2);
+  Weights wf = make_weights(c, 3);
+  wf.erase("decoder_w");
+  TrainOptions opt;
+  opt.lr = 1e-2f;
+  opt.weightDecay = 0.1f;
+  opt.clipNorm = 0.05f;  // small enough to clip
+  opt.warmupSteps = 2;
+  opt.totalSteps = 10;
+  opt.eps = 1e-6f;
+  Trainer tr(c, lookup(wf), k, opt);
+  Batch bt = tiny_batch(c, 9, true, true);
+  const StepResult res = tr.step(bt.view());
+  CHECK(res.step == 1 && std::fabs(res.lr - 5e-3f) < 1e-9, "%s step 1: step %lld lr %g (want 5e-3)", k->name, (long long)res.step, res.lr);
+  CHECK(res.gradNorm > opt.clipNorm, "%s grad norm %g should exceed the clip %g in this test", k->name, res.gradNorm, opt.clipNorm);
+  const double scale = opt.clipNorm / (res.gradNorm + 1e-6);
+  double worst = 0;
+  for (const std::string& n : tr.weight_names()) {
+    const size_t len = tr.weight_size(n);
+    std::vector<float> g(len), p(len);
+    tr.read_grad(n, g.data());
+    tr.read_weight(n, p.data());
+    const bool decay = n.find("_w") != std::string::npos || n.find("_emb") != std::string::npos;
+    const double wdc = decay ? opt.weightDecay : 0.0;
+    for (size_t i = 0; i < len; ++i) {
+      const double gg = g[i] * scale;
+      const double m = 0.1 * gg, v = 0.001 * gg * gg;
+      const double mh = m / 0.1, vh = v / 0.001;
+      const double want = wf[n][i] * (1 - 5e-3 * wdc) - 5e-3 * mh / (std::sqrt(vh) + 1e-6);
+      worst = std::fmax(worst, std::fabs(p[i] - want));
+    }
+  }
+  CHECK(worst < 1e-6, "%s AdamW step vs hand: max diff %g", k->name, worst);
+  // schedule: warm-up 2 then linear decay to 0 at step 10
+  CHECK(std::fabs(tr.lr_at(2) - 1e-2f) < 1e-9 && std::fabs(tr.lr_at(6) - 5e-3f) < 1e-9 && tr.lr_at(10) == 0.0f &&
+            tr.lr_at(12) == 0.0f,
+        "%s schedule %g %g %g", k->name, tr.lr_at(2), tr.lr_at(6), tr.lr_at(10));
+  // training on one batch lowers its loss
+  TrainOptions o2;
+  o2.lr = 3e-3f;
+  o2.totalSteps = 40;
+  o2.warmupSteps = 4;
+  Weights w2 = make_weights(c, 3);
+  w2.erase("decoder_w");
+  Trainer t2(c, lookup(w2), k, o2);
+  const double first = t2.step(bt.view()).loss;
+  double last = first;
+  for (int i = 1; i < 40; ++i) last = t2.step(bt.view()).loss;
+  CHECK(last < 0.7 * first, "%s 40 steps on one batch: loss %g -> %g", k->name, first, last);
+}
+
+static void test_threads_and_validation(const Kernels* k) {
+  EncoderConfig c1 = tiny_config(1), c3 = tiny_config(3);
+  Weights wf = make_weights(c1, 21);
+  wf.erase("decoder_w");
+  TrainOptions opt;
+  Trainer a(c1, lookup(wf), k, opt), b(c3, lookup(wf), k, opt);
+  Batch bt = tiny_batch(c1, 4, true, true);
+  const double la = a.compute_gradients(bt.view()).loss, lb = b.compute_gradients(bt.view()).loss;
+  double worst = 0;
+  for (const std::string& n : a.weight_names()) {
+    std::vector<float> ga(a.weight_size(n)), gb(a.weight_size(n));
+    a.read_grad(n, ga.data());
+    b.read_grad(n, gb.data());
+    for (size_t i = 0; i < ga.size(); ++i) worst = std::fmax(worst, std::fabs(ga[i] - gb[i]));
+  }
+  CHECK(la == lb && worst == 0.0, "%s 1 vs 3 threads: loss %g vs %g, grad diff %g", k->name, la, lb, worst);
+
+  auto expect = [&](const char* what, const TrainBatch& tb, const char* needle) {
+    bool threw = false;
+    std::string msg;
+    try {
+      a.compute_gradients(tb);
+    } catch (const std::exception& e) {
+      threw = true;
+      msg = e.what();
+    }
+    CHECK(threw && msg.find(needle) != std::string::npos, "%s %s: threw=%d msg='%s'", k->name, what, threw, msg.c_str());
+  };
+  Batch bad = bt;
+  bad.ids[3] = c1.vocab;
+  expect("id out of range", bad.view(), "ids[3]");
+  bad = bt;
+  bad.pos[0] = 10;
+  expect("position out of range", bad.view(), "positions[0]");
+  bad = bt;
+  bad.labels[2] = -1;
+  expect("label out of range", bad.view(), "labels[2]");
+  bad = bt;
+  bad.teacher[7] = std::nanf("");
+  expect("NaN teacher", bad.view(), "teacher[7]");
+  TrainBatch none = bt.view();
+  none.labels = nullptr;
+  none.teacher = nullptr;
+  expect("no loss term", none, "labels");
+  Weights missing = wf;
+  missing.erase("ffn_in_b.1");
+  bool threw = false;
+  try {
+    Trainer t(c1, lookup(missing), k, opt);
+  } catch (const ConfigError& e) {
+    threw = std::string(e.what()).find("ffn_in_b.1") != std::string::npos;
+  }
+  CHECK(threw, "%s a missing weight is named", k->name);
+}
+
+int main() {
+  for (const Kernels* k : check::all_tables()) {
+    const TrainKernels* tk = train_kernels_matching(k);
+    CHECK(tk && !std::strcmp(tk->name, k->name), "%s has no matching training table", k->name);
+    if (!tk) continue;
+    test_ops(k, tk);
+    test_full_gradients(k, true, true, true);
+    test_full_gradients(k, false, true, true);
+    test_full_gradients(k, true, true, false);
+    test_full_gradients(k, true, false, true);
+    test_step(k);
+    test_threads_and_validation(k);
+  }
+  return check::finish("test_train");
+}
