@@ -38,7 +38,7 @@ export function countParameters(m: BertModel): number {
  */
 export function weightBytes(m: BertModel): number {
   let n = 0;
-  const stored = (name: string) => tensorNumel(m.index.weight(name)!.tensor) * elementBytes(m.view.weightSource(name).dataType);
+  const stored = (name: string) => tensorNumel(m.index.initializers.get(name)!) * elementBytes(m.view.weightSource(name).dataType);
   for (const name of parameterNames(m)) n += stored(name);
   for (const l of m.layers) for (const q of [l.attention.q, l.attention.k, l.attention.v, l.attention.o, l.ffn.in, l.ffn.out]) {
     if (q.quant) n += stored(q.quant.scale);
