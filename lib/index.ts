@@ -23,6 +23,7 @@ export type {
   Arch, BertModel, Linear, LayerNorm, ShapeSite, ScaleSite, Attention, Ffn, Layer, Embedding, Embeddings, Pooler,
   MaskedLmHead, Classifier, OutputRole, AttentionMask, PositionIds, QuantizedWeight,
 } from './bert/model.js';
+export type { GraphView, WeightSource, ConstantSource, DimensionSite, MaskReading } from './bert/normalize/view.js';
 export { planExtraction, type ExtractionPlan, type LayerPlan, type PlanOptions } from './extract/plan.js';
 export { weightScorer, firstScorer, type ImportanceScorer } from './extract/scorer.js';
 export { applyPlan, type RewriteStats } from './rewrite/apply.js';

@@ -43,6 +43,8 @@ export interface InspectSummary {
   producer: string;
   fileBytes: number;
   weightBytes: number;
+  /** How the file stores its float weights (float16 when its linear weights are float16, see `weights`). */
+  weightType: 'float32' | 'float16';
   externalData: boolean;
   /** Precision of every linear weight (float32, or int8 per-channel / per-tensor after `quantize`). */
   weights: WeightPrecisionEntry[];
@@ -53,6 +55,7 @@ export function inspect(path: string): InspectSummary {
   const m = recognize(loaded.model);
   const e = m.embeddings;
   const opset = loaded.model.opsetImport.find((o) => !o.domain || o.domain === 'ai.onnx');
+  const weights = weightPrecisions(m);
   return {
     path: loaded.path,
     arch: m.arch,
@@ -82,6 +85,7 @@ export function inspect(path: string): InspectSummary {
     fileBytes: loaded.fileBytes,
     weightBytes: weightBytes(m),
     externalData: loaded.externalData,
-    weights: weightPrecisions(m),
+    weights,
+    weightType: weights.some((e) => e.precision === 'float16') ? 'float16' : 'float32',
   };
 }

@@ -54,18 +54,32 @@ function isActivationMatMul(ix: GraphIndex, t: string): boolean {
   return !!p && p.opType === 'MatMul' && !ix.isConstant(p.input[1]) && !ix.isConstant(p.input[0]);
 }
 
+/** The tensor a Reshape's shape is computed as, through Casts between integer types (TensorFlow exporters build shapes in int32). */
+function shapeSource(ix: GraphIndex, shape: string): string {
+  for (let i = 0; i < 4 && !ix.constant(shape); i++) {
+    const p = ix.producer.get(shape);
+    if (!p || !(p.opType === 'Identity' || (p.opType === 'Cast' && INTEGER_TYPES.has(attrInt(p, 'to', 0)))) || (p.domain && p.domain !== 'ai.onnx')) break;
+    shape = p.input[0];
+  }
+  return shape;
+}
+
+const INTEGER_TYPES = new Set<number>([DataType.INT64, DataType.INT32]);
+
 /** Element positions, counted from the end, of the constants that make up a Reshape's shape. */
 function shapeSites(ix: GraphIndex, reshape: NodeProto, roles: ShapeSite['role'][]): ShapeSite[] {
-  const shape = reshape.input[1];
+  const shape = shapeSource(ix, reshape.input[1]);
   const sites: ShapeSite[] = [];
   const want = (fromEnd: number) => roles[roles.length - 1 - fromEnd];
   const direct = ix.constantValues(shape);
   if (direct) {
     const r = direct.length;
+    const reader = shape === reshape.input[1] ? { node: reshape, inputIndex: 1 } : readerOf(ix, reshape.input[1], shape);
+    if (!reader) return sites;
     for (let k = 0; k < roles.length && k < r; k++) {
       const role = want(k);
       const value = direct[r - 1 - k];
-      if (value > 0) sites.push({ constant: shape, element: r - 1 - k, node: reshape, inputIndex: 1, role, value });
+      if (value > 0) sites.push({ constant: shape, element: r - 1 - k, ...reader, role, value });
     }
     return sites;
   }
@@ -103,18 +117,29 @@ function scaleSitesOn(ix: GraphIndex, nodes: NodeProto[]): ScaleSite[] {
 
 type Labels = string[];
 
+/** The node (Cast or Identity on the way from `shape` to the Reshape) that reads `source`, with the input index. */
+function readerOf(ix: GraphIndex, shape: string, source: string): { node: NodeProto; inputIndex: number } | undefined {
+  for (let t = shape, i = 0; i < 4; i++) {
+    const p = ix.producer.get(t);
+    if (!p) return undefined;
+    if (p.input[0] === source) return { node: p, inputIndex: 0 };
+    t = p.input[0];
+  }
+  return undefined;
+}
+
 /** The number of elements of a Reshape's target shape (a constant, or a Concat of one-element pieces). */
 function targetRank(ix: GraphIndex, reshape: NodeProto): number | undefined {
-  const shape = reshape.input[1];
+  const shape = shapeSource(ix, reshape.input[1]);
   const direct = ix.constant(shape);
-  if (direct) return direct.dataType === DataType.INT64 ? ix.constantValues(shape)!.length : undefined;
+  if (direct) return INTEGER_TYPES.has(direct.dataType ?? 0) ? ix.constantValues(shape)!.length : undefined;
   const concat = ix.producer.get(shape);
   if (!concat || concat.opType !== 'Concat') return undefined;
   let rank = 0;
   for (const i of concat.input) {
     const c = ix.constant(i);
     if (c) {
-      if (c.dataType !== DataType.INT64) return undefined;
+      if (!INTEGER_TYPES.has(c.dataType ?? 0)) return undefined;
       rank += ix.constantValues(i)!.length;
     } else {
       rank += 1; // a computed dimension (Unsqueeze of a Gather of a Shape)

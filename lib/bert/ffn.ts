@@ -62,8 +62,16 @@ const REFERENCES: [Ffn['activation'], (x: number) => number][] = [
 /** Test points: -6 … 6 in steps of 0.125, where the GELU forms differ from each other by up to 1e-3. */
 const POINTS = Float64Array.from({ length: 97 }, (_, i) => -6 + i * 0.125);
 
+/**
+ * How closely (relative) an activation must match its reference. Float16 models hold GELU's constants
+ * rounded to half precision (√2 as 1.4140625), which moves GELU by up to 3·10⁻⁵; the erf and tanh forms
+ * still differ by 4.7·10⁻⁴ there, so the wider tolerance keeps them apart.
+ */
+export const ACTIVATION_TOLERANCE = 1e-5;
+export const HALF_PRECISION_ACTIVATION_TOLERANCE = 1e-4;
+
 /** Which activation `nodes` compute from `from` to `to`, or a sentence saying why none. */
-export function classifyActivation(ix: GraphIndex, nodes: NodeProto[], from: string, to: string): { kind: Ffn['activation'] } | { problem: string } {
+export function classifyActivation(ix: GraphIndex, nodes: NodeProto[], from: string, to: string, tolerance = ACTIVATION_TOLERANCE): { kind: Ffn['activation'] } | { problem: string } {
   const values = evaluateRegion(ix, nodes, from, { rows: POINTS.length, cols: 1, data: POINTS }, 3);
   if (typeof values === 'string') return { problem: values };
   const y = values.get(to)!;
@@ -72,7 +80,7 @@ export function classifyActivation(ix: GraphIndex, nodes: NodeProto[], from: str
     let ok = true;
     for (let i = 0; i < POINTS.length && ok; i++) {
       const r = ref(POINTS[i]);
-      ok = Math.abs(y.data[i] - r) <= 1e-5 * (1 + Math.abs(r));
+      ok = Math.abs(y.data[i] - r) <= tolerance * (1 + Math.abs(r));
     }
     if (ok) return { kind };
   }
@@ -81,11 +89,11 @@ export function classifyActivation(ix: GraphIndex, nodes: NodeProto[], from: str
 }
 
 /** The FFN whose second linear is `out`, among the linears `candidates` that read the stream. */
-export function recognizeFfn(ix: GraphIndex, out: Linear, candidates: Linear[], layer: number): Ffn | undefined {
+export function recognizeFfn(ix: GraphIndex, out: Linear, candidates: Linear[], layer: number, tolerance?: number): Ffn | undefined {
   for (const inner of candidates) {
     const act = activationBetween(ix, inner.output, out.input);
     if (!act) continue;
-    const c = classifyActivation(ix, act, inner.output, out.input);
+    const c = classifyActivation(ix, act, inner.output, out.input, tolerance);
     if ('problem' in c) {
       throw new BortError(`layer ${layer} feed-forward: the activation between ${quoteName(inner.output)} and ${quoteName(out.input)} is not recognised: ${c.problem}`,
         'bort-compress reads BERT feed-forward blocks with erf or tanh GELU or ReLU, constants as exported');

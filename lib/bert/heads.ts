@@ -5,7 +5,7 @@
  * (question answering: one per-token classifier of two labels split into start and end logits).
  */
 import type { GraphIndex } from '../onnx/graph.js';
-import type { NodeProto } from '../onnx/types.js';
+import { DataType, type NodeProto } from '../onnx/types.js';
 import { floatData } from '../onnx/tensor.js';
 import { BortError, quoteName } from '../errors.js';
 import { inferenceDropout } from './evaluate.js';
@@ -62,7 +62,8 @@ export interface Heads {
   classifiers: Classifier[];
 }
 
-export function recognizeHeads(ix: GraphIndex, last: string, hidden: number, emb: Embeddings): Heads {
+/** `tolerance`: how closely activations must match (wider for float16 models, see ffn.ts). */
+export function recognizeHeads(ix: GraphIndex, last: string, hidden: number, emb: Embeddings, tolerance?: number): Heads {
   const heads: Heads = { classifiers: [] };
   const unknown = (what: string) => new BortError(`the encoder output is read by ${what}, which bort-compress does not recognise`, 'only the pooler, masked-LM and classifier heads are supported; export the base model instead');
   for (const n of readersOf(ix, last)) {
@@ -87,7 +88,7 @@ export function recognizeHeads(ix: GraphIndex, last: string, hidden: number, emb
         // masked-LM transform: dense → activation → LayerNorm → decoder
         let mlm: MaskedLmHead | undefined;
         for (const s of activationOutputs(ix, lin.output)) {
-          const ln = layerNormCandidate(ix, lin.output, s, hidden);
+          const ln = layerNormCandidate(ix, lin.output, s, hidden, tolerance);
           if (!ln) continue;
           const decoder = linearsReading(ix, ln.ln.output)[0];
           if (!decoder) continue;
@@ -108,18 +109,20 @@ export function recognizeHeads(ix: GraphIndex, last: string, hidden: number, emb
       }
       continue;
     }
-    if (ix.outputs.has(last) && n.opType === 'Identity') continue;
+    // a copy of the hidden states as another output (Identity, or a Cast to float32 of float32 values)
+    const copy = n.opType === 'Identity' || (n.opType === 'Cast' && Number(n.attribute.find((a) => a.name === 'to')?.i) === DataType.FLOAT);
+    if (copy && (ix.outputs.has(last) || ix.outputs.has(n.output[0]))) continue;
     throw unknown(`a ${quoteName(n.opType)} node ${quoteName(n.name ?? '')}`);
   }
   return heads;
 }
 
 /** A LayerNorm of `s`, where `s` is reached from `from` through an activation. */
-function layerNormCandidate(ix: GraphIndex, from: string, s: string, hidden: number) {
+function layerNormCandidate(ix: GraphIndex, from: string, s: string, hidden: number, tolerance?: number) {
   if (!ix.consumersOf(s).some((n) => (n.opType === 'ReduceMean' || n.opType === 'LayerNormalization') && n.input[0] === s)) return undefined;
   const act = activationBetween(ix, from, s);
   if (!act) return undefined;
-  const c = classifyActivation(ix, act, from, s);
+  const c = classifyActivation(ix, act, from, s, tolerance);
   if ('problem' in c) {
     throw new BortError(`the masked-LM head's activation between ${quoteName(from)} and ${quoteName(s)} is not recognised: ${c.problem}`,
       'bort-compress reads masked-LM heads with erf or tanh GELU or ReLU, constants as exported');

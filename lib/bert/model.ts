@@ -5,6 +5,7 @@
  */
 import type { GraphIndex } from '../onnx/graph.js';
 import type { ModelProto, NodeProto } from '../onnx/types.js';
+import type { GraphView, MaskReading } from './normalize/view.js';
 
 /** An architecture tuple as in the Bort paper: (D, A, H, I). */
 export interface Arch {
@@ -217,8 +218,12 @@ export interface Classifier {
 export type OutputRole = 'hidden' | 'pooled' | 'mlm' | 'classifier';
 
 export interface BertModel {
+  /** The model file as loaded (the rewrite edits this graph). */
   model: ModelProto;
+  /** An index of the recogniser's view of the graph, which every role below names parts of. */
   index: GraphIndex;
+  /** That view, and where each of its weights and constants is in the file (lib/bert/normalize/). */
+  view: GraphView;
   arch: Arch;
   vocab: number;
   maxPositions: number;
@@ -226,7 +231,11 @@ export interface BertModel {
   headSize: number;
   /** Attention width heads·headSize (equals hidden in BERT configs). */
   attentionWidth: number;
-  inputs: { ids: string; mask?: string; tokenTypes?: string; all: string[] };
+  /**
+   * Model inputs by role. `fixedLength`: the sequence length every [batch, seq] input declares, when
+   * they declare a number (onnxruntime runs the model at that length only).
+   */
+  inputs: { ids: string; mask?: string; tokenTypes?: string; all: string[]; fixedLength?: number };
   /**
    * The value for masked positions (the same in every layer): added as scores += (1 - mask) · maskValue
    * when maskKind is 'add', put in place of the scores of padding keys when it is 'select'.
@@ -235,6 +244,12 @@ export interface BertModel {
   maskKind?: AttentionMask['kind'];
   /** Set when the layers add a mask that is not that form (or differs between layers): why. */
   maskProblem?: string;
+  /**
+   * Set when onnxruntime's fused Attention reads the mask: 'raw' (a key attends where the mask is 1)
+   * or 'lengths' (the first as many keys as the row has ones attend). Either is the formula above for
+   * masks of 0s and 1s, the only ones the engine then accepts.
+   */
+  maskReading?: MaskReading;
   embeddings: Embeddings;
   layers: Layer[];
   pooler?: Pooler;

@@ -2,7 +2,7 @@
  * Parameter counts: measured from a recognised model's weights, and the closed form for an
  * architecture. A decoder tied to the word table counts once, whether shared or stored as a copy.
  */
-import { tensorByteSize, tensorNumel } from '../onnx/tensor.js';
+import { elementBytes, tensorNumel } from '../onnx/tensor.js';
 import type { Arch, BertModel, Linear, LayerNorm } from './model.js';
 
 export function parameterNames(m: BertModel): Set<string> {
@@ -32,12 +32,16 @@ export function countParameters(m: BertModel): number {
   return n;
 }
 
-/** Bytes of all weights as stored (a tied copy counts here; int8 weights 1 byte a value). */
+/**
+ * Bytes of all weights as the file stores them (a tied copy counts here): 4 a value for float32, 2 for
+ * float16 (read as float32 in the view), 1 for int8, plus the scales of int8 projections.
+ */
 export function weightBytes(m: BertModel): number {
   let n = 0;
-  for (const name of parameterNames(m)) n += tensorByteSize(m.index.initializers.get(name)!);
+  const stored = (name: string) => tensorNumel(m.index.initializers.get(name)!) * elementBytes(m.view.weightSource(name).dataType);
+  for (const name of parameterNames(m)) n += stored(name);
   for (const l of m.layers) for (const q of [l.attention.q, l.attention.k, l.attention.v, l.attention.o, l.ffn.in, l.ffn.out]) {
-    if (q.quant) n += tensorByteSize(m.index.initializers.get(q.quant.scale)!);
+    if (q.quant) n += stored(q.quant.scale);
   }
   return n;
 }

@@ -4,18 +4,20 @@
  * of the stream and a projection's output, followed by a LayerNorm that yields the next stream tensor.
  * Whatever reads the last stream tensor is a head. Nothing here depends on node names or op order.
  */
-import { GraphIndex } from '../onnx/graph.js';
+import { attrInt, type GraphIndex } from '../onnx/graph.js';
 import { tensorDims } from '../onnx/tensor.js';
-import type { ModelProto, NodeProto } from '../onnx/types.js';
+import { DataType, type ModelProto, type NodeProto } from '../onnx/types.js';
 import { BortError, quoteName } from '../errors.js';
 import { checkGraph } from '../onnx/validate.js';
 import { recognizeAttention } from './attention.js';
 import { recognizeEmbeddings } from './embeddings.js';
-import { recognizeFfn } from './ffn.js';
+import { ACTIVATION_TOLERANCE, HALF_PRECISION_ACTIVATION_TOLERANCE, recognizeFfn } from './ffn.js';
 import { recognizeHeads } from './heads.js';
 import { layerNormOf } from './layernorm.js';
 import { linearAt, linearsByInput } from './linear.js';
 import type { Attention, AttentionMask, BertModel, Ffn, Layer, Linear, OutputRole } from './model.js';
+import { normalize, type GraphView } from './normalize/index.js';
+import { declaredSequenceLength } from './normalize/fixed-sequence.js';
 
 interface Block {
   residual: NodeProto;
@@ -83,10 +85,43 @@ function checkWidths(layer: number, hidden: number, a: Attention, f: Ffn): void 
   check('feed-forward output', f.out, f.in.outDim, hidden);
 }
 
+/** The tensor a graph output passes on unchanged (through Identity, or a Cast to float32 of a float tensor), or itself. */
+function passedOn(ix: GraphIndex, name: string, known: (t: string) => boolean): string {
+  const p = ix.producer.get(name);
+  if (p && (!p.domain || p.domain === 'ai.onnx') && known(p.input[0]) && (p.opType === 'Identity' || (p.opType === 'Cast' && attrInt(p, 'to', 0) === DataType.FLOAT))) return p.input[0];
+  return name;
+}
+
+/**
+ * When recognition of a normalised view fails and a pass left fused nodes unread (or onnxruntime
+ * nodes no pass reads remain), that is the part to name.
+ */
+function unreadPart(view: GraphView, cause: BortError): BortError {
+  const problem = cause.message.slice(0, cause.message.length - cause.fix.length - 2);
+  const first = view.unread[0];
+  if (first) return new BortError(`${first.reason}, which bort-compress cannot read (${problem})`, 'export the model without onnxruntime optimisations, or optimise it with the options these forms need');
+  const foreign = view.graph.node.find((n) => n.domain && n.domain !== 'ai.onnx');
+  if (foreign) {
+    return new BortError(`${problem}; the graph has the node ${quoteName(foreign.name || foreign.output[0])} of the ${quoteName(foreign.domain)} operator ${quoteName(foreign.opType)}, which bort-compress does not read`,
+      'export the model without onnxruntime optimisations, or report the operator');
+  }
+  return cause;
+}
+
 export function recognize(model: ModelProto): BertModel {
   if (!model.graph) throw new BortError('the model has no graph', 'the file is not an ONNX model');
   checkGraph(model.graph);
-  const ix = new GraphIndex(model.graph);
+  const view = normalize(model);
+  try {
+    return recognizeView(model, view);
+  } catch (e) {
+    throw e instanceof BortError ? unreadPart(view, e) : e;
+  }
+}
+
+function recognizeView(model: ModelProto, view: GraphView): BertModel {
+  const ix = view.index;
+  const tolerance = view.halfPrecision ? HALF_PRECISION_ACTIVATION_TOLERANCE : ACTIVATION_TOLERANCE;
   const opset = Number(model.opsetImport.find((o) => !o.domain || o.domain === 'ai.onnx')?.version ?? 0);
   const byInput = linearsByInput(ix);
   const seqInputs = sequenceInputs(model, ix);
@@ -105,7 +140,7 @@ export function recognize(model: ModelProto): BertModel {
     const ln1 = layerNormOf(ix, att.residual.output[0], hidden);
     if (!ln1) throw new BortError(`layer ${index}: no LayerNorm after the attention residual`, 'bort-compress reads post-LayerNorm BERT encoders only');
     const ffnBlock = blockAt(ix, ln1.output, byInput);
-    const ffn = ffnBlock && recognizeFfn(ix, ffnBlock.projection, ffnBlock.readers, index);
+    const ffn = ffnBlock && recognizeFfn(ix, ffnBlock.projection, ffnBlock.readers, index, tolerance);
     if (!ffnBlock || !ffn) throw new BortError(`layer ${index}: no feed-forward block after attention`, 'this graph does not look like a BERT encoder');
     const ln2 = layerNormOf(ix, ffnBlock.residual.output[0], hidden);
     if (!ln2) throw new BortError(`layer ${index}: no LayerNorm after the feed-forward residual`, 'bort-compress reads post-LayerNorm BERT encoders only');
@@ -115,7 +150,7 @@ export function recognize(model: ModelProto): BertModel {
   }
   if (layers.length === 0) {
     throw new BortError('no transformer layer found after the embeddings (self-attention + feed-forward with residual Adds and LayerNorms)',
-      'this graph does not look like a BERT encoder; fused com.microsoft Attention graphs are not supported, export without onnxruntime optimisations');
+      'this graph does not look like a BERT encoder');
   }
   const first = layers[0].attention;
   for (const l of layers) {
@@ -124,31 +159,32 @@ export function recognize(model: ModelProto): BertModel {
       throw new BortError(`layer ${l.index} has a different shape from layer 0`, 'bort-compress reads encoders whose layers all have one shape');
     }
   }
-  const heads = recognizeHeads(ix, x, hidden, embeddings);
+  const heads = recognizeHeads(ix, x, hidden, embeddings, tolerance);
   const mask = modelMask(layers, embeddings.word.input!, embeddings.tokenType?.input);
   const wordDims = tensorDims(ix.weight(embeddings.word.table)!.tensor);
 
   const outputs: BertModel['outputs'] = [];
+  const roleOf = (t: string): OutputRole | undefined => {
+    if (t === x) return 'hidden';
+    if (heads.pooler && t === heads.pooler.output) return 'pooled';
+    if (heads.mlm && t === heads.mlm.decoder.output) return 'mlm';
+    if (heads.classifiers.some((c) => c.linear.output === t)) return 'classifier';
+    return undefined;
+  };
   for (const o of model.graph!.output) {
     const name = o.name ?? '';
-    let role: OutputRole | undefined;
-    let source = name;
-    let column: number | undefined;
     const split = heads.classifiers.find((c) => c.columns?.includes(name));
-    if (split) { role = 'classifier'; source = split.linear.output; column = split.columns!.indexOf(name); }
-    else if (name === x) role = 'hidden';
-    else if (heads.pooler && name === heads.pooler.output) role = 'pooled';
-    else if (heads.mlm && name === heads.mlm.decoder.output) role = 'mlm';
-    else if (heads.classifiers.some((c) => c.linear.output === name)) role = 'classifier';
-    else {
-      const p = ix.producer.get(name);
-      if (p && p.opType === 'Identity' && p.input[0] === x) { role = 'hidden'; source = x; }
+    if (split) {
+      outputs.push({ name, role: 'classifier', source: split.linear.output, column: split.columns!.indexOf(name) });
+      continue;
     }
+    const source = roleOf(name) ? name : passedOn(ix, name, (t) => !!roleOf(t));
+    const role = roleOf(source);
     if (!role) throw new BortError(`graph output ${quoteName(name)} is not the encoder output or a recognised head`, 'bort-compress reads BERT graphs whose outputs are hidden states, pooled output, masked-LM, classifier or question-answering logits');
-    outputs.push(column === undefined ? { name, role, source } : { name, role, source, column });
+    outputs.push({ name, role, source });
   }
   return {
-    model, index: ix,
+    model, index: ix, view,
     arch: { layers: layers.length, heads: first.heads, hidden, intermediate: layers[0].ffn.in.outDim },
     vocab: wordDims[0],
     maxPositions: embeddings.position?.rows ?? 0,
@@ -160,10 +196,12 @@ export function recognize(model: ModelProto): BertModel {
       tokenTypes: embeddings.tokenType?.input,
       mask: mask.input,
       all: [...ix.inputs],
+      fixedLength: declaredSequenceLength(model)?.length,
     },
     maskValue: mask.value,
     maskKind: mask.kind,
     maskProblem: mask.problem,
+    maskReading: mask.input ? view.maskReading.get(mask.input) : undefined,
     embeddings, layers, ...heads, outputs,
   };
 }

@@ -56,6 +56,14 @@ export function tensorNumel(t: TensorProto): number {
   return n;
 }
 
+/** Bytes one value of this data type takes (a 4-bit type counts 1/2); refuses types without a fixed size. */
+export function elementBytes(dataType: number): number {
+  if (FOUR_BIT.has(dataType)) return 0.5;
+  const size = ELEMENT_BYTES[dataType];
+  if (!size) throw new BortError(`a weight of ${typeName(dataType)} has no fixed size`, damaged);
+  return size;
+}
+
 /**
  * Bytes the tensor's values take in raw_data (or in an external data file), from its dims and data
  * type alone; refuses types without a fixed size (string) and codes ONNX does not define.

@@ -106,6 +106,22 @@ function describeDims(dims: unknown): string {
   }
 }
 
+/**
+ * The mask as the engine's formula (1 - mask) · value reads it, for a model whose fused Attention reads
+ * its mask another way (values already checked to be 0 or 1): 'lengths': the first (number of ones)
+ * positions of each row.
+ */
+function maskAsRead(mask: Int32Array, batch: number, seq: number, reading: 'raw' | 'lengths'): Int32Array {
+  if (reading === 'raw') return mask;
+  const out = new Int32Array(mask.length);
+  for (let b = 0; b < batch; b++) {
+    let ones = 0;
+    for (let t = 0; t < seq; t++) ones += mask[b * seq + t];
+    out.fill(1, b * seq, b * seq + ones);
+  }
+  return out;
+}
+
 /** Column `k` of rows of `width` values (one logit per token, from the per-token logits). */
 function column(data: Float32Array, width: number, k: number): Float32Array {
   const out = new Float32Array(data.length / width);
@@ -226,10 +242,13 @@ export class Encoder {
       }
     }
     const c = this.spec.config;
+    const fixed = this.spec.fixedLength;
+    if (fixed !== undefined && seq !== fixed) throw new RangeError(`sequence length ${seq}: this model's inputs declare sequences of exactly ${fixed} tokens`);
     if (seq > this.spec.maxSeq) throw new RangeError(`sequence length ${seq} exceeds the model's ${this.spec.maxSeq} positions`);
     const convert = (name: string | undefined, d: Domain) => (name && inputs[name] !== undefined ? toInt32(name, inputs[name], d) : null);
     const idData = convert(names.ids, table(c.vocab, 'vocabulary'))!;
-    const mask = convert(names.mask, MASK);
+    let mask = convert(names.mask, MASK);
+    if (mask && this.spec.maskReading) mask = maskAsRead(mask, batch, seq, this.spec.maskReading);
     const types = convert(names.tokenTypes, table(c.typeVocab, 'token types'));
     const from = this.spec.positions?.fromIds;
     const positions = from ? positionsFromIds(idData, batch, seq, from.paddingIdx) : null;

@@ -9,6 +9,7 @@
  */
 import { BortError, quoteName } from '../errors.js';
 import type { BertModel, Linear, LayerNorm } from '../bert/model.js';
+import type { MaskReading } from '../bert/normalize/view.js';
 import { initializerData, inOutMatrix } from '../bert/weights.js';
 import { firstNonFinite } from '../onnx/tensor.js';
 
@@ -36,6 +37,10 @@ export interface EngineSpec {
    * that column of the per-token logits (question answering's start and end logits).
    */
   outputs: { name: string; from: EngineOutput; column?: number }[];
+  /** How onnxruntime's fused Attention reads the mask, when it does (the engine then takes 0/1 masks only). */
+  maskReading?: MaskReading;
+  /** The only sequence length the model's inputs allow, when they declare one. */
+  fixedLength?: number;
 }
 
 function unsupported(part: string, fix = 'the native engine runs BERT encoders exported in the stock pattern; use onnxruntime for this model'): BortError {
@@ -111,6 +116,7 @@ export function engineSpec(m: BertModel): EngineSpec {
   const lnEps: number[] = [];
   const W = m.attentionWidth, I = m.arch.intermediate;
   m.layers.forEach((l, i) => {
+    if (l.ffn.activation === 'gelu_tanh') throw unsupported(`layer ${i} uses gelu_tanh, GELU's tanh approximation (as onnxruntime's FastGelu computes it); the engine computes erf GELU only`);
     if (l.ffn.activation !== 'gelu') throw unsupported(`layer ${i} uses ${l.ffn.activation} (only erf GELU is implemented)`);
     if (!Number.isFinite(l.attention.scoreScale)) throw unsupported(`layer ${i} scales the attention scores by ${l.attention.scoreScale}`);
     if (Math.abs(l.attention.scoreScale - scale) > 1e-7 * Math.abs(scale)) throw unsupported(`layer ${i} has a different attention-score scale`);
@@ -161,5 +167,7 @@ export function engineSpec(m: BertModel): EngineSpec {
     maxSeq,
     positions: ids.kind === 'from-ids' ? { fromIds: { paddingIdx: ids.paddingIdx } } : undefined,
     outputs,
+    maskReading: m.maskReading,
+    fixedLength: m.inputs.fixedLength,
   };
 }

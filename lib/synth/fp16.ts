@@ -10,6 +10,9 @@
 import { DataType, type GraphProto, type NodeProto, type TensorProto } from '../onnx/types.js';
 import { makeAttrInt, makeNode } from '../onnx/graph.js';
 import { floatData } from '../onnx/tensor.js';
+import { toFloat16Bits } from '../onnx/float16.js';
+
+export { toFloat16Bits };
 
 /** The converter's DEFAULT_OP_BLOCK_LIST (ops it never converts). */
 export const DEFAULT_FP16_BLOCK_LIST = [
@@ -21,33 +24,6 @@ export const DEFAULT_FP16_BLOCK_LIST = [
 
 const MIN_POSITIVE = 5.96e-8;
 const MAX_FINITE = 65504;
-
-function roundHalfEven(x: number): number {
-  const f = Math.floor(x);
-  const d = x - f;
-  if (d > 0.5) return f + 1;
-  if (d < 0.5) return f;
-  return f % 2 === 0 ? f : f + 1;
-}
-
-/** IEEE 754 binary16 bits of `v`, rounded to nearest, ties to even (overflow to ±Infinity). */
-export function toFloat16Bits(v: number): number {
-  if (Number.isNaN(v)) return 0x7e00;
-  const sign = v < 0 || Object.is(v, -0) ? 0x8000 : 0;
-  const a = Math.abs(v);
-  if (a === 0) return sign;
-  if (a < 2 ** -14) return sign | roundHalfEven(a * 2 ** 24); // subnormal (1024 rounds up into the smallest normal)
-  let e = Math.floor(Math.log2(a));
-  if (2 ** e > a) e--;
-  else if (2 ** (e + 1) <= a) e++;
-  let m = roundHalfEven((a / 2 ** e - 1) * 1024);
-  if (m === 1024) {
-    m = 0;
-    e++;
-  }
-  if (e > 15) return sign | 0x7c00;
-  return sign | ((e + 15) << 10) | m;
-}
 
 /** The converter's clamp: finite magnitudes into [5.96e-8, 65504]; 0, ±Infinity and NaN unchanged. */
 function clampForFloat16(v: number): number {
