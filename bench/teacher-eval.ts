@@ -27,6 +27,7 @@ import { dataScorer } from '../lib/extract/data-scorer.js';
 import { parseArch } from '../lib/extract/arch.js';
 import type { ImportanceScorer } from '../lib/extract/scorer.js';
 import { buildCalibration, readCorpus } from '../lib/search/calibration.js';
+import { argmax, logSoftmax } from '../lib/search/masked-lm.js';
 import { TextTokenizer } from '../lib/text/tokenizer.js';
 
 interface EvalCase {
@@ -131,25 +132,6 @@ const ABLATION_TARGETS: Target[] = [
 
 // ---------------------------------------------------------------------------------------------
 // Numerics
-
-/** Stable float64 log-softmax of one logits row. */
-function logSoftmax(row: Float32Array): Float64Array {
-  let max = -Infinity;
-  for (let i = 0; i < row.length; i++) if (row[i] > max) max = row[i];
-  let sum = 0;
-  for (let i = 0; i < row.length; i++) sum += Math.exp(row[i] - max);
-  const lse = max + Math.log(sum);
-  const out = new Float64Array(row.length);
-  for (let i = 0; i < row.length; i++) out[i] = row[i] - lse;
-  return out;
-}
-
-/** Index of the largest value; the first one on ties. */
-function argmax(row: ArrayLike<number>): number {
-  let best = 0;
-  for (let i = 1; i < row.length; i++) if (row[i] > row[best]) best = i;
-  return best;
-}
 
 /** KL(p || q) from log-probabilities, in nats. */
 function klDivergence(logP: Float64Array, logQ: Float64Array): number {

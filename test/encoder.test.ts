@@ -4,19 +4,7 @@ import * as path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { BortError, compress, inspect, synth, Encoder } from '../lib/index.js';
 import { native } from '../lib/runtime/native.js';
-import { FIXTURES, FIXTURE_NAMES, REAL, ROOT, fixture, teacherShaped, randomInputs, runOrt, tmpDir } from './helpers.js';
-
-/** ISA paths this CPU can run, by what the addon reports when forced. */
-function supportedIsas(): string[] {
-  const flags = fs.existsSync('/proc/cpuinfo') ? fs.readFileSync('/proc/cpuinfo', 'utf8') : '';
-  const isas = ['scalar'];
-  if (process.arch === 'x64') {
-    if (/\bavx2\b/.test(flags) && /\bfma\b/.test(flags)) isas.push('avx2');
-    if (/\bavx512f\b/.test(flags)) isas.push('avx512');
-  }
-  if (process.arch === 'arm64') isas.push('neon');
-  return isas;
-}
+import { FIXTURES, FIXTURE_NAMES, REAL, ROOT, fixture, teacherShaped, randomInputs, runOrt, tmpDir, supportedIsas } from './helpers.js';
 
 interface ParityCase {
   name: string;

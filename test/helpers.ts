@@ -133,3 +133,15 @@ export function randomInputs(names: { ids: string; mask?: string; tokenTypes?: s
   if (names.tokenTypes) out[names.tokenTypes] = { shape: [B, seq], data: types };
   return out;
 }
+
+/** ISA paths this CPU can run (what the engine accepts in BORT_ISA here), read from /proc/cpuinfo. */
+export function supportedIsas(): string[] {
+  const flags = fs.existsSync('/proc/cpuinfo') ? fs.readFileSync('/proc/cpuinfo', 'utf8') : '';
+  const isas = ['scalar'];
+  if (process.arch === 'x64') {
+    if (/\bavx2\b/.test(flags) && /\bfma\b/.test(flags)) isas.push('avx2');
+    if (/\bavx512f\b/.test(flags)) isas.push('avx512');
+  }
+  if (process.arch === 'arm64') isas.push('neon');
+  return isas;
+}

@@ -8,18 +8,7 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { FIXTURES, ROOT, runOrt, tmpDir } from './helpers.js';
-
-function supportedIsas(): string[] {
-  const flags = fs.existsSync('/proc/cpuinfo') ? fs.readFileSync('/proc/cpuinfo', 'utf8') : '';
-  const isas = ['scalar'];
-  if (process.arch === 'x64') {
-    if (/\bavx2\b/.test(flags) && /\bfma\b/.test(flags)) isas.push('avx2');
-    if (/\bavx512f\b/.test(flags)) isas.push('avx512');
-  }
-  if (process.arch === 'arm64') isas.push('neon');
-  return isas;
-}
+import { FIXTURES, ROOT, runOrt, tmpDir, supportedIsas } from './helpers.js';
 
 interface Case {
   name: string;

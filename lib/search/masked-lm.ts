@@ -19,7 +19,8 @@ export interface Fidelity {
   agreement: number;
 }
 
-function logSoftmax(row: Float32Array): Float64Array {
+/** Stable float64 log-softmax of one logits row. */
+export function logSoftmax(row: Float32Array): Float64Array {
   let max = -Infinity;
   for (let i = 0; i < row.length; i++) if (row[i] > max) max = row[i];
   let sum = 0;
@@ -30,7 +31,8 @@ function logSoftmax(row: Float32Array): Float64Array {
   return out;
 }
 
-function argmax(a: ArrayLike<number>): number {
+/** Index of the largest value; the first one on ties. */
+export function argmax(a: ArrayLike<number>): number {
   let b = 0;
   for (let i = 1; i < a.length; i++) if (a[i] > a[b]) b = i;
   return b;
