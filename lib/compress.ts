@@ -9,7 +9,7 @@
  * thread) makes the job run on the calling thread instead.
  */
 import { runCompress, type CompressJobOptions, type CompressSummary } from './compress-job.js';
-import { workerEntry } from './worker/entry.js';
+import { WORKER_LIMITS, workerEntry } from './worker/entry.js';
 import { WorkerPool } from './worker/pool.js';
 import type { ImportanceScorer } from './extract/scorer.js';
 import type { Arch } from './bert/model.js';
@@ -60,6 +60,7 @@ function compressPool(): WorkerPool<CompressRequest, CompressSummary> | undefine
   if (!entry) return undefined; // TypeScript sources without tsx: run on this thread
   pool = new WorkerPool<CompressRequest, CompressSummary>({
     entry,
+    resourceLimits: WORKER_LIMITS,
     maxWorkers: Infinity,
     idleMs: IDLE_MS,
     failure: (why, { input }) => {

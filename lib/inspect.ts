@@ -4,7 +4,7 @@
 import { loadModel } from './onnx/io.js';
 import { recognize } from './bert/recognize.js';
 import { countParameters, weightBytes } from './bert/params.js';
-import type { Arch, PositionIds } from './bert/model.js';
+import type { Arch, BertModel, PositionIds } from './bert/model.js';
 import { weightPrecisions, type WeightPrecisionEntry } from './quantize/precision.js';
 
 function positionSummary(p: PositionIds | undefined): InspectSummary['positionIds'] {
@@ -21,7 +21,11 @@ export interface InspectSummary {
   params: number;
   headSize: number;
   attentionWidth: number;
+  /** Rows of the position table. */
   maxPositions: number;
+  /** The longest sequence the model can read: the position rows its position ids can reach (RoBERTa's
+   * start past the padding id) and, without a token-type input, the rows of its constant token types. */
+  maxSequence: number;
   typeVocab: number;
   scoreScale: number;
   layerNorm: 'fused' | 'decomposed';
@@ -64,6 +68,7 @@ export function inspect(path: string): InspectSummary {
     headSize: m.headSize,
     attentionWidth: m.attentionWidth,
     maxPositions: m.maxPositions,
+    maxSequence: maxSequence(m),
     typeVocab: m.typeVocab,
     scoreScale: m.layers[0].attention.scoreScale,
     layerNorm: m.layers[0].ln1.kind,
@@ -88,4 +93,12 @@ export function inspect(path: string): InspectSummary {
     weights,
     weightType: weights.some((e) => e.precision === 'float16') ? 'float16' : 'float32',
   };
+}
+
+function maxSequence(m: BertModel): number {
+  const e = m.embeddings;
+  const ids = e.positionIds;
+  let n = ids && ids.kind !== 'other' ? ids.maxSeq : m.maxPositions;
+  if (e.tokenType?.maxSeq !== undefined) n = Math.min(n, e.tokenType.maxSeq);
+  return n;
 }

@@ -174,6 +174,7 @@ const CASES: Case[] = [
       expect(s.arch).toEqual({ layers: 2, heads: 2, hidden: 2, intermediate: 2 });
       expect(s.vocab).toBe(30522);
       expect(s.maxPositions).toBe(512);
+      expect(s.maxSequence).toBe(512);
       expect(s.producer).toBe('pytorch 1.10');
       expect(s.opset).toBe(11);
       expect(s.inputs).toEqual({ ids: 'input_ids', mask: 'attention_mask', tokenTypes: undefined });
@@ -194,6 +195,8 @@ const CASES: Case[] = [
     expectInspect: (s) => {
       expect(s.positionIds).toEqual({ kind: 'from-ids', paddingIdx: 1 });
       expect(s.maxPositions).toBe(34);
+      // rows 0 and 1 sit at or below the padding id: 32 tokens at most
+      expect(s.maxSequence).toBe(32);
       expect(s.typeVocab).toBe(1);
       expect(s.tokenTypeIds).toEqual({ kind: 'input' });
       expect(s.attentionMask).toEqual(BERT_MASK);

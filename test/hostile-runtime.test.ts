@@ -209,13 +209,14 @@ describe('Encoder life cycle', () => {
 
 describe('memory limits: errors, not hangs or aborts', () => {
   // an address space of 2 GB with 8 MiB thread stacks: far fewer than 256 threads fit
-  const limited = (...args: string[]) => {
-    const cmd = `ulimit -v 2000000 && ulimit -s 8192 && exec "$0" "$@"`;
+  const limitedTo = (kb: number, ...args: string[]) => {
+    const cmd = `ulimit -v ${kb} && ulimit -s 8192 && exec "$0" "$@"`;
     const r = spawnSync('bash', ['-c', cmd, process.execPath, CHILD, ...args], { encoding: 'utf8', timeout: 120_000 });
     expect(r.signal, `child killed: ${r.stderr}`).toBe(null);
     expect(r.status, r.stderr).toBe(0);
     return JSON.parse(r.stdout);
   };
+  const limited = (...args: string[]) => limitedTo(2_000_000, ...args);
   it.runIf(process.platform === 'linux')('Encoder.load with 256 threads: an Error naming the count; the process loads again with 2', () => {
     const r = limited('threads', MODEL);
     expect(r.first.name).toBe('Error');
@@ -232,6 +233,13 @@ describe('memory limits: errors, not hangs or aborts', () => {
     const r = limited('mlm-output', MLM);
     expect(r.first).toEqual({ name: 'RangeError', message: "output 'mlm' of 4194304000 bytes cannot be allocated (out of memory); run a smaller batch or shorter sequences" });
     expect(r.after).toEqual({ finite: true });
+  });
+  it.runIf(process.platform === 'linux')('compress() under a 1.5 GB address space: its worker thread starts (no 128 MiB JIT reservation) and writes the model', () => {
+    // without the worker's code-range limit V8 aborts the whole process here
+    const out = path.join(tmpDir(), 'small.onnx');
+    const r = limitedTo(1_500_000, 'compress', MODEL, out);
+    expect(r.arch).toEqual({ layers: 1, heads: 2, hidden: 64, intermediate: 32 });
+    expect(fs.statSync(out).size).toBeGreaterThan(0);
   });
   it('a masked-LM output larger than a Float32Array can be: a RangeError before anything is allocated', async () => {
     const e = await Encoder.load(MLM, { threads: 1 });

@@ -4,10 +4,11 @@
 //   node runtime-limits-child.cjs threads <model>          Encoder.load with 256 threads, then 2
 //   node runtime-limits-child.cjs set-threads <model>      setThreads(256) on a loaded encoder, then run
 //   node runtime-limits-child.cjs mlm-output <mlm-model>   a run whose masked-LM output cannot be allocated
+//   node runtime-limits-child.cjs compress <model> <out>  compress() (its worker thread) under the limit
 //   node --expose-gc runtime-limits-child.cjs gc <model>   encoders dropped without close() during runs
-const { Encoder } = require('../dist/index.js');
+const { Encoder, compress } = require('../dist/index.js');
 
-const [mode, model] = process.argv.slice(2);
+const [mode, model, output] = process.argv.slice(2);
 const ids = (b, s, vocab) => ({ data: Int32Array.from({ length: b * s }, (_, i) => (i * 7 + 3) % vocab), dims: [b, s] });
 const failure = (e) => ({ name: e && e.name, message: e && e.message });
 const finite = (a) => a.every(Number.isFinite);
@@ -41,6 +42,10 @@ async function main() {
     const out = await enc.run({ input_ids: ids(1, 6, 1000) });
     enc.close();
     return { first, after: { threads, finite: finite(out.last_hidden_state.data) } };
+  }
+  if (mode === 'compress') {
+    const r = await compress(model, { output, arch: '1,2,64,32' });
+    return { arch: r.target.arch };
   }
   if (mode === 'mlm-output') {
     const enc = await Encoder.load(model, { threads: 1 });

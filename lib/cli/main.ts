@@ -51,7 +51,7 @@ function printInspect(s: InspectSummary, out: Out): void {
   const mask = a.kind === 'none' ? 'none' : a.kind === 'add' ? `added, (1 - mask) · ${a.value ?? '?'}` : `Where, ${a.value ?? '?'} in place of padding keys' scores`;
   out(`${s.path}`);
   out(`  arch        ${formatArch(s.arch)}   (layers, heads, hidden, intermediate; head size ${s.headSize})`);
-  out(`  vocab       ${s.vocab}   positions ${s.maxPositions}   token types ${s.typeVocab || 'none'}${types}`);
+  out(`  vocab       ${s.vocab}   positions ${s.maxPositions}${s.maxSequence < s.maxPositions ? ` (sequences up to ${s.maxSequence} tokens)` : ''}   token types ${s.typeVocab || 'none'}${types}`);
   out(`  positions   ${positions}`);
   out(`  mask        ${mask}${a.kind !== 'none' && a.problem ? ` (${a.problem})` : ''}`);
   out(`  params      ${formatCount(s.params)}   (${formatBytes(s.weightBytes)} of weights; file ${formatBytes(s.fileBytes)}${s.externalData ? ', external data' : ''})`);
@@ -183,8 +183,8 @@ async function run(argv: string[], out: Out): Promise<void> {
     if (batch * seq > MAX_BENCH_TOKENS) {
       throw new BortError(`--batch ${batch} × --seq ${seq} is ${batch * seq} tokens per run`, `keep batch × seq at most ${MAX_BENCH_TOKENS}`);
     }
-    const positions = inspect(model).maxPositions;
-    if (seq > positions) throw new BortError(`--seq ${seq} exceeds the model's ${positions} positions`, `pass --seq ${positions} or less`);
+    const longest = inspect(model).maxSequence;
+    if (seq > longest) throw new BortError(`--seq ${seq} exceeds the longest sequence the model reads (${longest} tokens)`, `pass --seq ${longest} or less`);
     const r = await benchmark(model, { batch, seq, threads, runs });
     if (o.json) out(JSON.stringify(r, null, 2));
     else printBench(r, out);

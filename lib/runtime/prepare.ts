@@ -10,7 +10,7 @@
  */
 import * as path from 'node:path';
 import { BortError } from '../errors.js';
-import { workerEntry } from '../worker/entry.js';
+import { WORKER_LIMITS, workerEntry } from '../worker/entry.js';
 import { WorkerPool } from '../worker/pool.js';
 import type { Arch } from '../bert/model.js';
 import type { EngineSpec } from './spec.js';
@@ -22,19 +22,13 @@ export interface PreparedModel {
 
 let pool: WorkerPool<string, PreparedModel> | undefined;
 
-/**
- * The worker's JIT code range: V8's default reservation (128 MiB) cannot be made under a tight
- * address-space limit (`ulimit -v` 1.5 GB), which aborts the whole process; reading a model needs far less.
- */
-const LIMITS = { codeRangeSizeMb: 64 };
-
 function preparePool(): WorkerPool<string, PreparedModel> {
   if (pool) return pool;
   const entry = workerEntry(__dirname, 'prepare-worker');
   if (!entry) throw new Error('running from TypeScript sources needs tsx (a devDependency) to start the model-reading thread');
   pool = new WorkerPool<string, PreparedModel>({
     entry,
-    resourceLimits: LIMITS,
+    resourceLimits: WORKER_LIMITS,
     maxWorkers: 1,
     failure: (why, file) => {
       switch (why.kind) {

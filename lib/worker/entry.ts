@@ -28,6 +28,13 @@ export function workerEntry(dir: string, name: string): WorkerEntry | undefined 
   return { file: `require(${JSON.stringify(tsx)}).register(); require(${JSON.stringify(source)});`, eval: true };
 }
 
+/**
+ * Limits every model-reading worker gets. The JIT code range: V8's default reservation (128 MiB) cannot
+ * be made under a tight address-space limit (`ulimit -v` 1.5 GB), which aborts the whole process;
+ * reading, recognising or rewriting a model needs far less.
+ */
+export const WORKER_LIMITS: ResourceLimits = { codeRangeSizeMb: 64 };
+
 export function startWorker(entry: WorkerEntry, resourceLimits?: ResourceLimits): Worker {
   return new Worker(entry.file, { eval: entry.eval, ...(resourceLimits ? { resourceLimits } : {}) });
 }
