@@ -44,7 +44,7 @@ describe('CLI: every option value a user can get wrong is refused in one line, e
     ['bench --runs 3', ['bench', OP14, '--runs', '3'], /--runs 3 is out of range: .* from 10 to 10,000/],
     ['bench --seq=-1', ['bench', OP14, '--seq=-1'], /--seq '-1' is not a whole number/],
     ['bench --seq 1.5', ['bench', OP14, '--seq', '1.5'], /--seq '1.5' is not a whole number/],
-    ['bench --seq beyond the model\'s positions', ['bench', OP14, '--seq', '513'], /--seq 513 exceeds the model's 512 positions: pass --seq 512 or less/],
+    ['bench --seq beyond the model\'s positions', ['bench', OP14, '--seq', '513'], /--seq 513 exceeds the longest sequence the model reads \(512 tokens\): pass --seq 512 or less/],
     ['bench batch × seq too large', ['bench', OP14, '--batch', '1024', '--seq', '512'], /--batch 1024 × --seq 512 is 524288 tokens per run: keep batch × seq at most 65536/],
     ['bench without a model', ['bench'], /missing the model path: see bort-compress bench --help/],
     ['synth --vocab 0', ['synth', '--arch', '1,1,8,8', '--vocab', '0', '-o', '$DIR/m.onnx'], /--vocab 0 is out of range: .* from 1 to 1,000,000/],
