@@ -4,7 +4,8 @@
 import { loadModel } from './onnx/io.js';
 import { recognize } from './bert/recognize.js';
 import { countParameters, weightBytes } from './bert/params.js';
-import type { Arch, BertModel, PositionIds } from './bert/model.js';
+import type { Arch, PositionIds } from './bert/model.js';
+import { longestSequence } from './bert/positions.js';
 import { weightPrecisions, type WeightPrecisionEntry } from './quantize/precision.js';
 
 function positionSummary(p: PositionIds | undefined): InspectSummary['positionIds'] {
@@ -23,8 +24,7 @@ export interface InspectSummary {
   attentionWidth: number;
   /** Rows of the position table. */
   maxPositions: number;
-  /** The longest sequence the model can read: the position rows its position ids can reach (RoBERTa's
-   * start past the padding id) and, without a token-type input, the rows of its constant token types. */
+  /** The longest sequence the model reads (lib/bert/positions.ts `longestSequence`). */
   maxSequence: number;
   typeVocab: number;
   scoreScale: number;
@@ -68,7 +68,7 @@ export function inspect(path: string): InspectSummary {
     headSize: m.headSize,
     attentionWidth: m.attentionWidth,
     maxPositions: m.maxPositions,
-    maxSequence: maxSequence(m),
+    maxSequence: longestSequence(m),
     typeVocab: m.typeVocab,
     scoreScale: m.layers[0].attention.scoreScale,
     layerNorm: m.layers[0].ln1.kind,
@@ -95,10 +95,3 @@ export function inspect(path: string): InspectSummary {
   };
 }
 
-function maxSequence(m: BertModel): number {
-  const e = m.embeddings;
-  const ids = e.positionIds;
-  let n = ids && ids.kind !== 'other' ? ids.maxSeq : m.maxPositions;
-  if (e.tokenType?.maxSeq !== undefined) n = Math.min(n, e.tokenType.maxSeq);
-  return n;
-}

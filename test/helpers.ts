@@ -62,10 +62,13 @@ export function tmpDir(prefix = 'bort-test-'): string {
 /** Int64 feeds for every input the session declares, from name → {shape, data}. */
 export function feedsFor(session: ort.InferenceSession, inputs: Record<string, { shape: number[]; data: number[] }>): Record<string, ort.Tensor> {
   const feeds: Record<string, ort.Tensor> = {};
+  const int32 = new Set(session.inputMetadata.filter((m) => m.isTensor && m.type === 'int32').map((m) => m.name));
   for (const name of session.inputNames) {
     const x = inputs[name];
     if (!x) throw new Error(`no data for input ${name}`);
-    feeds[name] = new ort.Tensor('int64', BigInt64Array.from(x.data, (v) => BigInt(v)), x.shape);
+    feeds[name] = int32.has(name)
+      ? new ort.Tensor('int32', Int32Array.from(x.data), x.shape)
+      : new ort.Tensor('int64', BigInt64Array.from(x.data, (v) => BigInt(v)), x.shape);
   }
   return feeds;
 }

@@ -226,3 +226,53 @@ describe('scores', () => {
     expect(topK([1, 2], 5)).toEqual([1, 0]);
   });
 });
+
+describe('a model whose inputs declare a fixed sequence length (keras2onnx QA export, 7 tokens)', () => {
+  const KERAS = path.join(FIXTURES, 'real-exports', 'keras2onnx_TFBertForQuestionAnswering_opset11.onnx');
+  const WORDS = ['[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]', 'a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 'i', 'j', 'k', 'l', 'm', 'n', 'o'];
+  // 6, 6 and 5 tokens: no row fills the 7 the model declares
+  const inputs = [{ question: 'a', context: 'c d' }, { question: 'e', context: 'f g' }, { question: 'i', context: 'j' }];
+
+  it('answer pads every batch to the declared length; native and onnxruntime agree with the raw logits', async () => {
+    const vocab = path.join(tmpDir(), 'vocab.txt');
+    fs.writeFileSync(vocab, WORDS.join('\n') + '\n');
+    const results = [];
+    for (const engine of ['native', 'onnxruntime'] as const) {
+      const qa = await pipeline('answer', KERAS, { tokenizer: vocab, batch: 3, engine });
+      try {
+        results.push(await qa.run(inputs));
+      } finally {
+        await qa.close();
+      }
+    }
+    // the reference: onnxruntime on hand-built rows of exactly 7 tokens, [CLS] q [SEP] c [SEP] then [PAD]
+    for (const [i, x] of inputs.entries()) {
+      const q = x.question.split(' ').map((w) => WORDS.indexOf(w)), c = x.context.split(' ').map((w) => WORDS.indexOf(w));
+      const ids = [2, ...q, 3, ...c, 3];
+      const n = ids.length;
+      const types = ids.map((_, t) => (t > q.length + 1 ? 1 : 0));
+      const pad = (a: number[], v: number) => [...a, ...new Array(7 - n).fill(v)];
+      const out = await runOrt(KERAS, {
+        input_ids: { shape: [1, 7], data: pad(ids, 0) }, attention_mask: { shape: [1, 7], data: pad(ids.map(() => 1), 0) },
+        token_type_ids: { shape: [1, 7], data: pad(types, 0) },
+      });
+      const ctx = (t: number) => t > q.length + 1 && t < n - 1;
+      const best = bestSpan(Array.from(out.output_1.data), Array.from(out.output_2.data), 0, 7, ctx)!;
+      for (const r of results) {
+        expect(r[i].score).toBeCloseTo(best.score, 4);
+        expect(r[i].answer).toBe(x.context.split(' ').slice(best.start - q.length - 2, best.end - q.length - 1).join(' '));
+      }
+    }
+  });
+
+  it('an input longer than the declared length is refused, naming the length', async () => {
+    const vocab = path.join(tmpDir(), 'vocab.txt');
+    fs.writeFileSync(vocab, WORDS.join('\n') + '\n');
+    const qa = await pipeline('answer', KERAS, { tokenizer: vocab });
+    try {
+      await expect(qa.run([{ question: 'a b c', context: 'd e f' }])).rejects.toThrow(/\b7\b/);
+    } finally {
+      await qa.close();
+    }
+  });
+});

@@ -9,7 +9,7 @@ import { attrInt, type GraphIndex } from '../onnx/graph.js';
 import { tensorDims } from '../onnx/tensor.js';
 import { DataType, type NodeProto } from '../onnx/types.js';
 import { quoteName } from '../errors.js';
-import type { Embedding, PositionIds } from './model.js';
+import type { BertModel, Embedding, PositionIds } from './model.js';
 import { positionsFromIds } from './positions-from-ids.js';
 import { ShapeEvaluator, axesOf, formOf, sameForm, type Form } from './symbolic.js';
 
@@ -148,4 +148,18 @@ export function positionIdsOf(ix: GraphIndex, lookup: Embedding, seqInputs: Set<
   const maxSeq = Math.min(limit, rows - first);
   if (maxSeq < 1) return other('the position ids are not consecutive');
   return { kind: 'arange', start: first, maxSeq };
+}
+
+/**
+ * The longest sequence the model reads: the position rows its position ids can reach (RoBERTa's start
+ * past the padding id), the rows of constant token types (an export without the input), and the length
+ * its inputs declare when they declare one.
+ */
+export function longestSequence(m: BertModel): number {
+  const e = m.embeddings;
+  const ids = e.positionIds;
+  let n = ids && ids.kind !== 'other' ? ids.maxSeq : m.maxPositions;
+  if (e.tokenType?.maxSeq !== undefined) n = Math.min(n, e.tokenType.maxSeq);
+  if (m.inputs.fixedLength !== undefined) n = Math.min(n, m.inputs.fixedLength);
+  return n;
 }

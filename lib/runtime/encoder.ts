@@ -183,11 +183,13 @@ export class Encoder {
   }
 
   /** Vocabulary size and the heads the engine computes. */
-  get info(): { vocab: number; maxPositions: number; pooler: boolean; mlm: boolean; classifierLabels?: number; tokenLabels?: number } {
+  get info(): { vocab: number; maxPositions: number; fixedLength?: number; pooler: boolean; mlm: boolean; classifierLabels?: number; tokenLabels?: number } {
     const c = this.spec.config;
     return {
       vocab: c.vocab, maxPositions: this.spec.maxSeq, pooler: c.pooler, mlm: !!c.mlm, classifierLabels: c.classifier?.labels,
       tokenLabels: c.tokenClassifier?.labels,
+      // the sequence length every input declares, when the model's inputs fix one (TensorFlow exports)
+      ...(this.spec.fixedLength !== undefined ? { fixedLength: this.spec.fixedLength } : {}),
     };
   }
 

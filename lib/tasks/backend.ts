@@ -31,7 +31,10 @@ export interface RoleOutputs {
 
 export interface Backend {
   readonly engine: 'native' | 'onnxruntime';
+  /** The most tokens a sequence can have (at most the declared length of a fixed-length model). */
   readonly maxPositions: number;
+  /** Every batch is padded to exactly this length: the model's inputs declare it. */
+  readonly fixedLength?: number;
   readonly vocab: number;
   readonly hidden: number;
   /** Token types the model embeds (0 when it takes no token_type_ids). */
@@ -69,7 +72,7 @@ export async function nativeBackend(file: string, threads?: number): Promise<Bac
   const roles = new Set(roleByName.values());
   const roleNames = enc.inputRoles;
   return {
-    engine: 'native', maxPositions: info.maxPositions, vocab: info.vocab, hidden,
+    engine: 'native', maxPositions: Math.min(info.maxPositions, info.fixedLength ?? Infinity), fixedLength: info.fixedLength, vocab: info.vocab, hidden,
     typeVocab: enc.typeVocab,
     labels: info.classifierLabels, roles,
     async run(b) {

@@ -8,6 +8,7 @@
 import { BortError } from '../errors.js';
 import { loadModel } from '../onnx/io.js';
 import { recognize } from '../bert/recognize.js';
+import { longestSequence } from '../bert/positions.js';
 import { taskRoles, type Backend, type RoleOutputs } from './backend.js';
 import { engineOutputs } from '../runtime/spec.js';
 
@@ -43,6 +44,7 @@ export async function ortBackend(file: string, opts: { threads?: number; maxPosi
     if (/start/i.test(n)) roleByName.set(n, 'start');
     else if (/end/i.test(n)) roleByName.set(n, 'end');
   }
+  const int32 = new Set(session.inputMetadata.filter((m) => m.isTensor && m.type === 'int32').map((m) => m.name));
   const roles = new Set(roleByName.values());
   if (!known && session.outputNames.length === 1 && !roles.size) {
     roles.add('start');
@@ -51,17 +53,21 @@ export async function ortBackend(file: string, opts: { threads?: number; maxPosi
   const hidden = known?.arch.hidden ?? 0;
   return {
     engine: 'onnxruntime',
-    maxPositions: known?.maxPositions ?? opts.maxPositions ?? 512,
+    maxPositions: known ? longestSequence(known) : opts.maxPositions ?? 512,
+    fixedLength: known?.inputs.fixedLength,
     vocab: known?.vocab ?? 0,
     hidden,
     typeVocab: types ? known?.typeVocab ?? 2 : 0,
     labels: known?.classifiers[0]?.linear.outDim,
     roles,
     async run(b) {
-      const t = (data: Int32Array) => new ort.Tensor('int64', BigInt64Array.from(data, (v) => BigInt(v)), [b.batch, b.seq]);
-      const feeds: Record<string, InstanceType<Ort['Tensor']>> = { [ids]: t(b.ids) };
-      if (mask) feeds[mask] = t(b.mask);
-      if (types) feeds[types] = t(b.types);
+      // each input as the type the model declares (TensorFlow exports take int32)
+      const t = (name: string, data: Int32Array) => (int32.has(name)
+        ? new ort.Tensor('int32', data, [b.batch, b.seq])
+        : new ort.Tensor('int64', BigInt64Array.from(data, (v) => BigInt(v)), [b.batch, b.seq]));
+      const feeds: Record<string, InstanceType<Ort['Tensor']>> = { [ids]: t(ids, b.ids) };
+      if (mask) feeds[mask] = t(mask, b.mask);
+      if (types) feeds[types] = t(types, b.types);
       const out = await session.run(feeds);
       const r: RoleOutputs = {};
       for (const [name, role] of roleByName) {

@@ -92,7 +92,7 @@ export class TextPipeline<I, R> {
   }
 
   private async runBatch(items: Prepared[]): Promise<R[]> {
-    const b = padBatch(items.map((p) => p.enc), this.tokenizer.padId, this.backend.typeVocab);
+    const b = padBatch(items.map((p) => p.enc), this.tokenizer.padId, this.backend.typeVocab, this.backend.fixedLength);
     let out;
     try {
       out = await this.backend.run(b);
