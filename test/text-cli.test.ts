@@ -185,6 +185,11 @@ describe('text commands: bad input gets one line, exit 1, no output file', () =>
     expectFailure(cli(['answer', base, '--vocab', VOCAB, '--question', 'where?']), /--context is missing/);
     expectFailure(cli(['fill-mask', mlm, '--top-k', '0', 'the [MASK]']), /--top-k '0' is not a positive whole number/);
     expectFailure(cli(['embed', base, '--vocab', VOCAB, '--pooling', 'max', 'x']), /--pooling 'max' is unknown/);
+    // typed values reach the one-line message escaped: no terminal escape, no second line
+    const r = cli(['embed', base, '--vocab', VOCAB, '--pooling', 'max\u001b[2J\nEVIL', 'x']);
+    expectFailure(r, /--pooling 'max\\x1b\[2J\\x0aEVIL' is unknown/);
+    expect(r.stderr).not.toContain('\u001b');
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
     expectFailure(cli(['fill-mask', mlm, '--bogus']), /Unknown option '--bogus'/);
   });
 });

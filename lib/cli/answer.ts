@@ -1,5 +1,5 @@
 /** `bort-compress answer MODEL --question Q --context C`: the span of the context that answers Q. */
-import { BortError } from '../errors.js';
+import { BortError, quoteName } from '../errors.js';
 import type { AnswerInput } from '../tasks/answer.js';
 import { COMMON_HELP, openPipeline, parse, positiveInt, score, type Out } from './text-command.js';
 import { inputLines } from './text-input.js';
@@ -37,7 +37,7 @@ export async function answerCommand(args: string[], out: Out): Promise<void> {
   const { values: o, positionals } = parse(args, { question: { type: 'string', short: 'q' }, context: { type: 'string', short: 'c' }, 'max-answer': { type: 'string' } }, 'answer');
   if (o.help) return out(ANSWER_HELP);
   if ((o.question === undefined) !== (o.context === undefined)) throw new BortError(`--${o.question === undefined ? 'question' : 'context'} is missing`, 'give both --question and --context');
-  if (positionals.length > 1) throw new BortError(`unexpected argument '${positionals[1]}'`, 'give the question and context with --question and --context');
+  if (positionals.length > 1) throw new BortError(`unexpected argument ${quoteName(positionals[1])}`, 'give the question and context with --question and --context');
   const p = await openPipeline('answer', positionals[0], o, { maxAnswerTokens: positiveInt(o['max-answer'], 'max-answer', 30) });
   try {
     const inputs = o.question !== undefined ? [{ question: o.question, context: o.context! }] : jsonInputs(inputLines([], o.file, 'answer'));

@@ -1,5 +1,5 @@
 /** `bort-compress classify MODEL [TEXT…]`: a sequence classifier's label for each text. */
-import { BortError, escapeControls } from '../errors.js';
+import { BortError, escapeControls, quoteName } from '../errors.js';
 import { COMMON_HELP, openPipeline, parse, score, type Out } from './text-command.js';
 import { inputLines } from './text-input.js';
 
@@ -16,7 +16,7 @@ export async function classifyCommand(args: string[], out: Out): Promise<void> {
   const { values: o, positionals } = parse(args, { labels: { type: 'string' } }, 'classify');
   if (o.help) return out(CLASSIFY_HELP);
   const labels = o.labels === undefined ? undefined : o.labels.split(',').map((s) => s.trim());
-  if (labels && labels.some((l) => !l)) throw new BortError(`--labels '${o.labels}' has an empty name`, 'give names separated by commas, e.g. --labels negative,positive');
+  if (labels && labels.some((l) => !l)) throw new BortError(`--labels ${quoteName(o.labels)} has an empty name`, 'give names separated by commas, e.g. --labels negative,positive');
   const p = await openPipeline('classify', positionals[0], o, { labels });
   try {
     for await (const r of p.stream(inputLines(positionals.slice(1), o.file, 'classify'))) {

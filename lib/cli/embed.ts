@@ -1,5 +1,5 @@
 /** `bort-compress embed MODEL [TEXT…]`: one vector per text. */
-import { BortError } from '../errors.js';
+import { BortError, quoteName } from '../errors.js';
 import { COMMON_HELP, openPipeline, parse, type Out } from './text-command.js';
 import { inputLines } from './text-input.js';
 import { VectorFile } from './vector-file.js';
@@ -19,7 +19,7 @@ export async function embedCommand(args: string[], out: Out): Promise<void> {
   const { values: o, positionals } = parse(args, { pooling: { type: 'string' }, normalize: { type: 'boolean' }, output: { type: 'string', short: 'o' } }, 'embed');
   if (o.help) return out(EMBED_HELP);
   const pooling = o.pooling ?? 'cls';
-  if (pooling !== 'cls' && pooling !== 'mean') throw new BortError(`--pooling '${pooling}' is unknown`, 'use --pooling cls or --pooling mean');
+  if (pooling !== 'cls' && pooling !== 'mean') throw new BortError(`--pooling ${quoteName(pooling)} is unknown`, 'use --pooling cls or --pooling mean');
   if (o.output && o.json) throw new BortError('both -o and --json given', 'write vectors to a file (-o) or as JSON lines (--json), not both');
   const p = await openPipeline('embed', positionals[0], o, { pooling, normalize: !!o.normalize });
   const file = o.output ? new VectorFile(o.output, p.backend.hidden) : undefined;

@@ -3,7 +3,7 @@
  * pipeline, and writing one result a line (plain or --json) as results are ready, in input order.
  */
 import { parseArgs } from 'node:util';
-import { BortError } from '../errors.js';
+import { BortError, quoteName } from '../errors.js';
 import { pipeline, type PipelineOptions, type TaskName, type TaskTypes } from '../tasks/pipeline.js';
 
 export type Out = (line: string) => void;
@@ -41,14 +41,14 @@ export function parse<O extends Record<string, { type: 'string' | 'boolean'; sho
 
 export function positiveInt(v: string | undefined, name: string, dflt: number): number {
   if (v === undefined) return dflt;
-  if (!/^\d+$/.test(v) || Number(v) < 1) throw new BortError(`--${name} '${v}' is not a positive whole number`, `pass --${name} N with N ≥ 1`);
+  if (!/^\d+$/.test(v) || Number(v) < 1) throw new BortError(`--${name} ${quoteName(v)} is not a positive whole number`, `pass --${name} N with N ≥ 1`);
   return Number(v);
 }
 
 export async function openPipeline<T extends TaskName>(task: T, model: string | undefined, o: Record<string, unknown>, extra: PipelineOptions) {
   if (!model) throw new BortError('missing the model path', `see bort-compress ${task} --help`);
   const engine = (o.engine as string | undefined) ?? 'native';
-  if (engine !== 'native' && engine !== 'onnxruntime') throw new BortError(`--engine '${engine}' is unknown`, 'use --engine native or --engine onnxruntime');
+  if (engine !== 'native' && engine !== 'onnxruntime') throw new BortError(`--engine ${quoteName(engine)} is unknown`, 'use --engine native or --engine onnxruntime');
   if (o.vocab && o.tokenizer) throw new BortError('both --vocab and --tokenizer given', 'give one tokenizer file');
   return pipeline(task, model, {
     tokenizer: (o.vocab ?? o.tokenizer) as string | undefined,
