@@ -173,6 +173,11 @@ export class Trainer {
     return this.live().grad(name);
   }
 
+  /** Replaces a weight (engine layout and name, as `weight` returns it). */
+  setWeight(name: string, data: Float32Array): void {
+    this.live().setWeight(name, data);
+  }
+
   weightNames(): string[] {
     return this.live().weightNames();
   }
