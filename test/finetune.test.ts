@@ -2,7 +2,7 @@
 // is decided by one keyword among random filler words), the written classifier as recognition,
 // onnxruntime and `classify` read it, task distillation, the head's gradients through N-API against
 // finite differences, every bad input line refused, and resume after an abort.
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -200,6 +200,32 @@ describe('finetune(): abort and resume', () => {
     const ac2 = new AbortController();
     await finetune({ ...opts, output: cut, signal: ac2.signal, onProgress: () => ac2.abort() });
     await expect(finetune({ ...opts, seed: 4, output: cut, resume: true })).rejects.toThrow(/is from another run \(seed differs\)/);
+  });
+});
+
+describe('bort-compress finetune: SIGTERM', () => {
+  it('stops after the current step: exit 130, a checkpoint, no model; --resume continues and finishes', async () => {
+    const d = tmpDir('bort-finetune-sig-');
+    const args = [CLI, 'finetune', base.model, '--train', base.train, '--dev', base.dev, '--task', 'cls', '--vocab', VOCAB, '--epochs', '5000',
+      '--batch', '16', '--seq', '16', '--threads', '1', '-o', 'out.onnx'];
+    const child = spawn(process.execPath, args, { cwd: d });
+    let err = '';
+    const code = await new Promise<number | null>((resolve) => {
+      child.stderr.on('data', (b) => {
+        err += b;
+        if (/step \d+\/60000/.test(err) && !child.killed) child.kill('SIGTERM');
+      });
+      child.on('close', (c) => resolve(c));
+    });
+    expect(code, err).toBe(130);
+    expect(fs.readdirSync(d)).toEqual(['out.onnx.ckpt']);
+    const r = spawnSync(process.execPath, [...args.slice(0, -4), '--epochs', '5000', '--threads', '1', '-o', 'out.onnx', '--resume', '--json', '--patience', '1'], { cwd: d, encoding: 'utf8' });
+    // patience is not part of the run: the resumed run may stop early
+    expect(r.status, r.stderr).toBe(0);
+    const sum = JSON.parse(r.stdout);
+    expect(sum.finished).toBe(true);
+    expect(sum.steps).toBeGreaterThan(0);
+    expect(fs.readdirSync(d)).toEqual(['out.onnx']);
   });
 });
 
