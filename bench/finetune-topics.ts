@@ -8,7 +8,10 @@
  * Results are appended to OUT/results.jsonl as they come and summarised at the end.
  *
  *   npx tsx bench/finetune-topics.ts [--seeds 1,2,3] [--epochs 3] [--batch 32] [--seq 128] [--threads 2]
- *                                    [--runs a,b,c] [--speed-steps 20] [--torch-steps 3] [--out DIR]
+ *                                    [--runs a,b,c,d,e] [--speed-steps 20] [--torch-steps 3] [--out DIR]
+ *                                    [--distilled STUDENT.onnx]
+ * --distilled: (d) that student (e.g. from `bort-compress distill`) fine-tuned, (e) the same with task
+ * distillation from (a).
  * (PyTorch times batches 2.. after one warm-up step on batch 1: the native run's timed batches, fewer.)
  */
 import { spawnSync } from 'node:child_process';
@@ -37,6 +40,7 @@ const { values: a } = parseArgs({
   options: {
     seeds: { type: 'string', default: '1,2,3' }, epochs: { type: 'string', default: '3' }, batch: { type: 'string', default: '32' },
     seq: { type: 'string', default: '128' }, threads: { type: 'string', default: '2' }, runs: { type: 'string', default: 'a,b,c' },
+    distilled: { type: 'string' },
     'speed-steps': { type: 'string', default: '20' }, 'torch-steps': { type: 'string', default: '3' }, out: { type: 'string', default: path.join(os.tmpdir(), 'bort-finetune-bench') },
   },
 });
@@ -127,6 +131,8 @@ const which = new Set(a.runs!.split(','));
     if (which.has('a')) await run('a-teacher', TEACHER, seed);
     if (which.has('b')) await run('b-student', student, seed);
     if (which.has('c') && fs.existsSync(teacherFt)) await run('c-student-kd', student, seed, teacherFt);
+    if (a.distilled && which.has('d')) await run('d-distilled', a.distilled, seed);
+    if (a.distilled && which.has('e') && fs.existsSync(teacherFt)) await run('e-distilled-kd', a.distilled, seed, teacherFt);
   }
 })().catch((e) => {
   console.error(e);
