@@ -7,6 +7,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { recognize } from '../lib/bert/recognize.js';
+import { encodeExamples, EpochBatches } from '../lib/finetune/class-batches.js';
 import { finetune, type FinetuneOptions, type FinetuneSummary } from '../lib/finetune/finetune.js';
 import { loadModel } from '../lib/onnx/io.js';
 import { floatData } from '../lib/onnx/tensor.js';
@@ -171,6 +172,26 @@ describe('finetune(): a keyword task on a tiny masked-LM model', () => {
     } finally {
       t.close();
     }
+  });
+});
+
+describe('finetune(): pairs, shuffling, the trainer without a classifier', () => {
+  it('encodes text pairs with token types 0 then 1, cut to seq; each epoch is a seeded permutation', () => {
+    const tok = TextTokenizer.fromFile(VOCAB);
+    const [e] = encodeExamples(tok, [{ text: 'the cat', pair: 'a song and a dog and a fox', label: 'b', line: 1 }], ['a', 'b'], 8);
+    expect(e.label).toBe(1);
+    expect(e.ids.length).toBe(8);
+    expect([...e.types]).toEqual([0, 0, 0, 0, 1, 1, 1, 1]);
+    const a = new EpochBatches(10, 4, 7), b = new EpochBatches(10, 4, 7);
+    const rows = (x: EpochBatches) => [x.next(), x.next(), x.next()].flatMap((r) => r.rows);
+    const first = rows(a);
+    expect([...first].sort((x, y) => x - y)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    expect(rows(b)).toEqual(first);
+    expect(rows(a)).not.toEqual(first);
+  });
+
+  it('Trainer with head "classifier" refuses a model without one', () => {
+    expect(() => Trainer.fromModel(recognize(loadModel(base.model).model), { head: 'classifier' })).toThrow(/no sequence-classification head \(pooler \+ classifier\) to train/);
   });
 });
 
