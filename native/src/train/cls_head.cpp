@@ -35,21 +35,27 @@ double cls_head_loss(const ClsTargets& t, int B, int L, float* logits, double* c
   double ce = 0, kl = 0;
   for (int b = 0; b < B; ++b) {
     float* z = logits + (size_t)b * L;
+    // (plain loops: GCC 12's aarch64 vectorizer fails on fused max/exp-sum reductions here)
     double zmax = z[0];
-    for (int j = 1; j < L; ++j) zmax = std::fmax(zmax, (double)z[j]);
-    double s1 = 0, s2 = 0;
+    for (int j = 1; j < L; ++j)
+      if (z[j] > zmax) zmax = z[j];
     for (int j = 0; j < L; ++j) {
-      s1 += (p[j] = std::exp((double)z[j] - zmax));
-      s2 += (qs[j] = std::exp(((double)z[j] - zmax) / T));
+      p[j] = std::exp((double)z[j] - zmax);
+      qs[j] = std::exp(((double)z[j] - zmax) / T);
     }
+    double s1 = 0, s2 = 0;
+    for (int j = 0; j < L; ++j) s1 += p[j];
+    for (int j = 0; j < L; ++j) s2 += qs[j];
     if (t.classes) ce += std::log(s1) - ((double)z[t.classes[b]] - zmax);
     double s3 = 1;
     if (t.teacher) {
       const float* tz = t.teacher + (size_t)b * L;
       double tmax = tz[0];
-      for (int j = 1; j < L; ++j) tmax = std::fmax(tmax, (double)tz[j]);
+      for (int j = 1; j < L; ++j)
+        if (tz[j] > tmax) tmax = tz[j];
+      for (int j = 0; j < L; ++j) qt[j] = std::exp(((double)tz[j] - tmax) / T);
       s3 = 0;
-      for (int j = 0; j < L; ++j) s3 += (qt[j] = std::exp(((double)tz[j] - tmax) / T));
+      for (int j = 0; j < L; ++j) s3 += qt[j];
       const double ls2 = std::log(s2), ls3 = std::log(s3);
       for (int j = 0; j < L; ++j) {
         const double lqt = ((double)tz[j] - tmax) / T - ls3, lqs = ((double)z[j] - zmax) / T - ls2;
