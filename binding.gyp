@@ -31,6 +31,7 @@
         "native/src/qlinear.cpp",
         "native/src/train/train_dispatch.cpp",
         "native/src/train/trainer.cpp",
+        "native/src/train/cls_head.cpp",
         "native/src/encoder_packed.cpp",
         "native/src/packing.cpp"
       ]

@@ -57,4 +57,6 @@ export { buildCalibration, readCorpus, type CalibrationSet, type CalibrationOpti
 export { dataScorer, ablateLayers, scorerFromAblation, type DataScorerOptions, type LayerAblation } from './extract/data-scorer.js';
 export { Trainer, type TrainOptions, type TrainBatch, type StepResult, type TrainerState } from './train/trainer.js';
 export { distill, type DistillOptions, type DistillProgress, type DistillSummary } from './distill/distill.js';
+export { finetune, type FinetuneOptions, type FinetuneProgress, type FinetuneEpoch, type FinetuneSummary } from './finetune/finetune.js';
+export type { Example } from './finetune/examples.js';
 export type { EvalScore, EvalCase } from './distill/evaluate.js';

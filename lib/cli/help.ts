@@ -12,6 +12,7 @@ Usage:
   bort-compress demo
   bort-compress quantize MODEL.onnx [-o OUT.onnx] [--per-tensor] [--all] [--json]
   bort-compress distill TEACHER.onnx STUDENT.onnx --corpus TEXT --vocab V -o OUT.onnx [--steps N] …
+  bort-compress finetune MODEL.onnx --train TRAIN.jsonl --dev DEV.jsonl --task cls [--vocab V] -o OUT.onnx …
   bort-compress --version
   bort-compress fill-mask MODEL.onnx [--vocab V] [--top-k K] ["text with [MASK]" …]
   bort-compress embed MODEL.onnx [--vocab V] [--pooling cls|mean] [--normalize] [-o OUT.npy] [TEXT …]
@@ -141,6 +142,37 @@ Options:
       --json                   print the summary as JSON
   -h, --help                   this text`;
 
+const FINETUNE = `bort-compress finetune MODEL.onnx --train TRAIN.jsonl --dev DEV.jsonl --task cls -o OUT.onnx [options]
+
+Fine-tunes MODEL as a sequence classifier on the native engine. TRAIN and DEV hold one JSON object a line:
+{"text": "...", "label": "..."}, or {"text": "...", "text_pair": "...", "label": "..."} for text pairs. The
+labels are those of TRAIN, sorted by name. MODEL's own pooler + classifier is trained when it has one with
+as many labels; otherwise (e.g. a masked-LM model) a new head is written: [CLS] → dense → tanh → linear
+(N(0, 0.02) weights), the other heads dropped. AdamW (warm-up 10%, then linear decay), dev accuracy after
+every epoch, the weights of the best epoch kept. OUT.onnx outputs logits [batch, labels] with id2label in
+its metadata (for bort-compress classify). Ctrl-C (or SIGTERM) stops after the current step and writes a
+checkpoint OUT.onnx.ckpt, and no model; --resume continues from it.
+
+Options:
+  -o, --output OUT.onnx   the fine-tuned classifier
+      --train FILE        training examples (JSON lines)
+      --dev FILE          dev examples (JSON lines; labels must occur in TRAIN)
+      --task cls          sequence classification (the only task so far)
+      --vocab V           vocab.txt or tokenizer.json (default: the one beside MODEL)
+      --teacher T.onnx    a fine-tuned classifier with the same labels: task distillation, loss
+                          CE + T² · KL(teacher ‖ student) at T = 2 on its logits
+      --epochs N          passes over TRAIN (default 3; 1 to 10,000)
+      --batch B           examples per step (default 32; 1 to 1,024), padded to the longest
+      --seq S             tokens per example at most, longer ones cut (default 128 or the model's positions)
+      --lr X              peak learning rate of the encoder (default 5e-5)
+      --head-lr X         peak learning rate of the classification head (default 1e-3)
+      --patience N        stop after N epochs without a better dev accuracy (default 0: never)
+      --seed N            seed of the data order and the new head (default 1)
+      --threads T         threads (default: all cores; 1 to 256)
+      --resume            continue from OUT.onnx.ckpt (same model, data and options)
+      --json              print the summary as JSON
+  -h, --help              this text`;
+
 export function commandHelp(cmd: string): string {
-  return ({ compress: COMPRESS, inspect: INSPECT, synth: SYNTH, demo: DEMO, bench: BENCH, quantize: QUANTIZE, distill: DISTILL } as Record<string, string>)[cmd] ?? HELP;
+  return ({ compress: COMPRESS, inspect: INSPECT, synth: SYNTH, demo: DEMO, bench: BENCH, quantize: QUANTIZE, distill: DISTILL, finetune: FINETUNE } as Record<string, string>)[cmd] ?? HELP;
 }

@@ -15,6 +15,7 @@ import { synth } from '../synth/bert.js';
 import { synthHead, synthVariantOptions } from '../synth/cli-flags.js';
 import { benchmark, type BenchResult } from '../runtime/bench.js';
 import { distillCommand } from './distill.js';
+import { finetuneCommand } from './finetune.js';
 import { BortError, escapeControls, quoteName } from '../errors.js';
 import { formatArch, parseArch } from '../extract/arch.js';
 import { formatBytes, formatCount } from './format.js';
@@ -192,6 +193,10 @@ async function run(argv: string[], out: Out): Promise<void> {
   }
   if (sub === 'distill') {
     await distillCommand(positionals, o, out);
+    return;
+  }
+  if (sub === 'finetune') {
+    await finetuneCommand(positionals, o, out);
     return;
   }
   if (sub === 'demo') {

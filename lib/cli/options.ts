@@ -9,7 +9,7 @@ import { MAX_THREADS } from '../runtime/threads.js';
 
 type OptionSpec = { type: 'string' | 'boolean'; short?: string };
 
-export const COMMANDS = ['compress', 'inspect', 'synth', 'bench', 'demo', 'quantize', 'distill'] as const;
+export const COMMANDS = ['compress', 'inspect', 'synth', 'bench', 'demo', 'quantize', 'distill', 'finetune'] as const;
 export type Command = (typeof COMMANDS)[number];
 
 const help: Record<string, OptionSpec> = { help: { type: 'boolean', short: 'h' } };
@@ -73,6 +73,24 @@ export const OPTIONS: Record<Command, Record<string, OptionSpec>> = {
     eval: { type: 'string' },
     'eval-every': { type: 'string' },
   },
+  finetune: {
+    ...help, ...json,
+    output: { type: 'string', short: 'o' },
+    train: { type: 'string' },
+    dev: { type: 'string' },
+    task: { type: 'string' },
+    vocab: { type: 'string' },
+    teacher: { type: 'string' },
+    epochs: { type: 'string' },
+    batch: { type: 'string' },
+    seq: { type: 'string' },
+    lr: { type: 'string' },
+    'head-lr': { type: 'string' },
+    patience: { type: 'string' },
+    seed: { type: 'string' },
+    threads: { type: 'string' },
+    resume: { type: 'boolean' },
+  },
 };
 
 /** Inclusive ranges of the numeric options (bench's --seq is further bounded by the model's positions). */
@@ -90,6 +108,8 @@ export const RANGES = {
   steps: [1, 100_000_000],
   'checkpoint-every': [1, 100_000_000],
   'eval-every': [1, 100_000_000],
+  epochs: [1, 10_000],
+  patience: [0, 10_000],
 } as const satisfies Record<string, readonly [number, number]>;
 
 /** Tokens per bench run (batch × seq) at most. */

@@ -30,6 +30,14 @@ export interface TrainOptions {
   /** ... then falls linearly to 0 at this update. */
   totalSteps?: number;
   threads?: number;
+  /**
+   * What is trained on the encoder: 'mlm' (default) its masked-LM head; 'classifier' its
+   * sequence-classification head (pooler + classifier on the first token, lib/bert/heads.ts), no MLM
+   * head needed (native/src/train/cls_head.h).
+   */
+  head?: 'mlm' | 'classifier';
+  /** Peak learning rate of the classification head (same schedule; default: lr). */
+  headLr?: number;
 }
 
 export interface TrainBatch {
@@ -39,8 +47,8 @@ export interface TrainBatch {
   mask?: Int32Array | null;
   batch: number;
   seq: number;
-  /** Token indices (b * seq + s) where the loss is taken (the masked positions). */
-  positions: Int32Array;
+  /** Token indices (b * seq + s) where the loss is taken (the masked positions); MLM head only. */
+  positions?: Int32Array;
   /** The true token at each position (MLM cross-entropy term). */
   labels?: Int32Array | null;
   /** Teacher logits, positions × vocab (KL term at `temperature`). */
@@ -49,11 +57,17 @@ export interface TrainBatch {
   mlmWeight?: number;
   klWeight?: number;
   temperature?: number;
+  /** Classifier head: the true class of each sequence (CE term). */
+  classes?: Int32Array | null;
+  /** Classifier head: teacher logits, batch × labels (KL term at `temperature`). */
+  classTeacher?: Float32Array | null;
+  /** Classifier head: loss = ceWeight · CE + klWeight · T² · KL (ceWeight default 1; pass klWeight). */
+  ceWeight?: number;
 }
 
 export interface StepResult {
   loss: number;
-  /** Mean cross-entropy against the labels (unweighted). */
+  /** Mean cross-entropy against the labels (unweighted; the class CE for the classifier head). */
   mlm: number;
   /** Mean KL(teacher ‖ student) at the temperature (unweighted). */
   kl: number;
@@ -117,19 +131,25 @@ export class Trainer {
    * of 0, one initializer playing two trained roles.
    */
   static fromModel(model: BertModel, options: TrainOptions = {}): Trainer {
-    if (!model.mlm) {
+    const classifier = options.head === 'classifier';
+    if (classifier && !(model.pooler && model.classifiers.some((c) => c.source === 'pooler'))) {
+      throw new BortError('the model has no sequence-classification head (pooler + classifier) to train', 'add one first (lib/finetune writes it) or fine-tune with bort-compress finetune');
+    }
+    if (!classifier && !model.mlm) {
       throw new BortError('the model has no masked-LM head to train through', 'distil a model exported with its MLM head (e.g. BertForMaskedLM)');
     }
     const spec = engineSpec(model);
-    const targets = writeTargets(model);
+    const targets = writeTargets(model, classifier);
     const mlm = model.mlm;
-    const tied = mlm.tiedToWordEmbeddings && mlm.decoder.alpha === 1;
+    const tied = !classifier && !!mlm && mlm.tiedToWordEmbeddings && mlm.decoder.alpha === 1;
     const weights = { ...spec.weights };
     if (tied) delete weights['decoder_w'];
     const threads = options.threads === undefined ? defaultThreads() : checkThreads(options.threads, 'threads');
     const Ctor = (native() as unknown as { NativeTrainer: TrainerCtor }).NativeTrainer;
-    const { lr, beta1, beta2, eps, weightDecay, clipNorm, warmupSteps, totalSteps } = options;
-    const nt = new Ctor({ ...spec.config, threads }, weights, { lr, beta1, beta2, eps, weightDecay, clipNorm, warmupSteps, totalSteps, tiedDecoder: tied });
+    const { lr, beta1, beta2, eps, weightDecay, clipNorm, warmupSteps, totalSteps, headLr } = options;
+    // the engine trains the classifier when the config has one: each mode sees only its own head
+    const config = classifier ? { ...spec.config, mlm: null, tokenClassifier: null } : { ...spec.config, classifier: null, tokenClassifier: null };
+    const nt = new Ctor({ ...config, threads }, weights, { lr, beta1, beta2, eps, weightDecay, clipNorm, warmupSteps, totalSteps, tiedDecoder: tied, headLr });
     if (tied) targets.delete('decoder_w');
     return new Trainer(model, nt, targets, tied);
   }
@@ -151,6 +171,11 @@ export class Trainer {
 
   grad(name: string): Float32Array {
     return this.live().grad(name);
+  }
+
+  /** Replaces a weight (engine layout and name, as `weight` returns it). */
+  setWeight(name: string, data: Float32Array): void {
+    this.live().setWeight(name, data);
   }
 
   weightNames(): string[] {
@@ -211,7 +236,7 @@ export class Trainer {
         }
       }
     }
-    if (this.tiedDecoder && m.mlm!.tiedCopy) {
+    if (this.tiedDecoder && m.mlm?.tiedCopy) {
       // the decoder holds its own transposed copy of the word table: keep it equal
       const word = get(m.embeddings.word.table);
       const dec = get(m.mlm!.decoder.weight);
@@ -241,7 +266,7 @@ export class Trainer {
 }
 
 /** Where each engine weight goes back to, checked up front so that training never ends in a refusal. */
-function writeTargets(m: BertModel): Map<string, Target[]> {
+function writeTargets(m: BertModel, classifier: boolean): Map<string, Target[]> {
   const out = new Map<string, Target[]>();
   const owner = new Map<string, string>();
   const H = m.arch.hidden;
@@ -283,6 +308,11 @@ function writeTargets(m: BertModel): Map<string, Target[]> {
     lin('ffn_out', l.ffn.out, s);
     ln('ln2', l.ln2, s);
   });
+  if (classifier) {
+    lin('pooler', m.pooler!.dense);
+    lin('cls', m.classifiers.find((c) => c.source === 'pooler')!.linear);
+    return out;
+  }
   const mlm = m.mlm!;
   lin('mlm', mlm.transform);
   ln('mlm_ln', mlm.ln);

@@ -3,10 +3,12 @@
 //   new NativeTrainer(config, weights, options)  config and weights as createEncoder takes them
 //       (config.mlm required; decoder_w only when options.tiedDecoder is false); the weights are
 //       copied at once. options: { lr, beta1, beta2, eps, weightDecay, clipNorm, warmupSteps,
-//       totalSteps, tiedDecoder, threads } (all optional).
+//       totalSteps, tiedDecoder, headLr, threads } (all optional; headLr: the classification head's peak).
 //   t.step(batch) -> Promise<{ loss, mlm, kl, gradNorm, lr, step }>   forward, backward, AdamW (libuv thread)
 //   t.gradients(batch) -> Promise<same>                              forward and backward only
 //       batch: { ids, types?, mask?, batch, seq, positions, labels?, teacher?, mlmWeight?, klWeight?, temperature? }
+//       or, for a classifier (config.classifier): { ids, types?, mask?, batch, seq, classes?, classTeacher?,
+//       ceWeight?, klWeight?, temperature? } (classes: Int32Array [batch]; classTeacher: Float32Array [batch, labels])
 //       (Int32Array / Float32Array; copied when the call is made)
 //   t.weightNames(), t.weight(name) -> Float32Array copy, t.grad(name), t.setWeight(name, Float32Array)
 //   t.state() -> { step, params, m, v }, t.setState(state)   resumable optimizer state
@@ -62,11 +64,11 @@ std::vector<T> array_of(Napi::Object o, const char* key, bool required, size_t w
 
 // A batch copied out of JS, so the caller may reuse its arrays at once.
 struct BatchCopy {
-  std::vector<int32_t> ids, types, mask, positions, labels;
-  std::vector<float> teacher;
+  std::vector<int32_t> ids, types, mask, positions, labels, classes;
+  std::vector<float> teacher, classTeacher;
   bort::TrainBatch view;
 
-  BatchCopy(Napi::Env env, Napi::Value bv, int vocab) {
+  BatchCopy(Napi::Env env, Napi::Value bv, int vocab, int classLabels) {
     if (!bv.IsObject()) throw Napi::TypeError::New(env, "step(batch): batch must be an object");
     Napi::Object b = bv.As<Napi::Object>();
     const int B = (int)number_of(b, "batch", "batch", 0, 1, 1 << 20, true);
@@ -76,7 +78,15 @@ struct BatchCopy {
     ids = array_of<int32_t, napi_int32_array>(b, "ids", true, M, "Int32Array of batch*seq token ids");
     types = array_of<int32_t, napi_int32_array>(b, "types", false, M, "Int32Array of batch*seq token types");
     mask = array_of<int32_t, napi_int32_array>(b, "mask", false, M, "Int32Array of batch*seq 0/1");
-    positions = array_of<int32_t, napi_int32_array>(b, "positions", true, 0, "Int32Array of token indices");
+    positions = array_of<int32_t, napi_int32_array>(b, "positions", classLabels == 0, 0, "Int32Array of token indices");
+    if (classLabels > 0) {
+      classes = array_of<int32_t, napi_int32_array>(b, "classes", false, B, "Int32Array of one class per sequence");
+      classTeacher = array_of<float, napi_float32_array>(b, "classTeacher", false, (size_t)B * classLabels,
+                                                         "Float32Array of batch*labels teacher logits");
+      view.classes = classes.empty() ? nullptr : classes.data();
+      view.classTeacher = classTeacher.empty() ? nullptr : classTeacher.data();
+      view.ceWeight = (float)number_of(b, "batch", "ceWeight", view.ceWeight, 0, 1e6, false);
+    }
     const size_t P = positions.size();
     labels = array_of<int32_t, napi_int32_array>(b, "labels", false, P, "Int32Array of one label per position");
     teacher = array_of<float, napi_float32_array>(b, "teacher", false, P * (size_t)vocab, "Float32Array of positions*vocab logits");
@@ -192,6 +202,7 @@ class NativeTrainer : public Napi::ObjectWrap<NativeTrainer> {
       opt.eps = (float)number_of(o, "options", "eps", opt.eps, 1e-30, 1, false);
       opt.weightDecay = (float)number_of(o, "options", "weightDecay", opt.weightDecay, 0, 10, false);
       opt.clipNorm = (float)number_of(o, "options", "clipNorm", opt.clipNorm, 0, 1e30, false);
+      opt.headLr = (float)number_of(o, "options", "headLr", opt.headLr, -1, 10, false);
       opt.totalSteps = (int)number_of(o, "options", "totalSteps", opt.totalSteps, 1, 2147483647.0, true);
       opt.warmupSteps = (int)number_of(o, "options", "warmupSteps", opt.warmupSteps, 0, opt.totalSteps, true);
       Napi::Value tied = o.Get("tiedDecoder");
@@ -229,7 +240,7 @@ class NativeTrainer : public Napi::ObjectWrap<NativeTrainer> {
     Napi::Env env = info.Env();
     try {
       bort::Trainer& t = live(env);
-      auto b = std::make_unique<BatchCopy>(env, info[0], t.config().vocab);
+      auto b = std::make_unique<BatchCopy>(env, info[0], t.config().vocab, t.classifier() ? t.config().classifierLabels : 0);
       StepWorker* w = new StepWorker(env, t_, std::move(b), update, &busy_, Value());
       Napi::Promise p = w->Promise();
       busy_ = true;

@@ -1,5 +1,7 @@
 #include "trainer.h"
 
+#include "cls_head.h"
+
 #include <cmath>
 #include <cstring>
 
@@ -47,12 +49,14 @@ Trainer::Trainer(const EncoderConfig& cfg, const WeightLookup& w, const Kernels*
   pos("vocab", cfg.vocab);
   pos("maxPositions", cfg.maxPositions);
   if (cfg.typeVocab < 0) throw ConfigError("config.typeVocab must be >= 0");
-  if (!cfg.mlm) throw ConfigError("training needs the MLM head (config.mlm)");
+  cls_ = cfg.classifierLabels > 0;
+  if (!cfg.mlm && !cls_) throw ConfigError("training needs the MLM head (config.mlm) or a classifier (config.classifier)");
+  if (cls_ && !cfg.pooler) throw ConfigError("training a classifier needs the pooler it reads (config.pooler)");
   if ((int)cfg.lnEps.size() != 2 * cfg.layers) throw ConfigError("config.lnEps must have 2 entries per layer");
   if (cfg.threads < 1 || cfg.threads > kMaxThreads)
     throw ConfigError("config.threads must be an integer in [1, " + std::to_string(kMaxThreads) + "]");
   if (!(opt.lr >= 0) || !(opt.beta1 >= 0 && opt.beta1 < 1) || !(opt.beta2 >= 0 && opt.beta2 < 1) || !(opt.eps > 0) ||
-      !(opt.weightDecay >= 0) || opt.totalSteps < 1 || opt.warmupSteps < 0 || opt.warmupSteps > opt.totalSteps)
+      !(opt.weightDecay >= 0) || !std::isfinite(opt.headLr) || opt.totalSteps < 1 || opt.warmupSteps < 0 || opt.warmupSteps > opt.totalSteps)
     throw ConfigError("training options out of range (lr >= 0, 0 <= beta < 1, eps > 0, weightDecay >= 0, 0 <= warmupSteps <= totalSteps, totalSteps >= 1)");
   const int H = cfg.hidden, Wd = cfg.heads * cfg.headSize, I = cfg.intermediate, V = cfg.vocab;
   word_ = add_slot("word_emb", V, H, true);
@@ -80,16 +84,25 @@ Trainer::Trainer(const EncoderConfig& cfg, const WeightLookup& w, const Kernels*
     L.ln2g = add_slot(at("ln2_g", l), 1, H, false);
     L.ln2b = add_slot(at("ln2_b", l), 1, H, false);
   }
-  mlm_dense_.w = add_slot("mlm_w", H, H, true);
-  mlm_dense_.b = add_slot("mlm_b", 1, H, false);
-  mlm_dense_.K = H;
-  mlm_dense_.N = H;
-  mlmg_ = add_slot("mlm_ln_g", 1, H, false);
-  mlmb_ = add_slot("mlm_ln_b", 1, H, false);
-  if (!opt.tiedDecoder) decoder_.w = add_slot("decoder_w", H, V, true);
-  decoder_.b = add_slot("decoder_b", 1, V, false);
-  decoder_.K = H;
-  decoder_.N = V;
+  if (cls_) {
+    // the classification head only (cls_head.h): no MLM head is read or trained
+    poolw_ = add_slot("pooler_w", H, H, true);
+    poolb_ = add_slot("pooler_b", 1, H, false);
+    clsw_ = add_slot("cls_w", H, cfg.classifierLabels, true);
+    clsb_ = add_slot("cls_b", 1, cfg.classifierLabels, false);
+    for (const char* n : {"pooler_w", "pooler_b", "cls_w", "cls_b"}) slots_[n].head = true;
+  } else {
+    mlm_dense_.w = add_slot("mlm_w", H, H, true);
+    mlm_dense_.b = add_slot("mlm_b", 1, H, false);
+    mlm_dense_.K = H;
+    mlm_dense_.N = H;
+    mlmg_ = add_slot("mlm_ln_g", 1, H, false);
+    mlmb_ = add_slot("mlm_ln_b", 1, H, false);
+    if (!opt.tiedDecoder) decoder_.w = add_slot("decoder_w", H, V, true);
+    decoder_.b = add_slot("decoder_b", 1, V, false);
+    decoder_.K = H;
+    decoder_.N = V;
+  }
 
   p_ = alloc_floats(nparams_);
   g_ = alloc_floats(nparams_);
@@ -184,13 +197,20 @@ size_t Trainer::saved_floats_per_position() const {
   return 4 * (size_t)cfg_.hidden + 1 + cfg_.vocab;
 }
 
-float Trainer::lr_at(int64_t t) const {
-  const double peak = opt_.lr, w = opt_.warmupSteps, T = opt_.totalSteps;
+// warm-up to `peak` over the first warmupSteps updates, then linear decay to 0 at totalSteps
+static float scheduled(double peak, int64_t t, int warmup, int total) {
+  const double w = warmup, T = total;
   if (t <= 0) return 0.0f;
-  if (opt_.warmupSteps > 0 && t <= opt_.warmupSteps) return (float)(peak * (double)t / w);
+  if (warmup > 0 && t <= warmup) return (float)(peak * (double)t / w);
   if (T <= w) return 0.0f;
   const double f = (T - (double)t) / (T - w);
   return (float)(peak * (f > 0 ? f : 0.0));
+}
+
+float Trainer::lr_at(int64_t t) const { return scheduled(opt_.lr, t, opt_.warmupSteps, opt_.totalSteps); }
+
+float Trainer::head_lr_at(int64_t t) const {
+  return opt_.headLr < 0 ? lr_at(t) : scheduled(opt_.headLr, t, opt_.warmupSteps, opt_.totalSteps);
 }
 
 void Trainer::validate(const TrainBatch& b) const {
@@ -212,6 +232,22 @@ void Trainer::validate(const TrainBatch& b) const {
       if (b.types[i] < 0 || b.types[i] >= cfg_.typeVocab)
         throw InputRangeError("types[" + std::to_string(i) + "] = " + std::to_string(b.types[i]) + " is outside [0, " +
                               std::to_string(cfg_.typeVocab) + ")");
+  }
+  if (cls_) {
+    const int L = cfg_.classifierLabels;
+    if (!b.classes && !b.classTeacher) throw InputTypeError("a classification batch needs classes (CE term), teacher logits (KL term), or both");
+    if (b.classes)
+      for (int i = 0; i < b.batch; ++i)
+        if (b.classes[i] < 0 || b.classes[i] >= L)
+          throw InputRangeError("classes[" + std::to_string(i) + "] = " + std::to_string(b.classes[i]) + " is outside [0, " +
+                                std::to_string(L) + ")");
+    if (b.classTeacher)
+      for (size_t i = 0; i < (size_t)b.batch * L; ++i)
+        if (!std::isfinite(b.classTeacher[i])) throw InputRangeError("classTeacher[" + std::to_string(i) + "] is not a finite number");
+    if (!(b.temperature > 0) || !std::isfinite(b.temperature)) throw InputRangeError("temperature must be a positive number");
+    if (!(b.ceWeight >= 0) || !(b.klWeight >= 0) || !std::isfinite(b.ceWeight) || !std::isfinite(b.klWeight))
+      throw InputRangeError("loss weights must be finite and >= 0");
+    return;
   }
   if (b.npos <= 0 || !b.positions) throw InputTypeError("positions must name at least one token where the loss is taken");
   for (int p = 0; p < b.npos; ++p)
@@ -417,7 +453,7 @@ void Trainer::affine_rows(float* y, const float* xhat, int M, size_t g, size_t b
 // ---------------------------------------------------------------- forward + backward
 
 double Trainer::forward_backward(const TrainBatch& bt, double* mlm_out, double* kl_out) {
-  const int B = bt.batch, S = bt.seq, M = B * S, P = bt.npos;
+  const int B = bt.batch, S = bt.seq, M = B * S;
   const int H = cfg_.hidden, heads = cfg_.heads, d = cfg_.headSize, Wd = heads * d, I = cfg_.intermediate, Vv = cfg_.vocab;
   const int L = cfg_.layers;
   const int T = pool_->size();
@@ -481,7 +517,75 @@ double Trainer::forward_backward(const TrainBatch& bt, double* mlm_out, double* 
     ln_rows_fwd(x, xhat2, r2, t1, M, ly.ln2g, ly.ln2b, cfg_.lnEps[2 * l + 1]);
   }
 
-  // MLM head on the loss positions only
+  float* dx = dx_.get((size_t)M * H);
+  const double loss = cls_ ? cls_head(bt, x, dx, mlm_out, kl_out) : mlm_head(bt, x, dx, mlm_out, kl_out);
+
+  float* dt = dt_.get((size_t)M * H);
+  float* di = di_.get((size_t)M * I);
+  float* dqkv = dqkv_.get((size_t)M * 3 * Wd);
+  float* dctx = dctx_.get((size_t)M * Wd);
+  for (int l = L - 1; l >= 0; --l) {
+    const LayerSlots& ly = layers_[l];
+    Saved& sv = saved_[l];
+    const float* qkv = sv.qkv.p.get();
+    // LN2: dx -> dt (grad of ffn_out + residual)
+    ln_rows_bwd(dt, dx, sv.xhat2.p.get(), sv.r2.p.get(), M, ly.ln2g, ly.ln2b);
+    // FFN out: input gelu(u), recomputed
+    rows_parallel(M, [&](int r, int) { tk->gelu_fwd(gi + (size_t)r * I, sv.u.p.get() + (size_t)r * I, I); });
+    linear_bwd(gi, M, ly.out, dt, di, nullptr);
+    rows_parallel(M, [&](int r, int) { tk->gelu_bwd(di + (size_t)r * I, sv.u.p.get() + (size_t)r * I, I); });
+    // FFN in: input x1 = LN1 output, recomputed; dx1 = du W_in^T + dt (residual)
+    affine_rows(x, sv.xhat1.p.get(), M, ly.ln1g, ly.ln1b);
+    linear_bwd(x, M, ly.in, di, dx, dt);
+    // LN1: dx1 -> dt (grad of attention output + residual)
+    ln_rows_bwd(dt, dx, sv.xhat1.p.get(), sv.r1.p.get(), M, ly.ln1g, ly.ln1b);
+    linear_bwd(sv.ctx.p.get(), M, ly.o, dt, dctx, nullptr);
+    const float scale = cfg_.scoreScale;
+    pool_->parallel_for(B * heads, [&](int task, int tid) {
+      const int b = task / heads, h = task % heads;
+      const size_t ld = 3 * (size_t)Wd;
+      const float* q = qkv + (size_t)b * S * ld + (size_t)h * d;
+      float* dq = dqkv + (size_t)b * S * ld + (size_t)h * d;
+      tk->attn_bwd(q, q + Wd, q + 2 * Wd, ld, dctx + (size_t)b * S * Wd + (size_t)h * d, Wd, dq, dq + Wd, dq + 2 * Wd, ld,
+                   madd + (size_t)b * S, scale, S, d, aws_[tid].p.get());
+    });
+    // layer input, recomputed from the previous LayerNorm
+    if (l == 0) affine_rows(x, xhat_e, M, embg_, embb_);
+    else affine_rows(x, saved_[l - 1].xhat2.p.get(), M, layers_[l - 1].ln2g, layers_[l - 1].ln2b);
+    linear_bwd(x, M, ly.qkv, dqkv, dx, dt);
+  }
+  // embedding LN, then the sparse row sums into the tables (split by columns: no two threads share a row part)
+  ln_rows_bwd(dt, dx, xhat_e, r_e, M, embg_, embb_);
+  {
+    const int chunk = 64, nchunks = (H + chunk - 1) / chunk;
+    float* gw = gr + word_;
+    float* gp = gr + pos_;
+    float* gt = cfg_.typeVocab > 0 ? gr + type_ : nullptr;
+    pool_->parallel_for(nchunks, [&](int t, int) {
+      const int c0 = t * chunk, c1 = imin(H, c0 + chunk);
+      for (int r = 0; r < M; ++r) {
+        const float* s = dt + (size_t)r * H;
+        float* w = gw + (size_t)bt.ids[r] * H;
+        float* ps = gp + (size_t)(r % S) * H;
+        float* ty = gt ? gt + (size_t)(bt.types ? bt.types[r] : 0) * H : nullptr;
+        for (int c = c0; c < c1; ++c) {
+          w[c] += s[c];
+          ps[c] += s[c];
+          if (ty) ty[c] += s[c];
+        }
+      }
+    });
+  }
+  return loss;
+}
+
+// MLM head on the loss positions only
+double Trainer::mlm_head(const TrainBatch& bt, float* x, float* dx, double* mlm_out, double* kl_out) {
+  const int M = bt.batch * bt.seq, P = bt.npos, H = cfg_.hidden, Vv = cfg_.vocab;
+  const Kernels* k = k_;
+  const TrainKernels* tk = tk_;
+  float* p = p_.get();
+  float* gr = g_.get();
   float* hsel = hsel_.get((size_t)P * H);
   float* hu = hu_.get((size_t)P * H);
   float* xhatm = xhatm_.get((size_t)P * H);
@@ -574,70 +678,45 @@ double Trainer::forward_backward(const TrainBatch& bt, double* mlm_out, double* 
   rows_parallel(P, [&](int r, int) { tk->gelu_bwd(dn + (size_t)r * H, hu + (size_t)r * H, H); });
   float* dsel = nrm;  // the normalised rows are no longer needed: dL/dhsel goes there
   linear_bwd(hsel, P, mlm_dense_, dn, dsel, nullptr);
-  float* dx = dx_.get((size_t)M * H);
   std::memset(dx, 0, sizeof(float) * (size_t)M * H);
   for (int i = 0; i < P; ++i) {
     float* o = dx + (size_t)bt.positions[i] * H;
     const float* s = dsel + (size_t)i * H;
     for (int j = 0; j < H; ++j) o[j] += s[j];
   }
+  return loss;
+}
 
-  float* dt = dt_.get((size_t)M * H);
-  float* di = di_.get((size_t)M * I);
-  float* dqkv = dqkv_.get((size_t)M * 3 * Wd);
-  float* dctx = dctx_.get((size_t)M * Wd);
-  for (int l = L - 1; l >= 0; --l) {
-    const LayerSlots& ly = layers_[l];
-    Saved& sv = saved_[l];
-    const float* qkv = sv.qkv.p.get();
-    // LN2: dx -> dt (grad of ffn_out + residual)
-    ln_rows_bwd(dt, dx, sv.xhat2.p.get(), sv.r2.p.get(), M, ly.ln2g, ly.ln2b);
-    // FFN out: input gelu(u), recomputed
-    rows_parallel(M, [&](int r, int) { tk->gelu_fwd(gi + (size_t)r * I, sv.u.p.get() + (size_t)r * I, I); });
-    linear_bwd(gi, M, ly.out, dt, di, nullptr);
-    rows_parallel(M, [&](int r, int) { tk->gelu_bwd(di + (size_t)r * I, sv.u.p.get() + (size_t)r * I, I); });
-    // FFN in: input x1 = LN1 output, recomputed; dx1 = du W_in^T + dt (residual)
-    affine_rows(x, sv.xhat1.p.get(), M, ly.ln1g, ly.ln1b);
-    linear_bwd(x, M, ly.in, di, dx, dt);
-    // LN1: dx1 -> dt (grad of attention output + residual)
-    ln_rows_bwd(dt, dx, sv.xhat1.p.get(), sv.r1.p.get(), M, ly.ln1g, ly.ln1b);
-    linear_bwd(sv.ctx.p.get(), M, ly.o, dt, dctx, nullptr);
-    const float scale = cfg_.scoreScale;
-    pool_->parallel_for(B * heads, [&](int task, int tid) {
-      const int b = task / heads, h = task % heads;
-      const size_t ld = 3 * (size_t)Wd;
-      const float* q = qkv + (size_t)b * S * ld + (size_t)h * d;
-      float* dq = dqkv + (size_t)b * S * ld + (size_t)h * d;
-      tk->attn_bwd(q, q + Wd, q + 2 * Wd, ld, dctx + (size_t)b * S * Wd + (size_t)h * d, Wd, dq, dq + Wd, dq + 2 * Wd, ld,
-                   madd + (size_t)b * S, scale, S, d, aws_[tid].p.get());
-    });
-    // layer input, recomputed from the previous LayerNorm
-    if (l == 0) affine_rows(x, xhat_e, M, embg_, embb_);
-    else affine_rows(x, saved_[l - 1].xhat2.p.get(), M, layers_[l - 1].ln2g, layers_[l - 1].ln2b);
-    linear_bwd(x, M, ly.qkv, dqkv, dx, dt);
-  }
-  // embedding LN, then the sparse row sums into the tables (split by columns: no two threads share a row part)
-  ln_rows_bwd(dt, dx, xhat_e, r_e, M, embg_, embb_);
-  {
-    const int chunk = 64, nchunks = (H + chunk - 1) / chunk;
-    float* gw = gr + word_;
-    float* gp = gr + pos_;
-    float* gt = cfg_.typeVocab > 0 ? gr + type_ : nullptr;
-    pool_->parallel_for(nchunks, [&](int t, int) {
-      const int c0 = t * chunk, c1 = imin(H, c0 + chunk);
-      for (int r = 0; r < M; ++r) {
-        const float* s = dt + (size_t)r * H;
-        float* w = gw + (size_t)bt.ids[r] * H;
-        float* ps = gp + (size_t)(r % S) * H;
-        float* ty = gt ? gt + (size_t)(bt.types ? bt.types[r] : 0) * H : nullptr;
-        for (int c = c0; c < c1; ++c) {
-          w[c] += s[c];
-          ps[c] += s[c];
-          if (ty) ty[c] += s[c];
-        }
-      }
-    });
-  }
+// Classification head on each sequence's first token (cls_head.h)
+double Trainer::cls_head(const TrainBatch& bt, const float* x, float* dx, double* ce_out, double* kl_out) {
+  const int B = bt.batch, S = bt.seq, M = B * S, H = cfg_.hidden, Lb = cfg_.classifierLabels;
+  const float* p = p_.get();
+  float* gr = g_.get();
+  float* h0 = hsel_.get((size_t)B * H);
+  float* pooled = pooled_.get((size_t)B * H);
+  float* logits = logits_.get((size_t)B * Lb);
+  float* dh0 = dh_.get((size_t)B * H);
+  for (int b = 0; b < B; ++b) std::memcpy(h0 + (size_t)b * H, x + (size_t)b * S * H, sizeof(float) * H);
+  ClsHeadWeights w;
+  w.poolW = p + poolw_;
+  w.poolB = p + poolb_;
+  w.clsW = p + clsw_;
+  w.clsB = p + clsb_;
+  w.hidden = H;
+  w.labels = Lb;
+  w.relu = cfg_.poolerRelu;
+  cls_head_forward(w, h0, B, pooled, logits);
+  ClsTargets t;
+  t.classes = bt.classes;
+  t.teacher = bt.classTeacher;
+  t.ceWeight = bt.ceWeight;
+  t.klWeight = bt.klWeight;
+  t.temperature = bt.temperature;
+  const double loss = cls_head_loss(t, B, Lb, logits, ce_out, kl_out);
+  std::memset(gr, 0, nparams_ * sizeof(float));
+  cls_head_backward(w, h0, pooled, logits, B, ClsHeadGrads{gr + poolw_, gr + poolb_, gr + clsw_, gr + clsb_}, dh0);
+  std::memset(dx, 0, sizeof(float) * (size_t)M * H);
+  for (int b = 0; b < B; ++b) std::memcpy(dx + (size_t)b * S * H, dh0 + (size_t)b * H, sizeof(float) * H);
   return loss;
 }
 
@@ -659,22 +738,23 @@ StepResult Trainer::step(const TrainBatch& b) {
   const float gscale = opt_.clipNorm > 0 && r.gradNorm > opt_.clipNorm ? (float)(opt_.clipNorm / (r.gradNorm + 1e-6)) : 1.0f;
   const float bc1 = (float)(1.0 - std::pow((double)opt_.beta1, (double)t));
   const float bc2 = (float)(1.0 - std::pow((double)opt_.beta2, (double)t));
+  const float hlr = head_lr_at(t);
   struct Piece {
     size_t off, len;
-    float wd;
+    float wd, lr;
   };
   std::vector<Piece> pieces;
   for (const auto& kv : slots_) {
     const Slot& s = kv.second;
     for (size_t o = 0; o < s.len; o += 65536)
-      pieces.push_back({s.off + o, s.len - o < 65536 ? s.len - o : 65536, s.decay ? opt_.weightDecay : 0.0f});
+      pieces.push_back({s.off + o, s.len - o < 65536 ? s.len - o : 65536, s.decay ? opt_.weightDecay : 0.0f, s.head ? hlr : lr});
   }
   const TrainKernels* tk = tk_;
   float *p = p_.get(), *g = g_.get(), *m = m_.get(), *v = v_.get();
   const TrainOptions& o = opt_;
   pool_->parallel_for((int)pieces.size(), [&](int i, int) {
     const Piece& pc = pieces[i];
-    tk->adamw(p + pc.off, m + pc.off, v + pc.off, g + pc.off, pc.len, lr, o.beta1, o.beta2, o.eps, pc.wd, bc1, bc2, gscale);
+    tk->adamw(p + pc.off, m + pc.off, v + pc.off, g + pc.off, pc.len, pc.lr, o.beta1, o.beta2, o.eps, pc.wd, bc1, bc2, gscale);
   });
   step_ = t;
   r.lr = lr;

@@ -24,6 +24,7 @@ struct TrainOptions {
   int warmupSteps = 0;        // lr_t = lr * t / warmup for t <= warmup ...
   int totalSteps = 1;         // ... then lr * (total - t) / (total - warmup), never below 0
   bool tiedDecoder = true;    // MLM decoder weight = word table transposed (no decoder_w of its own)
+  float headLr = -1.0f;       // peak learning rate of the classification head (cls_head.h); < 0 = lr
 };
 
 struct TrainBatch {
@@ -37,10 +38,15 @@ struct TrainBatch {
   const float* teacher = nullptr;   // [npos, vocab] teacher logits for the KL term; null = no KL term
   // loss = mlmWeight * mean CE(student, label) + klWeight * T^2 * mean KL(softmax(t/T) || softmax(s/T))
   float mlmWeight = 0.1f, klWeight = 0.9f, temperature = 2.0f;
+  // Classification (a config with classifierLabels): positions, labels and teacher above are unused;
+  // loss = ceWeight * mean CE(classes) + klWeight * T^2 * mean KL over the sequences (cls_head.h).
+  const int32_t* classes = nullptr;      // [batch] true class of each sequence; null = no CE term
+  const float* classTeacher = nullptr;   // [batch, labels] teacher logits; null = no KL term
+  float ceWeight = 1.0f;
 };
 
 struct StepResult {
-  double loss = 0, mlm = 0, kl = 0;  // loss as above; mlm and kl are the unweighted means
+  double loss = 0, mlm = 0, kl = 0;  // loss as above; mlm and kl are the unweighted means (mlm: the class CE when classifying)
   double gradNorm = 0;               // global norm before clipping
   float lr = 0;                      // learning rate of this update (0 for compute_gradients)
   int64_t step = 0;                  // updates done after this call
@@ -48,8 +54,9 @@ struct StepResult {
 
 class Trainer {
  public:
-  // Takes the same configuration and weight names as Encoder (config.mlm must be on; decoder_w is
-  // read only when !opt.tiedDecoder). Copies the weights. Throws ConfigError.
+  // Takes the same configuration and weight names as Encoder. With config.classifierLabels (and the
+  // pooler) it trains the classification head (cls_head.h) and no MLM head; otherwise config.mlm must
+  // be on (decoder_w is read only when !opt.tiedDecoder). Copies the weights. Throws ConfigError.
   Trainer(const EncoderConfig& cfg, const WeightLookup& weights, const Kernels* k, const TrainOptions& opt);
   ~Trainer();
 
@@ -61,6 +68,8 @@ class Trainer {
   StepResult step(const TrainBatch& b);
 
   float lr_at(int64_t t) const;  // learning rate of update t (1-based)
+  float head_lr_at(int64_t t) const;  // the same schedule for the classification head's peak (headLr)
+  bool classifier() const { return cls_; }
   int64_t steps_done() const { return step_; }
   void set_steps_done(int64_t s) { step_ = s; }
   const EncoderConfig& config() const { return cfg_; }
@@ -90,6 +99,7 @@ class Trainer {
     size_t off = 0, len = 0;
     int rows = 0, cols = 0;
     bool decay = false;
+    bool head = false;  // classification head: trained at headLr
   };
   struct Scratch {
     FloatBuf p;
@@ -129,6 +139,10 @@ class Trainer {
   void rows_parallel(int M, Fn&& fn);
 
   double forward_backward(const TrainBatch& b, double* mlm, double* kl);
+  // The heads on the final hidden state x [batch*seq, H]: loss, head gradients, dL/dx into dx (zeroed
+  // here; gradients zeroed here too).
+  double mlm_head(const TrainBatch& b, float* x, float* dx, double* mlm, double* kl);
+  double cls_head(const TrainBatch& b, const float* x, float* dx, double* ce, double* kl);
 
   EncoderConfig cfg_;
   TrainOptions opt_;
@@ -143,11 +157,13 @@ class Trainer {
   FloatBuf p_, g_, m_, v_;
   size_t word_, pos_, type_, embg_, embb_, mlmg_, mlmb_;
   Lin mlm_dense_, decoder_;  // decoder_.w unused when tied
+  bool cls_ = false;
+  size_t poolw_ = 0, poolb_ = 0, clsw_ = 0, clsb_ = 0;
   std::vector<LayerSlots> layers_;
 
   std::vector<Saved> saved_;
   Scratch xhat_e_, r_e_, madd_, x_, t_, gi_, dx_, dt_, di_, dqkv_, dctx_, tr_, packw_, packd_, zeros_;
-  Scratch hsel_, hu_, xhatm_, rm_, nrm_, dh_, logits_, rowloss_, colsum_;
+  Scratch hsel_, hu_, xhatm_, rm_, nrm_, dh_, logits_, rowloss_, colsum_, pooled_;
   std::vector<Scratch> ws_, aws_, lossws_;
 };
 
