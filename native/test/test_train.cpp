@@ -725,6 +725,16 @@ static void test_route_step(const Kernels* k) {
   }
   CHECK(moved && worst2 < 1e-6, "%s thawed word_emb: first own Adam step vs hand, max diff %g", k->name, worst2);
   for (const std::string& n : tr.predecessor_names()) CHECK(same(n), "%s predecessor %s changed in step 2", k->name, n.c_str());
+  // step 3 runs layer 1 only: layer 0 has no gradient and is left alone (no decay, no moment update)
+  std::vector<float> l0(tr.weight_size("ffn_in_w.0")), l0b(l0.size()), l1(tr.weight_size("ffn_in_w.1")), l1b(l1.size());
+  tr.read_weight("ffn_in_w.0", l0.data());
+  tr.read_weight("ffn_in_w.1", l1.data());
+  Batch b3 = bt;
+  b3.route = {c.layers + 1, 1};
+  tr.step(b3.view());
+  tr.read_weight("ffn_in_w.0", l0b.data());
+  tr.read_weight("ffn_in_w.1", l1b.data());
+  CHECK(l0 == l0b && l1 != l1b, "%s a layer off the route must stay as it was, one on it must move", k->name);
 
   auto refused = [&](std::vector<int32_t> route, const char* needle) {
     Batch b2 = bt;

@@ -57,6 +57,8 @@ void Trainer::add_layer(const std::string& prefix, int l, const LayerShape& sh, 
   L.out = lin("ffn_out_w", "ffn_out_b", I, H);
   L.ln2g = add_slot(name("ln2_g"), 1, H, false);
   L.ln2b = add_slot(name("ln2_b"), 1, H, false);
+  for (const char* n : {"qkv_w", "qkv_b", "o_w", "o_b", "ln1_g", "ln1_b", "ffn_in_w", "ffn_in_b", "ffn_out_w", "ffn_out_b", "ln2_g", "ln2_b"})
+    slots_[name(n)].layer = (int)layers_.size() - 1;
 }
 
 Trainer::Trainer(const EncoderConfig& cfg, const WeightLookup& w, const Kernels* k, const TrainOptions& opt,
@@ -759,10 +761,14 @@ StepResult Trainer::step(const TrainBatch& b) {
     size_t off, len;
     float wd, bc1, bc2;
   };
+  // a trainable layer the route did not run is left alone, as an optimizer skips a parameter without a
+  // gradient (no decay, no moment update)
+  std::vector<char> ran(layers_.size(), 0);
+  for (int l : route_) ran[l] = 1;
   std::vector<Piece> pieces;
   for (const auto& kv : slots_) {
     const Slot& s = kv.second;
-    if (s.frozen || (s.shared && !shared_trainable(t))) continue;
+    if (s.frozen || (s.shared && !shared_trainable(t)) || (s.layer >= 0 && !ran[s.layer])) continue;
     const int64_t n = s.shared ? ts : t;
     for (size_t o = 0; o < s.len; o += 65536)
       pieces.push_back({s.off + o, s.len - o < 65536 ? s.len - o : 65536, s.decay ? opt_.weightDecay : 0.0f,

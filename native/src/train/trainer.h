@@ -79,7 +79,8 @@ class Trainer {
   void validate(const TrainBatch& b) const;
   // Forward and backward: fills the gradients; no update.
   StepResult compute_gradients(const TrainBatch& b);
-  // compute_gradients, clipping, one AdamW update.
+  // compute_gradients, clipping, one AdamW update (of the trainable layers the batch's route ran, and of
+  // the embeddings and head unless frozen; Adam's bias correction counts every update).
   StepResult step(const TrainBatch& b);
 
   float lr_at(int64_t t) const;  // learning rate of update t (1-based)
@@ -118,6 +119,7 @@ class Trainer {
     bool decay = false;
     bool shared = false;  // embeddings or MLM head (TrainOptions::sharedFrozenUntil)
     bool frozen = false;  // a predecessor's: never updated, no gradient storage
+    int layer = -1;       // index into layers_ of the layer it belongs to (-1: embeddings or head)
   };
   struct Scratch {
     FloatBuf p;
