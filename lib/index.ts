@@ -58,3 +58,4 @@ export { dataScorer, ablateLayers, scorerFromAblation, type DataScorerOptions, t
 export { Trainer, type TrainOptions, type TrainBatch, type StepResult, type TrainerState } from './train/trainer.js';
 export { distill, type DistillOptions, type DistillProgress, type DistillSummary } from './distill/distill.js';
 export type { EvalScore, EvalCase } from './distill/evaluate.js';
+export type { ReplaceSchedule } from './distill/module-replacing.js';
