@@ -60,3 +60,4 @@ export { distill, type DistillOptions, type DistillProgress, type DistillSummary
 export { finetune, type FinetuneOptions, type FinetuneProgress, type FinetuneEpoch, type FinetuneSummary } from './finetune/finetune.js';
 export type { Example } from './finetune/examples.js';
 export type { EvalScore, EvalCase } from './distill/evaluate.js';
+export type { ReplaceSchedule } from './distill/module-replacing.js';

@@ -3,6 +3,7 @@ import * as fs from 'node:fs';
 import { distill, type DistillProgress } from '../distill/distill.js';
 import { BortError, quoteName } from '../errors.js';
 import { intOption } from './options.js';
+import { REPLACE_SCHEDULES, type ReplaceSchedule } from '../distill/module-replacing.js';
 
 type Out = (line: string) => void;
 
@@ -41,6 +42,25 @@ export async function distillCommand(positionals: string[], o: Record<string, st
   const evalCases = str('eval') === undefined ? undefined : fileArg(str('eval'), 'the evaluation cases', '--eval CASES');
   const evalEvery = str('eval-every') === undefined ? undefined : intOption(str('eval-every'), 'eval-every', 1);
   const every = str('checkpoint-every') === undefined ? undefined : intOption(str('checkpoint-every'), 'checkpoint-every', 1);
+  const method = str('method') ?? 'kd';
+  if (method !== 'kd' && method !== 'theseus') throw new BortError(`--method ${quoteName(method)} is not a distillation method`, 'pass --method kd or --method theseus');
+  const rs = str('replace-rate');
+  let replaceRate: number | undefined;
+  if (rs !== undefined) {
+    replaceRate = /^(\d+\.?\d*|\.\d+)(e[-+]?\d+)?$/i.test(rs) ? Number(rs) : NaN;
+    if (!(replaceRate > 0 && replaceRate <= 1)) throw new BortError(`--replace-rate ${quoteName(rs)} is not a probability above 0`, 'pass --replace-rate p with 0 < p ≤ 1 (e.g. 0.5)');
+  }
+  const schedule = str('schedule');
+  if (schedule !== undefined && !REPLACE_SCHEDULES.includes(schedule as ReplaceSchedule)) {
+    throw new BortError(`--schedule ${quoteName(schedule)} is not a replacement schedule`, `pass --schedule ${REPLACE_SCHEDULES.join(', ')}`);
+  }
+  const studentOnlySteps = str('student-only-steps') === undefined ? undefined : intOption(str('student-only-steps'), 'student-only-steps', 0);
+  const shared = str('shared');
+  if (shared !== undefined && shared !== 'frozen' && shared !== 'trained') throw new BortError(`--shared ${quoteName(shared)} is not frozen or trained`, 'pass --shared frozen or --shared trained');
+  const theseusOnly = ['replace-rate', 'schedule', 'student-only-steps', 'from-scratch', 'shared'].filter((k) => o[k] !== undefined && o[k] !== false);
+  if (method !== 'theseus' && theseusOnly.length) {
+    throw new BortError(`--${theseusOnly[0]} only applies to module replacing`, 'add --method theseus, or leave the module-replacing options out');
+  }
   const ac = new AbortController();
   // the first Ctrl-C stops after the current step (checkpoint); a second one exits at once, which is
   // safe too: the model and the checkpoint are only ever replaced by a rename
@@ -54,11 +74,12 @@ export async function distillCommand(positionals: string[], o: Record<string, st
   const tty = !!process.stderr.isTTY;
   let lastLine = 0;
   const line = (p: DistillProgress) =>
-    `step ${p.step}/${p.steps}  loss ${p.loss.toFixed(4)} (mlm ${p.mlm.toFixed(3)}, kl ${p.kl.toFixed(4)})  lr ${p.lr.toExponential(2)}  ${Math.round(p.tokensPerSecond)} tokens/s  ETA ${duration(p.etaSeconds)}`;
+    `step ${p.step}/${p.steps}  loss ${p.loss.toFixed(4)} (mlm ${p.mlm.toFixed(3)}, kl ${p.kl.toFixed(4)})  lr ${p.lr.toExponential(2)}${p.replaceRate === undefined ? '' : `  p ${p.replaceRate.toFixed(3)}`}  ${Math.round(p.tokensPerSecond)} tokens/s  ETA ${duration(p.etaSeconds)}`;
   try {
     const r = await distill({
       teacher, student, corpus, vocab, output, steps, batch, seq, lr, threads, seed, checkpointEvery: every,
       resume: !!o.resume, signal: ac.signal, evalCases, evalEvery,
+      ...(method === 'theseus' ? { method, replaceRate, schedule: schedule as ReplaceSchedule | undefined, studentOnlySteps, fromScratch: !!o['from-scratch'], shared: shared as 'frozen' | 'trained' | undefined } : {}),
       onEval: (e) => {
         if (tty) process.stderr.write('\r\x1b[K');
         process.stderr.write(`eval at step ${e.step}: agreement with the teacher ${(100 * e.agreement).toFixed(1)}%, accuracy ${(100 * e.accuracy).toFixed(1)}% (${e.cases} cases)\n`);

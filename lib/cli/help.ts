@@ -139,6 +139,19 @@ Options:
       --eval CASES             held-out cases (an mlm-eval.json): print the student's top-1 agreement
                                with the teacher and its accuracy at the start and every K steps
       --eval-every K           steps between evaluations (default: a tenth of the steps)
+      --method M               kd (default): the student alone throughout;
+                               theseus: BERT-of-Theseus module replacing: the teacher's layers are cut into
+                               one group of consecutive layers per student layer, and each update runs each
+                               group as its student layer with probability p (the rest as the frozen
+                               teacher layers; same hidden size needed), p rising to 1; then the student
+                               alone for the last --student-only-steps steps
+      --replace-rate p         theseus: p of the constant schedule, starting p of the others (default 0.5)
+      --schedule S             theseus: constant (p throughout), linear (p + k·t, reaching 1 at the end of
+                               the replacing phase), curriculum (default: p for the first half of the phase,
+                               then linear to 1)
+      --student-only-steps N   theseus: steps with the student alone at the end (default: a quarter)
+      --from-scratch           theseus: re-initialise the student's layers N(0, 0.02) instead of keeping them
+      --shared frozen|trained  theseus: embeddings and MLM head during the replacing phase (default frozen)
       --json                   print the summary as JSON
   -h, --help                   this text`;
 

@@ -72,6 +72,12 @@ export const OPTIONS: Record<Command, Record<string, OptionSpec>> = {
     resume: { type: 'boolean' },
     eval: { type: 'string' },
     'eval-every': { type: 'string' },
+    method: { type: 'string' },
+    'replace-rate': { type: 'string' },
+    schedule: { type: 'string' },
+    'student-only-steps': { type: 'string' },
+    'from-scratch': { type: 'boolean' },
+    shared: { type: 'string' },
   },
   finetune: {
     ...help, ...json,
@@ -110,6 +116,7 @@ export const RANGES = {
   'eval-every': [1, 100_000_000],
   epochs: [1, 10_000],
   patience: [0, 10_000],
+  'student-only-steps': [0, 100_000_000],
 } as const satisfies Record<string, readonly [number, number]>;
 
 /** Tokens per bench run (batch × seq) at most. */

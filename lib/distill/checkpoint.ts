@@ -17,6 +17,8 @@ export interface CheckpointHeader {
   run: Record<string, string | number>;
   step: number;
   batches: BatchState;
+  /** Module replacing: the route generator's state. */
+  routes?: number;
   params: number;
 }
 

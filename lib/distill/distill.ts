@@ -4,6 +4,8 @@
  * mlmWeight · CE(student, true word) + klWeight · T² · KL(teacher_T ‖ student_T) at the masked
  * positions, trained natively (lib/train). Aborting (the signal) leaves a resumable checkpoint and no
  * model; the model is written only at the end, atomically, as the student's ONNX with trained weights.
+ * method 'theseus': BERT-of-Theseus module replacing first (lib/distill/module-replacing.ts), the same
+ * loss on the mixed model's output, then the student alone for the last studentOnlySteps updates.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -18,7 +20,8 @@ import { readCheckpoint, writeCheckpoint } from './checkpoint.js';
 import { readEvalCases, score, topWords, type EvalScore, type MlmRunner } from './evaluate.js';
 import { engineSpec } from '../runtime/spec.js';
 import { native } from '../runtime/native.js';
-import { MaskedLmBatches } from './masked-batches.js';
+import { MaskedLmBatches, SeededRandom } from './masked-batches.js';
+import { REPLACE_SCHEDULES, RouteSampler, gaussian, layerGroups, replaceRate, type ReplaceSchedule, type ReplacementSchedule } from './module-replacing.js';
 
 export interface DistillOptions {
   teacher: string;
@@ -53,6 +56,18 @@ export interface DistillOptions {
   evalCases?: string;
   evalEvery?: number;
   onEval?: (s: EvalScore) => void;
+  /** 'kd' (default): the student alone throughout; 'theseus': module replacing, then the student alone. */
+  method?: 'kd' | 'theseus';
+  /** theseus: p of the constant schedule, the starting p of the rising ones; in (0, 1] (default 0.5). */
+  replaceRate?: number;
+  /** theseus: how p rises to 1 over the replacing phase (default 'curriculum'; module-replacing.ts). */
+  schedule?: ReplaceSchedule;
+  /** theseus: updates at the end with the student alone (default a quarter of the steps; 0 … steps−1). */
+  studentOnlySteps?: number;
+  /** theseus: successor layers re-initialised N(0, 0.02²) (biases 0, LayerNorm 1 and 0) instead of the student's. */
+  fromScratch?: boolean;
+  /** theseus: embeddings and masked-LM head during the replacing phase: 'frozen' (default, as the paper) or 'trained'. */
+  shared?: 'frozen' | 'trained';
 }
 
 export interface DistillProgress {
@@ -64,6 +79,8 @@ export interface DistillProgress {
   lr: number;
   tokensPerSecond: number;
   etaSeconds: number;
+  /** theseus: the replacement probability of this update (1 once the student runs alone). */
+  replaceRate?: number;
 }
 
 export interface DistillSummary {
@@ -83,11 +100,34 @@ function posInt(v: number | undefined, dflt: number, what: string, max = 1e9): n
   return x;
 }
 
+/** The module-replacing plan of a run, checked (BortError), or undefined for plain distillation. */
+function replacingPlan(o: DistillOptions, steps: number): (ReplacementSchedule & { shared: 'frozen' | 'trained' }) | undefined {
+  const method = o.method ?? 'kd';
+  if (method !== 'kd' && method !== 'theseus') throw new BortError(`unknown distillation method ${quoteName(String(method))}`, 'use --method kd or --method theseus');
+  if (method === 'kd') {
+    const given = (['replaceRate', 'schedule', 'studentOnlySteps', 'fromScratch', 'shared'] as const).filter((k) => o[k] !== undefined && o[k] !== false);
+    if (given.length) throw new BortError(`${given.join(', ')} only apply to module replacing`, 'add --method theseus, or leave the module-replacing options out');
+    return undefined;
+  }
+  const rate = o.replaceRate ?? 0.5;
+  if (!(typeof rate === 'number' && rate > 0 && rate <= 1)) throw new BortError(`the replacement rate ${rate} is not a probability above 0`, 'pass --replace-rate p with 0 < p ≤ 1 (e.g. 0.5)');
+  const schedule = o.schedule ?? 'curriculum';
+  if (!REPLACE_SCHEDULES.includes(schedule)) throw new BortError(`unknown replacement schedule ${quoteName(String(schedule))}`, `use --schedule ${REPLACE_SCHEDULES.join(', ')}`);
+  const only = o.studentOnlySteps ?? Math.round(steps / 4);
+  if (!Number.isInteger(only) || only < 0 || only >= steps) {
+    throw new BortError(`--student-only-steps ${only} leaves no replacing phase in ${steps} steps`, `pass --student-only-steps N with 0 ≤ N < ${steps} (the steps)`);
+  }
+  const shared = o.shared ?? 'frozen';
+  if (shared !== 'frozen' && shared !== 'trained') throw new BortError(`unknown choice ${quoteName(String(shared))} for the embeddings and head`, 'use --shared frozen or --shared trained');
+  return { schedule, rate, replacingSteps: steps - only, shared };
+}
+
 export async function distill(o: DistillOptions): Promise<DistillSummary> {
   const t0 = Date.now();
   const steps = posInt(o.steps, 1000, 'steps');
   const batch = posInt(o.batch, 32, 'batch', 4096);
   const seq = posInt(o.seq, 64, 'seq', 4096);
+  const plan = replacingPlan(o, steps);
   const checkpoint = o.checkpoint ?? `${o.output}.ckpt`;
   const tok = TextTokenizer.fromFile(o.vocab);
   let text: string;
@@ -109,13 +149,40 @@ export async function distill(o: DistillOptions): Promise<DistillSummary> {
     throw new BortError(`the vocabulary ${quoteName(o.vocab)} has ${tok.vocabSize} tokens but the student only ${student.vocab}`, 'pass the vocab.txt or tokenizer.json of the teacher the student came from');
   }
   const batches = MaskedLmBatches.create(tok, text, { batch, seq, maskRate: o.maskRate ?? 0.15, seed: o.seed ?? 1 });
+  // module replacing: the teacher's layers as the frozen predecessors, one group per student layer
+  let sampler: RouteSampler | undefined;
+  let predecessors: ReturnType<typeof recognize> | undefined;
+  if (plan) {
+    const t = loadModel(o.teacher);
+    predecessors = recognize(t.model);
+    if (predecessors.arch.hidden !== student.arch.hidden) {
+      throw new BortError(`the teacher's hidden size ${predecessors.arch.hidden} and the student's ${student.arch.hidden} differ: module replacing needs equal hidden sizes`,
+        `extract the student with the teacher's hidden size (--arch D,A,${predecessors.arch.hidden},I), or distil with --method kd`);
+    }
+    sampler = new RouteSampler(layerGroups(predecessors.arch.layers, student.arch.layers), ((o.seed ?? 1) ^ 0x7e5e05) >>> 0);
+  }
   const teacher = await Encoder.load(o.teacher, { threads: o.threads });
-  const trainer = Trainer.fromModel(student, {
-    lr: o.lr ?? 5e-4, warmupSteps: Math.round((o.warmup ?? 0.05) * steps), totalSteps: steps,
-    weightDecay: o.weightDecay, clipNorm: o.clipNorm, threads: o.threads,
-  });
+  let trainer: Trainer;
+  try {
+    trainer = Trainer.fromModel(student, {
+      lr: o.lr ?? 5e-4, warmupSteps: Math.round((o.warmup ?? 0.05) * steps), totalSteps: steps,
+      weightDecay: o.weightDecay, clipNorm: o.clipNorm, threads: o.threads,
+      predecessors, sharedFrozenUntil: plan?.shared === 'frozen' ? plan.replacingSteps : 0,
+    });
+  } catch (e) {
+    teacher.close();
+    throw e;
+  }
+  predecessors = undefined;  // the trainer holds its own copy of the layers
+  if (plan && o.fromScratch) reinitialiseLayers(trainer, ((o.seed ?? 1) ^ 0x5c7a7c4) >>> 0);
   const evalCases = o.evalCases ? readEvalCases(o.evalCases, student.vocab) : undefined;
-  const run = { student: path.resolve(o.student), params: trainer.state().params.length, steps, batch, seq, seed: o.seed ?? 1 };
+  const run: Record<string, string | number> = { student: path.resolve(o.student), params: trainer.state().params.length, steps, batch, seq, seed: o.seed ?? 1 };
+  if (plan) {
+    Object.assign(run, {
+      method: 'theseus', teacher: path.resolve(o.teacher), schedule: plan.schedule, replaceRate: plan.rate,
+      replacingSteps: plan.replacingSteps, shared: plan.shared, fromScratch: o.fromScratch ? 1 : 0,
+    });
+  }
   try {
     const V = student.vocab;
     if (teacher.info.vocab !== V) throw new BortError(`the teacher has ${teacher.info.vocab} words and the student ${V}`, 'distil a student extracted from this teacher');
@@ -123,11 +190,16 @@ export async function distill(o: DistillOptions): Promise<DistillSummary> {
     let last: number | undefined;
     if (o.resume) {
       const c = readCheckpoint(checkpoint);
-      for (const [k, v] of Object.entries(run)) {
+      for (const k of new Set([...Object.keys(run), ...Object.keys(c.header.run ?? {})])) {
+        const v = run[k];
         if (c.header.run[k] !== v) throw new BortError(`the checkpoint ${quoteName(checkpoint)} is from another run (${k} ${c.header.run[k]} vs ${v})`, 'resume with the options of the run that wrote it, or start without --resume');
       }
       trainer.setState(c.state);
       batches.restore(c.header.batches);
+      if (sampler) {
+        if (typeof c.header.routes !== 'number') throw new BortError(`the checkpoint ${quoteName(checkpoint)} has no module-replacing state`, 'start without --resume');
+        sampler.state = c.header.routes;
+      }
     }
     // evaluation: the teacher's top words once; the student through an encoder packed from the current weights
     let evaluate: (() => Promise<void>) | undefined;
@@ -159,7 +231,8 @@ export async function distill(o: DistillOptions): Promise<DistillSummary> {
       await evaluate();
     }
     const evalEvery = o.evalEvery ?? Math.max(1, Math.round(steps / 10));
-    const save = () => writeCheckpoint(checkpoint, { run, step: trainer.steps, batches: batches.state }, trainer.state());
+    const save = () =>
+      writeCheckpoint(checkpoint, { run, step: trainer.steps, batches: batches.state, ...(sampler ? { routes: sampler.state } : {}) }, trainer.state());
     const tStart = Date.now();
     const stepStart = trainer.steps;
     while (trainer.steps < steps) {
@@ -173,7 +246,10 @@ export async function distill(o: DistillOptions): Promise<DistillSummary> {
       if (!logits) throw new BortError(`the teacher has no [batch, seq, ${V}] logits output`, 'give a masked-LM teacher with the student\'s vocabulary');
       const tl = new Float32Array(b.positions.length * V);
       b.positions.forEach((p, i) => tl.set(logits.data.subarray(p * V, (p + 1) * V), i * V));
-      const r = await trainer.step({ ...b, teacher: tl, mlmWeight: o.mlmWeight ?? 0.1, klWeight: o.klWeight ?? 0.9, temperature: o.temperature ?? 2 });
+      // module replacing: which groups run their successor this update (the student alone after the phase)
+      const p = plan ? replaceRate(plan, trainer.steps + 1) : undefined;
+      const route = sampler && trainer.steps < plan!.replacingSteps ? sampler.next(p!).route : null;
+      const r = await trainer.step({ ...b, teacher: tl, mlmWeight: o.mlmWeight ?? 0.1, klWeight: o.klWeight ?? 0.9, temperature: o.temperature ?? 2, route });
       first ??= r.loss;
       last = r.loss;
       const done = trainer.steps - stepStart;
@@ -181,6 +257,7 @@ export async function distill(o: DistillOptions): Promise<DistillSummary> {
       o.onProgress?.({
         step: r.step, steps, loss: r.loss, mlm: r.mlm, kl: r.kl, lr: r.lr,
         tokensPerSecond: (done * batch * seq) / Math.max(secs, 1e-9), etaSeconds: (secs / done) * (steps - trainer.steps),
+        ...(p === undefined ? {} : { replaceRate: p }),
       });
       if (o.checkpointEvery && trainer.steps % o.checkpointEvery === 0) save();
       if (evaluate && (trainer.steps % evalEvery === 0 || trainer.steps === steps)) await evaluate();
@@ -191,6 +268,18 @@ export async function distill(o: DistillOptions): Promise<DistillSummary> {
   } finally {
     trainer.close();
     teacher.close();
+  }
+}
+
+/** BERT initialisation of the trained layers: matrices N(0, 0.02²), biases 0, LayerNorm scale 1 and shift 0. */
+function reinitialiseLayers(trainer: Trainer, seed: number): void {
+  const rng = new SeededRandom(seed);
+  for (const name of trainer.weightNames()) {
+    if (!/\.\d+$/.test(name)) continue;  // embeddings and head stay the student's
+    const n = trainer.weight(name).length;
+    const kind = name.replace(/\.\d+$/, '');
+    const data = kind.endsWith('_w') ? gaussian(rng, n, 0.02) : new Float32Array(n).fill(kind.endsWith('_g') ? 1 : 0);
+    trainer.setWeight(name, data);
   }
 }
 

@@ -12,7 +12,7 @@ import { BortError, quoteName } from '../errors.js';
 import type { BertModel, Linear } from '../bert/model.js';
 import { floatData } from '../onnx/tensor.js';
 import { native } from '../runtime/native.js';
-import { engineSpec } from '../runtime/spec.js';
+import { engineSpec, type EngineSpec } from '../runtime/spec.js';
 import { checkThreads, defaultThreads } from '../runtime/threads.js';
 
 export interface TrainOptions {
@@ -38,6 +38,18 @@ export interface TrainOptions {
   head?: 'mlm' | 'classifier';
   /** Peak learning rate of the classification head (same schedule; default: lr). */
   headLr?: number;
+  /**
+   * Embeddings and masked-LM head get no gradient and no update for the first this many updates
+   * (module replacing keeps the teacher's interface fixed); afterwards their Adam bias correction
+   * counts from their first own update. Default 0.
+   */
+  sharedFrozenUntil?: number;
+  /**
+   * Frozen predecessor layers (BERT-of-Theseus): this model's encoder layers appended to the stack
+   * after the trained ones, run when a batch's `route` names them (dX flows through them, they get no
+   * gradient and no update). Its hidden size must equal the trained model's.
+   */
+  predecessors?: BertModel;
 }
 
 export interface TrainBatch {
@@ -63,6 +75,11 @@ export interface TrainBatch {
   classTeacher?: Float32Array | null;
   /** Classifier head: loss = ceWeight · CE + klWeight · T² · KL (ceWeight default 1; pass klWeight). */
   ceWeight?: number;
+  /**
+   * The stack layers this batch runs, in order: 0 … layers−1 the trained layers, layers + j the
+   * predecessor layer j; each at most once. Absent: the trained layers in order.
+   */
+  route?: Int32Array | null;
 }
 
 export interface StepResult {
@@ -90,6 +107,7 @@ interface NativeTrainer {
   step(b: TrainBatch): Promise<StepResult>;
   gradients(b: TrainBatch): Promise<StepResult>;
   weightNames(): string[];
+  predecessorNames(): string[];
   weight(name: string): Float32Array;
   grad(name: string): Float32Array;
   setWeight(name: string, data: Float32Array): void;
@@ -146,10 +164,13 @@ export class Trainer {
     if (tied) delete weights['decoder_w'];
     const threads = options.threads === undefined ? defaultThreads() : checkThreads(options.threads, 'threads');
     const Ctor = (native() as unknown as { NativeTrainer: TrainerCtor }).NativeTrainer;
-    const { lr, beta1, beta2, eps, weightDecay, clipNorm, warmupSteps, totalSteps, headLr } = options;
+    const { lr, beta1, beta2, eps, weightDecay, clipNorm, warmupSteps, totalSteps, headLr, sharedFrozenUntil } = options;
     // the engine trains the classifier when the config has one: each mode sees only its own head
     const config = classifier ? { ...spec.config, mlm: null, tokenClassifier: null } : { ...spec.config, classifier: null, tokenClassifier: null };
-    const nt = new Ctor({ ...config, threads }, weights, { lr, beta1, beta2, eps, weightDecay, clipNorm, warmupSteps, totalSteps, tiedDecoder: tied, headLr });
+    const predecessors = options.predecessors ? predecessorLayers(spec.config, options.predecessors, weights) : undefined;
+    const nt = new Ctor({ ...config, threads }, weights, {
+      lr, beta1, beta2, eps, weightDecay, clipNorm, warmupSteps, totalSteps, tiedDecoder: tied, headLr, sharedFrozenUntil, predecessors,
+    });
     if (tied) targets.delete('decoder_w');
     return new Trainer(model, nt, targets, tied);
   }
@@ -173,13 +194,18 @@ export class Trainer {
     return this.live().grad(name);
   }
 
-  /** Replaces a weight (engine layout and name, as `weight` returns it). */
+  /** Replaces a trained weight (engine layout and name, as `weight` returns it). */
   setWeight(name: string, data: Float32Array): void {
     this.live().setWeight(name, data);
   }
 
   weightNames(): string[] {
     return this.live().weightNames();
+  }
+
+  /** The frozen predecessor layers' weights (pred.q_w.0, ...), readable with `weight`. */
+  predecessorNames(): string[] {
+    return this.live().predecessorNames();
   }
 
   get steps(): number {
@@ -263,6 +289,28 @@ export class Trainer {
     if (this.closed) throw new Error('this trainer is closed');
     return this.nt;
   }
+}
+
+/**
+ * The predecessor model's encoder layers as the engine takes them: their shape, and their weights put
+ * into `weights` as pred.<name>. Refuses a hidden size other than the trained model's, and attention
+ * masking the trained model's engine would compute differently.
+ */
+function predecessorLayers(s: EngineSpec['config'], pred: BertModel, weights: Record<string, Float32Array>) {
+  const H = s.hidden, Hp = pred.arch.hidden;
+  if (Hp !== H) {
+    throw new BortError(`the teacher's hidden size ${Hp} and the student's ${H} differ: its layers cannot stand in for the student's`,
+      `extract the student with the teacher's hidden size (--arch D,A,${Hp},I), or distil with --method kd`);
+  }
+  const p = engineSpec(pred);
+  if (p.config.maskValue !== s.maskValue || p.config.maskSelect !== s.maskSelect) {
+    throw new BortError('the teacher masks attention differently from the student', 'extract the student from this teacher, or distil with --method kd');
+  }
+  for (const [name, data] of Object.entries(p.weights)) if (/\.\d+$/.test(name)) weights[`pred.${name}`] = data;
+  return {
+    layers: p.config.layers, heads: p.config.heads, headSize: p.config.headSize, intermediate: p.config.intermediate,
+    scoreScale: p.config.scoreScale, lnEps: p.config.lnEps,
+  };
 }
 
 /** Where each engine weight goes back to, checked up front so that training never ends in a refusal. */

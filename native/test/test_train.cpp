@@ -3,6 +3,7 @@
 // a tiny model (tied and untied decoder, MLM + KL loss), the AdamW update against a hand computation,
 // the learning-rate schedule, clipping, thread-count independence and batch validation.
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <string>
@@ -205,7 +206,7 @@ static void test_ops(const Kernels* k, const TrainKernels* tk) {
 
 struct Batch {
   int B, S;
-  std::vector<int32_t> ids, types, mask, pos, labels;
+  std::vector<int32_t> ids, types, mask, pos, labels, route;
   std::vector<float> teacher;
   float alpha = 0.1f, beta = 0.9f, T = 2.0f;
   TrainBatch view() const {
@@ -222,6 +223,8 @@ struct Batch {
     t.mlmWeight = alpha;
     t.klWeight = beta;
     t.temperature = T;
+    t.route = route.empty() ? nullptr : route.data();
+    t.nroute = (int)route.size();
     return t;
   }
 };
@@ -247,28 +250,57 @@ static void ln_rows_d(D& x, int M, int H, const D& g, const D& b, double eps) {
   }
 }
 
+// One stack layer of the double model: weight names with `pre` in front ("" or "pred.") and index l.
+struct StackLayer {
+  std::string pre;
+  int l;
+  LayerShape sh;
+};
+
+static std::vector<StackLayer> plain_stack(const EncoderConfig& c) {
+  std::vector<StackLayer> out;
+  for (int l = 0; l < c.layers; ++l) {
+    LayerShape sh;
+    sh.heads = c.heads;
+    sh.headSize = c.headSize;
+    sh.intermediate = c.intermediate;
+    sh.scoreScale = c.scoreScale;
+    sh.lnEps1 = c.lnEps[2 * l];
+    sh.lnEps2 = c.lnEps[2 * l + 1];
+    out.push_back({"", l, sh});
+  }
+  return out;
+}
+
+static double model_loss_d(const EncoderConfig& c, WD& w, bool tied, const Batch& bt, const std::vector<StackLayer>& stack);
 static double model_loss_d(const EncoderConfig& c, WD& w, bool tied, const Batch& bt) {
-  const int B = bt.B, S = bt.S, M = B * S, H = c.hidden, d = c.headSize, Wd = c.heads * d, V = c.vocab;
+  return model_loss_d(c, w, tied, bt, plain_stack(c));
+}
+
+static double model_loss_d(const EncoderConfig& c, WD& w, bool tied, const Batch& bt, const std::vector<StackLayer>& stack) {
+  const int B = bt.B, S = bt.S, M = B * S, H = c.hidden, V = c.vocab;
   D x((size_t)M * H);
   for (int r = 0; r < M; ++r)
     for (int j = 0; j < H; ++j)
       x[(size_t)r * H + j] = w["word_emb"][(size_t)bt.ids[r] * H + j] + w["pos_emb"][(size_t)(r % S) * H + j] +
                              (c.typeVocab ? w["type_emb"][(size_t)bt.types[r] * H + j] : 0.0);
   ln_rows_d(x, M, H, w["emb_ln_g"], w["emb_ln_b"], c.embLnEps);
-  for (int l = 0; l < c.layers; ++l) {
-    const std::string s = "." + std::to_string(l);
-    D q = lin_d(x, M, H, w["q_w" + s], w["q_b" + s], Wd), kk = lin_d(x, M, H, w["k_w" + s], w["k_b" + s], Wd),
-      v = lin_d(x, M, H, w["v_w" + s], w["v_b" + s], Wd);
+  for (const StackLayer& sl : stack) {
+    const std::string s = "." + std::to_string(sl.l);
+    const int d = sl.sh.headSize, heads = sl.sh.heads, Wd = heads * d, I = sl.sh.intermediate;
+    auto w_ = [&](const char* n) -> D& { return w[sl.pre + n + s]; };
+    D q = lin_d(x, M, H, w_("q_w"), w_("q_b"), Wd), kk = lin_d(x, M, H, w_("k_w"), w_("k_b"), Wd),
+      v = lin_d(x, M, H, w_("v_w"), w_("v_b"), Wd);
     D ctx((size_t)M * Wd, 0.0);
     for (int b = 0; b < B; ++b)
-      for (int h = 0; h < c.heads; ++h)
+      for (int h = 0; h < heads; ++h)
         for (int i = 0; i < S; ++i) {
           D sc(S);
           double mx = -1e300;
           for (int j = 0; j < S; ++j) {
             double a = 0;
             for (int t = 0; t < d; ++t) a += q[((size_t)b * S + i) * Wd + h * d + t] * kk[((size_t)b * S + j) * Wd + h * d + t];
-            sc[j] = a * c.scoreScale + (1.0 - bt.mask[b * S + j]) * c.maskValue;
+            sc[j] = a * sl.sh.scoreScale + (1.0 - bt.mask[b * S + j]) * c.maskValue;
             mx = std::fmax(mx, sc[j]);
           }
           double sum = 0;
@@ -277,14 +309,14 @@ static double model_loss_d(const EncoderConfig& c, WD& w, bool tied, const Batch
             for (int t = 0; t < d; ++t)
               ctx[((size_t)b * S + i) * Wd + h * d + t] += sc[j] / sum * v[((size_t)b * S + j) * Wd + h * d + t];
         }
-    D a = lin_d(ctx, M, Wd, w["o_w" + s], w["o_b" + s], H);
+    D a = lin_d(ctx, M, Wd, w_("o_w"), w_("o_b"), H);
     for (size_t i = 0; i < a.size(); ++i) a[i] += x[i];
-    ln_rows_d(a, M, H, w["ln1_g" + s], w["ln1_b" + s], c.lnEps[2 * l]);
-    D f = lin_d(a, M, H, w["ffn_in_w" + s], w["ffn_in_b" + s], c.intermediate);
+    ln_rows_d(a, M, H, w_("ln1_g"), w_("ln1_b"), sl.sh.lnEps1);
+    D f = lin_d(a, M, H, w_("ffn_in_w"), w_("ffn_in_b"), I);
     for (auto& e : f) e = gelu_d(e);
-    D o = lin_d(f, M, c.intermediate, w["ffn_out_w" + s], w["ffn_out_b" + s], H);
+    D o = lin_d(f, M, I, w_("ffn_out_w"), w_("ffn_out_b"), H);
     for (size_t i = 0; i < o.size(); ++i) o[i] += a[i];
-    ln_rows_d(o, M, H, w["ln2_g" + s], w["ln2_b" + s], c.lnEps[2 * l + 1]);
+    ln_rows_d(o, M, H, w_("ln2_g"), w_("ln2_b"), sl.sh.lnEps2);
     x = o;
   }
   const int P = (int)bt.pos.size();
@@ -529,6 +561,197 @@ static void test_threads_and_validation(const Kernels* k) {
   CHECK(threw, "%s a missing weight is named", k->name);
 }
 
+// ---------------------------------------------------------------- module replacing (routes)
+
+// Predecessor layers of their own shape (3 heads of 2, FFN 10, another score scale and epsilons).
+static std::vector<LayerShape> pred_shapes(int n) {
+  std::vector<LayerShape> out(n);
+  for (auto& sh : out) {
+    sh.heads = 3;
+    sh.headSize = 2;
+    sh.intermediate = 10;
+    sh.scoreScale = 0.7f;
+    sh.lnEps1 = 1e-5f;
+    sh.lnEps2 = 1e-6f;
+  }
+  return out;
+}
+
+static Weights pred_weights(const EncoderConfig& c, int n, uint64_t seed) {
+  EncoderConfig pc = c;
+  pc.layers = n;
+  pc.heads = 3;
+  pc.headSize = 2;
+  pc.intermediate = 10;
+  pc.mlm = false;
+  Weights all = make_weights(pc, seed), out;
+  for (auto& kv : all)
+    if (kv.first.find('.') != std::string::npos) out["pred." + kv.first] = kv.second;  // layer weights only
+  return out;
+}
+
+// Every trainable gradient of a mixed route (trainable 0, frozen predecessor 1, trainable 1) against
+// central differences of the double model of that route; with the embeddings and head frozen
+// (sharedFrozenUntil), also a route that starts with a predecessor (the backward stops above it):
+// the frozen parts' gradients must be exactly 0.
+static void test_route_gradients(const Kernels* k, bool sharedFrozen) {
+  EncoderConfig c = tiny_config(2);
+  Weights wf = make_weights(c, 13);
+  wf.erase("decoder_w");
+  const int NP = 3;
+  Weights pw = pred_weights(c, NP, 17);
+  for (auto& kv : pw) wf[kv.first] = kv.second;
+  TrainOptions opt;
+  opt.sharedFrozenUntil = sharedFrozen ? 5 : 0;
+  const std::vector<LayerShape> ps = pred_shapes(NP);
+  Trainer tr(c, lookup(wf), k, opt, ps);
+  CHECK(tr.predecessor_count() == NP && tr.predecessor_names().size() == 16 * NP,
+        "%s predecessors: %d layers, %zu names", k->name, tr.predecessor_count(), tr.predecessor_names().size());
+  Batch bt = tiny_batch(c, 6, true, true);
+  bt.route = sharedFrozen ? std::vector<int32_t>{c.layers + 2, 1, c.layers + 0} : std::vector<int32_t>{0, c.layers + 1, 1};
+  std::vector<StackLayer> stack;
+  const std::vector<StackLayer> plain = plain_stack(c);
+  for (int r : bt.route) stack.push_back(r < c.layers ? plain[r] : StackLayer{"pred.", r - c.layers, ps[r - c.layers]});
+  const StepResult res = tr.compute_gradients(bt.view());
+  WD wd;
+  for (auto& kv : wf) wd[kv.first] = D(kv.second.begin(), kv.second.end());
+  const double ref = model_loss_d(c, wd, true, bt, stack);
+  CHECK(std::fabs(res.loss - ref) < 1e-5 * std::fmax(1.0, std::fabs(ref)), "%s route loss %.9g vs double %.9g", k->name, res.loss, ref);
+  auto on_route = [&](const std::string& n) {
+    const size_t dot = n.rfind('.');
+    if (dot == std::string::npos) return !sharedFrozen;  // embeddings and head
+    const int l = std::atoi(n.c_str() + dot + 1);
+    for (int r : bt.route)
+      if (r == l) return true;
+    return false;
+  };
+  std::map<std::string, D> fds;
+  double global = 0;
+  for (const std::string& n : tr.weight_names()) {
+    if (!on_route(n)) continue;
+    fds[n] = numeric_grad(wd[n], [&] { return model_loss_d(c, wd, true, bt, stack); }, 1e-5);
+    for (double v : fds[n]) global = std::fmax(global, std::fabs(v));
+  }
+  double worst = 0;
+  size_t checked = 0, zeros = 0;
+  for (const std::string& n : tr.weight_names()) {
+    std::vector<float> g(tr.weight_size(n));
+    tr.read_grad(n, g.data());
+    if (!on_route(n)) {
+      // off the route, or frozen: no gradient at all
+      bool all0 = true;
+      for (float v : g) all0 = all0 && v == 0.0f;
+      CHECK(all0, "%s route: %s is off the trained part but has a gradient", k->name, n.c_str());
+      zeros += g.size();
+      continue;
+    }
+    const D& fd = fds[n];
+    double diff = 0, scale = 1e-3 * global;
+    for (size_t i = 0; i < g.size(); ++i) {
+      diff = std::fmax(diff, std::fabs(g[i] - fd[i]));
+      scale = std::fmax(scale, std::fabs(fd[i]));
+    }
+    const double e = diff / scale;
+    CHECK(e < 1e-4, "%s route%s grad %s: rel err %g", k->name, sharedFrozen ? " (shared frozen)" : "", n.c_str(), e);
+    worst = std::fmax(worst, e);
+    checked += g.size();
+  }
+  // a frozen predecessor has no gradient to read
+  bool threw = false;
+  try {
+    std::vector<float> g(tr.weight_size("pred.q_w.1"));
+    tr.read_grad("pred.q_w.1", g.data());
+  } catch (const ConfigError&) {
+    threw = true;
+  }
+  CHECK(threw, "%s reading a predecessor's gradient should throw", k->name);
+  std::printf("%s route %s: %zu gradients against float64 differences (worst rel err %.2e), %zu exactly 0\n", k->name,
+              sharedFrozen ? "[pred 2, layer 1, pred 0], shared frozen" : "[layer 0, pred 1, layer 1]", checked, worst, zeros);
+}
+
+// One update on a mixed route: predecessors (and, while frozen, embeddings and head) keep their values
+// bit for bit; the trained layers move as AdamW computes from their gradients; bad routes are refused.
+static void test_route_step(const Kernels* k) {
+  EncoderConfig c = tiny_config(2);
+  Weights wf = make_weights(c, 23);
+  wf.erase("decoder_w");
+  const int NP = 2;
+  Weights pw = pred_weights(c, NP, 29);
+  for (auto& kv : pw) wf[kv.first] = kv.second;
+  TrainOptions opt;
+  opt.lr = 1e-2f;
+  opt.totalSteps = 10;
+  opt.clipNorm = 0;
+  opt.sharedFrozenUntil = 1;
+  Trainer tr(c, lookup(wf), k, opt, pred_shapes(NP));
+  Batch bt = tiny_batch(c, 8, true, true);
+  bt.route = {c.layers + 0, 0, c.layers + 1, 1};
+  tr.step(bt.view());
+  auto same = [&](const std::string& n) {
+    std::vector<float> p(tr.weight_size(n));
+    tr.read_weight(n, p.data());
+    return std::memcmp(p.data(), wf[n].data(), p.size() * sizeof(float)) == 0;
+  };
+  for (const std::string& n : tr.predecessor_names()) CHECK(same(n), "%s predecessor %s changed in a step", k->name, n.c_str());
+  for (const char* n : {"word_emb", "emb_ln_g", "mlm_w", "decoder_b"}) CHECK(same(n), "%s frozen %s changed in step 1", k->name, n);
+  // the trained layers: AdamW's first update from their own gradients (no clipping, decay 0.01)
+  double worst = 0;
+  for (const std::string& n : tr.weight_names()) {
+    if (n.find('.') == std::string::npos) continue;
+    std::vector<float> g(tr.weight_size(n)), p(tr.weight_size(n));
+    tr.read_grad(n, g.data());
+    tr.read_weight(n, p.data());
+    const bool decay = n.find("_w") != std::string::npos;
+    for (size_t i = 0; i < g.size(); ++i) {
+      const double lr = 1e-2 * 1.0 * (10 - 1) / 10;  // no warm-up: update 1 at lr * (total - 1) / total
+      const double want = wf[n][i] * (1 - lr * (decay ? 0.01 : 0.0)) - lr * g[i] / (std::fabs((double)g[i]) + 1e-6);
+      worst = std::fmax(worst, std::fabs(p[i] - want));
+    }
+  }
+  CHECK(worst < 1e-6, "%s route step: trained layers vs AdamW by hand, max diff %g", k->name, worst);
+  // step 2: the embeddings thaw and take a first Adam step of their own (bias correction from 1)
+  std::vector<float> word0(wf["word_emb"]);
+  tr.step(bt.view());
+  std::vector<float> g(tr.weight_size("word_emb")), p(g.size());
+  tr.read_grad("word_emb", g.data());
+  tr.read_weight("word_emb", p.data());
+  double worst2 = 0;
+  bool moved = false;
+  for (size_t i = 0; i < g.size(); ++i) {
+    const double lr = 1e-2 * (10 - 2) / 10.0;
+    const double want = word0[i] * (1 - lr * 0.01) - (g[i] != 0 ? lr * g[i] / (std::fabs((double)g[i]) + 1e-6) : 0.0);
+    worst2 = std::fmax(worst2, std::fabs(p[i] - want));
+    moved = moved || p[i] != word0[i];
+  }
+  CHECK(moved && worst2 < 1e-6, "%s thawed word_emb: first own Adam step vs hand, max diff %g", k->name, worst2);
+  for (const std::string& n : tr.predecessor_names()) CHECK(same(n), "%s predecessor %s changed in step 2", k->name, n.c_str());
+  // step 3 runs layer 1 only: layer 0 has no gradient and is left alone (no decay, no moment update)
+  std::vector<float> l0(tr.weight_size("ffn_in_w.0")), l0b(l0.size()), l1(tr.weight_size("ffn_in_w.1")), l1b(l1.size());
+  tr.read_weight("ffn_in_w.0", l0.data());
+  tr.read_weight("ffn_in_w.1", l1.data());
+  Batch b3 = bt;
+  b3.route = {c.layers + 1, 1};
+  tr.step(b3.view());
+  tr.read_weight("ffn_in_w.0", l0b.data());
+  tr.read_weight("ffn_in_w.1", l1b.data());
+  CHECK(l0 == l0b && l1 != l1b, "%s a layer off the route must stay as it was, one on it must move", k->name);
+
+  auto refused = [&](std::vector<int32_t> route, const char* needle) {
+    Batch b2 = bt;
+    b2.route = route;
+    std::string msg;
+    try {
+      tr.compute_gradients(b2.view());
+    } catch (const std::exception& e) {
+      msg = e.what();
+    }
+    CHECK(msg.find(needle) != std::string::npos, "%s route refusal: wanted '%s', got '%s'", k->name, needle, msg.c_str());
+  };
+  refused({0, 4}, "route[1] = 4 is outside the layer stack [0, 4)");
+  refused({0, 2, 0}, "route[2] = 0 runs a layer a second time");
+  refused({-1}, "route[0] = -1 is outside");
+}
+
 int main() {
   for (const Kernels* k : check::all_tables()) {
     const TrainKernels* tk = train_kernels_matching(k);
@@ -541,6 +764,9 @@ int main() {
     test_full_gradients(k, true, false, true);
     test_step(k);
     test_threads_and_validation(k);
+    test_route_gradients(k, false);
+    test_route_gradients(k, true);
+    test_route_step(k);
   }
   return check::finish("test_train");
 }

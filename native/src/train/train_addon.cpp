@@ -3,14 +3,18 @@
 //   new NativeTrainer(config, weights, options)  config and weights as createEncoder takes them
 //       (config.mlm required; decoder_w only when options.tiedDecoder is false); the weights are
 //       copied at once. options: { lr, beta1, beta2, eps, weightDecay, clipNorm, warmupSteps,
-//       totalSteps, tiedDecoder, headLr, threads } (all optional; headLr: the classification head's peak).
+//       totalSteps, tiedDecoder, headLr, threads, sharedFrozenUntil, predecessors } (all optional; headLr:
+//       the classification head's peak). predecessors: { layers, heads, headSize, intermediate, scoreScale,
+//       lnEps (2 per layer) }: frozen layers appended to the stack, their weights in `weights` as pred.q_w.0, ...
 //   t.step(batch) -> Promise<{ loss, mlm, kl, gradNorm, lr, step }>   forward, backward, AdamW (libuv thread)
 //   t.gradients(batch) -> Promise<same>                              forward and backward only
-//       batch: { ids, types?, mask?, batch, seq, positions, labels?, teacher?, mlmWeight?, klWeight?, temperature? }
+//       batch: { ids, types?, mask?, batch, seq, positions, labels?, teacher?, mlmWeight?, klWeight?, temperature?,
+//                route? (Int32Array of stack layers: 0..layers-1 trainable, layers + j predecessor j) }
 //       or, for a classifier (config.classifier): { ids, types?, mask?, batch, seq, classes?, classTeacher?,
 //       ceWeight?, klWeight?, temperature? } (classes: Int32Array [batch]; classTeacher: Float32Array [batch, labels])
 //       (Int32Array / Float32Array; copied when the call is made)
-//   t.weightNames(), t.weight(name) -> Float32Array copy, t.grad(name), t.setWeight(name, Float32Array)
+//   t.weightNames(), t.predecessorNames(), t.weight(name) -> Float32Array copy, t.grad(name),
+//   t.setWeight(name, Float32Array)
 //   t.state() -> { step, params, m, v }, t.setState(state)   resumable optimizer state
 //   t.savedBytes(seq) -> { perToken, perPosition }, t.isa, t.close()
 // One call at a time: a call while a step is in flight is an Error that says to await it.
@@ -64,7 +68,7 @@ std::vector<T> array_of(Napi::Object o, const char* key, bool required, size_t w
 
 // A batch copied out of JS, so the caller may reuse its arrays at once.
 struct BatchCopy {
-  std::vector<int32_t> ids, types, mask, positions, labels, classes;
+  std::vector<int32_t> ids, types, mask, positions, labels, classes, route;
   std::vector<float> teacher, classTeacher;
   bort::TrainBatch view;
 
@@ -102,6 +106,13 @@ struct BatchCopy {
     view.mlmWeight = (float)number_of(b, "batch", "mlmWeight", view.mlmWeight, 0, 1e6, false);
     view.klWeight = (float)number_of(b, "batch", "klWeight", view.klWeight, 0, 1e6, false);
     view.temperature = (float)number_of(b, "batch", "temperature", view.temperature, 1e-3, 1e3, false);
+    route = array_of<int32_t, napi_int32_array>(b, "route", false, 0, "Int32Array of stack layer indices");
+    Napi::Value rv = b.Get("route");
+    if (!rv.IsUndefined() && !rv.IsNull()) {
+      if (route.empty()) throw Napi::TypeError::New(env, "batch.route must name at least one layer");
+      view.route = route.data();
+      view.nroute = (int)route.size();
+    }
   }
 };
 
@@ -179,6 +190,7 @@ class NativeTrainer : public Napi::ObjectWrap<NativeTrainer> {
     return DefineClass(env, "NativeTrainer",
                        {InstanceMethod<&NativeTrainer::Step>("step"), InstanceMethod<&NativeTrainer::Gradients>("gradients"),
                         InstanceMethod<&NativeTrainer::WeightNames>("weightNames"),
+                        InstanceMethod<&NativeTrainer::PredecessorNames>("predecessorNames"),
                         InstanceMethod<&NativeTrainer::Weight>("weight"), InstanceMethod<&NativeTrainer::Grad>("grad"),
                         InstanceMethod<&NativeTrainer::SetWeight>("setWeight"), InstanceMethod<&NativeTrainer::State>("state"),
                         InstanceMethod<&NativeTrainer::SetState>("setState"),
@@ -193,6 +205,7 @@ class NativeTrainer : public Napi::ObjectWrap<NativeTrainer> {
     if (!info[1].IsObject()) throw Napi::TypeError::New(env, "NativeTrainer(config, weights, options): weights must be an object of Float32Array");
     Napi::Object w = info[1].As<Napi::Object>();
     bort::TrainOptions opt;
+    std::vector<bort::LayerShape> preds;
     if (!info[2].IsUndefined() && !info[2].IsNull()) {
       if (!info[2].IsObject()) throw Napi::TypeError::New(env, "NativeTrainer(config, weights, options): options must be an object");
       Napi::Object o = info[2].As<Napi::Object>();
@@ -210,6 +223,31 @@ class NativeTrainer : public Napi::ObjectWrap<NativeTrainer> {
         if (!tied.IsBoolean()) throw Napi::TypeError::New(env, "options.tiedDecoder must be a boolean");
         opt.tiedDecoder = tied.As<Napi::Boolean>().Value();
       }
+      opt.sharedFrozenUntil = (int64_t)number_of(o, "options", "sharedFrozenUntil", 0, 0, 2147483647.0, true);
+      Napi::Value pv = o.Get("predecessors");
+      if (!pv.IsUndefined() && !pv.IsNull()) {
+        if (!pv.IsObject()) throw Napi::TypeError::New(env, "options.predecessors must be an object");
+        Napi::Object po = pv.As<Napi::Object>();
+        const int n = (int)number_of(po, "predecessors", "layers", 0, 1, 4096, true);
+        bort::LayerShape sh;
+        sh.heads = (int)number_of(po, "predecessors", "heads", 0, 1, 1 << 16, true);
+        sh.headSize = (int)number_of(po, "predecessors", "headSize", 0, 1, 1 << 16, true);
+        sh.intermediate = (int)number_of(po, "predecessors", "intermediate", 0, 1, 1 << 24, true);
+        sh.scoreScale = (float)number_of(po, "predecessors", "scoreScale", 0, 1e-30, 1e30, false);
+        if (!n || !sh.heads || !sh.headSize || !sh.intermediate || !(sh.scoreScale > 0))
+          throw Napi::TypeError::New(env, "options.predecessors needs layers, heads, headSize, intermediate and scoreScale");
+        Napi::Value ev = po.Get("lnEps");
+        if (!ev.IsArray() || ev.As<Napi::Array>().Length() != (uint32_t)(2 * n))
+          throw Napi::TypeError::New(env, "options.predecessors.lnEps must be an array of 2 numbers per layer");
+        Napi::Array eps = ev.As<Napi::Array>();
+        for (int j = 0; j < n; ++j) {
+          Napi::Value e1 = eps.Get((uint32_t)(2 * j)), e2 = eps.Get((uint32_t)(2 * j + 1));
+          if (!e1.IsNumber() || !e2.IsNumber()) throw Napi::TypeError::New(env, "options.predecessors.lnEps must hold numbers");
+          sh.lnEps1 = (float)e1.As<Napi::Number>().DoubleValue();
+          sh.lnEps2 = (float)e2.As<Napi::Number>().DoubleValue();
+          preds.push_back(sh);
+        }
+      }
     }
     auto lookup = [&](const std::string& name, size_t* len) -> const float* {
       Napi::Value v = w.Get(name);
@@ -221,7 +259,7 @@ class NativeTrainer : public Napi::ObjectWrap<NativeTrainer> {
       return a.Data();
     };
     try {
-      t_ = std::make_shared<bort::Trainer>(cfg, lookup, g_kernels(env), opt);
+      t_ = std::make_shared<bort::Trainer>(cfg, lookup, g_kernels(env), opt, preds);
     } catch (const bort::ConfigError& e) {
       throw Napi::TypeError::New(env, e.what());
     } catch (const std::bad_alloc&) {
@@ -263,6 +301,14 @@ class NativeTrainer : public Napi::ObjectWrap<NativeTrainer> {
     return a;
   }
 
+  Napi::Value PredecessorNames(const Napi::CallbackInfo& info) {
+    bort::Trainer& t = live(info.Env());
+    const auto names = t.predecessor_names();
+    Napi::Array a = Napi::Array::New(info.Env(), names.size());
+    for (size_t i = 0; i < names.size(); ++i) a.Set((uint32_t)i, names[i]);
+    return a;
+  }
+
   std::string name_arg(const Napi::CallbackInfo& info, bort::Trainer& t, size_t* len) {
     if (!info[0].IsString()) throw Napi::TypeError::New(info.Env(), "the weight name must be a string");
     const std::string n = info[0].As<Napi::String>().Utf8Value();
@@ -285,7 +331,11 @@ class NativeTrainer : public Napi::ObjectWrap<NativeTrainer> {
     size_t len;
     const std::string n = name_arg(info, t, &len);
     Napi::Float32Array a = Napi::Float32Array::New(info.Env(), len);
-    t.read_grad(n, a.Data());
+    try {
+      t.read_grad(n, a.Data());
+    } catch (const bort::ConfigError& e) {
+      throw Napi::RangeError::New(info.Env(), e.what());
+    }
     return a;
   }
 

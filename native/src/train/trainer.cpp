@@ -23,19 +23,48 @@ float* Trainer::Scratch::get(size_t want) {
 
 size_t Trainer::add_slot(const std::string& name, int rows, int cols, bool decay) {
   Slot s;
-  s.off = nparams_;
+  s.off = nalloc_;
   s.len = (size_t)rows * cols;
   s.rows = rows;
   s.cols = cols;
   s.decay = decay;
   // 16-float alignment of every slot: vector loads at the start of each row of a [*, 16k] matrix
-  nparams_ += (s.len + 15) / 16 * 16;
+  nalloc_ += (s.len + 15) / 16 * 16;
   slots_[name] = s;
   order_.push_back(name);
   return s.off;
 }
 
-Trainer::Trainer(const EncoderConfig& cfg, const WeightLookup& w, const Kernels* k, const TrainOptions& opt)
+// One layer's slots under `prefix` ("" trainable, "pred." a predecessor) and index.
+void Trainer::add_layer(const std::string& prefix, int l, const LayerShape& sh, bool frozen) {
+  const int H = cfg_.hidden, Wd = sh.heads * sh.headSize, I = sh.intermediate;
+  layers_.emplace_back();
+  LayerSlots& L = layers_.back();
+  L.shape = sh;
+  L.frozen = frozen;
+  auto name = [&](const char* n) { return prefix + at(n, l); };
+  auto lin = [&](const char* wn, const char* bn, int K, int N) {
+    Lin r;
+    r.w = add_slot(name(wn), K, N, true);
+    r.b = add_slot(name(bn), 1, N, false);
+    r.K = K;
+    r.N = N;
+    return r;
+  };
+  L.qkv = lin("qkv_w", "qkv_b", H, 3 * Wd);
+  L.o = lin("o_w", "o_b", Wd, H);
+  L.ln1g = add_slot(name("ln1_g"), 1, H, false);
+  L.ln1b = add_slot(name("ln1_b"), 1, H, false);
+  L.in = lin("ffn_in_w", "ffn_in_b", H, I);
+  L.out = lin("ffn_out_w", "ffn_out_b", I, H);
+  L.ln2g = add_slot(name("ln2_g"), 1, H, false);
+  L.ln2b = add_slot(name("ln2_b"), 1, H, false);
+  for (const char* n : {"qkv_w", "qkv_b", "o_w", "o_b", "ln1_g", "ln1_b", "ffn_in_w", "ffn_in_b", "ffn_out_w", "ffn_out_b", "ln2_g", "ln2_b"})
+    slots_[name(n)].layer = (int)layers_.size() - 1;
+}
+
+Trainer::Trainer(const EncoderConfig& cfg, const WeightLookup& w, const Kernels* k, const TrainOptions& opt,
+                 const std::vector<LayerShape>& predecessors)
     : cfg_(cfg), opt_(opt), k_(k), tk_(train_kernels_matching(k)) {
   if (!k_ || !tk_) throw ConfigError("no kernel table for training");
   auto pos = [](const char* n, int v) {
@@ -56,33 +85,33 @@ Trainer::Trainer(const EncoderConfig& cfg, const WeightLookup& w, const Kernels*
   if (cfg.threads < 1 || cfg.threads > kMaxThreads)
     throw ConfigError("config.threads must be an integer in [1, " + std::to_string(kMaxThreads) + "]");
   if (!(opt.lr >= 0) || !(opt.beta1 >= 0 && opt.beta1 < 1) || !(opt.beta2 >= 0 && opt.beta2 < 1) || !(opt.eps > 0) ||
-      !(opt.weightDecay >= 0) || !std::isfinite(opt.headLr) || opt.totalSteps < 1 || opt.warmupSteps < 0 || opt.warmupSteps > opt.totalSteps)
-    throw ConfigError("training options out of range (lr >= 0, 0 <= beta < 1, eps > 0, weightDecay >= 0, 0 <= warmupSteps <= totalSteps, totalSteps >= 1)");
-  const int H = cfg.hidden, Wd = cfg.heads * cfg.headSize, I = cfg.intermediate, V = cfg.vocab;
+      !(opt.weightDecay >= 0) || !std::isfinite(opt.headLr) || opt.totalSteps < 1 || opt.warmupSteps < 0 || opt.warmupSteps > opt.totalSteps ||
+      opt.sharedFrozenUntil < 0)
+    throw ConfigError("training options out of range (lr >= 0, 0 <= beta < 1, eps > 0, weightDecay >= 0, 0 <= warmupSteps <= totalSteps, totalSteps >= 1, sharedFrozenUntil >= 0)");
+  for (size_t j = 0; j < predecessors.size(); ++j) {
+    const LayerShape& sh = predecessors[j];
+    if (sh.heads <= 0 || sh.headSize <= 0 || sh.intermediate <= 0 || !(sh.scoreScale > 0) || !std::isfinite(sh.scoreScale) ||
+        !(sh.lnEps1 > 0) || !(sh.lnEps2 > 0))
+      throw ConfigError("predecessor layer " + std::to_string(j) +
+                        ": heads, headSize and intermediate must be positive integers, scoreScale and the LayerNorm epsilons positive");
+  }
+  if (cls_ && (!predecessors.empty() || opt.sharedFrozenUntil > 0))
+    throw ConfigError("a classifier trains without predecessor layers or a frozen shared part (those are for masked-LM module replacing)");
+  const int H = cfg.hidden, V = cfg.vocab;
   word_ = add_slot("word_emb", V, H, true);
   pos_ = add_slot("pos_emb", cfg.maxPositions, H, true);
   type_ = cfg.typeVocab > 0 ? add_slot("type_emb", cfg.typeVocab, H, true) : 0;
   embg_ = add_slot("emb_ln_g", 1, H, false);
   embb_ = add_slot("emb_ln_b", 1, H, false);
-  layers_.resize(cfg.layers);
   for (int l = 0; l < cfg.layers; ++l) {
-    LayerSlots& L = layers_[l];
-    auto lin = [&](const char* wn, const char* bn, int K, int N) {
-      Lin r;
-      r.w = add_slot(at(wn, l), K, N, true);
-      r.b = add_slot(at(bn, l), 1, N, false);
-      r.K = K;
-      r.N = N;
-      return r;
-    };
-    L.qkv = lin("qkv_w", "qkv_b", H, 3 * Wd);
-    L.o = lin("o_w", "o_b", Wd, H);
-    L.ln1g = add_slot(at("ln1_g", l), 1, H, false);
-    L.ln1b = add_slot(at("ln1_b", l), 1, H, false);
-    L.in = lin("ffn_in_w", "ffn_in_b", H, I);
-    L.out = lin("ffn_out_w", "ffn_out_b", I, H);
-    L.ln2g = add_slot(at("ln2_g", l), 1, H, false);
-    L.ln2b = add_slot(at("ln2_b", l), 1, H, false);
+    LayerShape sh;
+    sh.heads = cfg.heads;
+    sh.headSize = cfg.headSize;
+    sh.intermediate = cfg.intermediate;
+    sh.scoreScale = cfg.scoreScale;
+    sh.lnEps1 = cfg.lnEps[2 * l];
+    sh.lnEps2 = cfg.lnEps[2 * l + 1];
+    add_layer("", l, sh, false);
   }
   if (cls_) {
     // the classification head only (cls_head.h): no MLM head is read or trained
@@ -103,16 +132,26 @@ Trainer::Trainer(const EncoderConfig& cfg, const WeightLookup& w, const Kernels*
     decoder_.K = H;
     decoder_.N = V;
   }
+  for (auto& kv : slots_) kv.second.shared = kv.first.find('.') == std::string::npos;  // no layer index
+  // the predecessors after every trainable parameter: the optimizer state is the first nparams_ floats
+  nparams_ = nalloc_;
+  const size_t ntrain_names = order_.size();
+  for (size_t j = 0; j < predecessors.size(); ++j) add_layer("pred.", (int)j, predecessors[j], true);
+  pred_order_.assign(order_.begin() + ntrain_names, order_.end());
+  order_.resize(ntrain_names);
+  for (const std::string& n : pred_order_) slots_[n].frozen = true;
 
-  p_ = alloc_floats(nparams_);
+  p_ = alloc_floats(nalloc_);
   g_ = alloc_floats(nparams_);
   m_ = alloc_floats(nparams_);
   v_ = alloc_floats(nparams_);
-  std::memset(p_.get(), 0, nparams_ * sizeof(float));
+  std::memset(p_.get(), 0, nalloc_ * sizeof(float));
   std::memset(g_.get(), 0, nparams_ * sizeof(float));
   std::memset(m_.get(), 0, nparams_ * sizeof(float));
   std::memset(v_.get(), 0, nparams_ * sizeof(float));
-  for (const std::string& n : weight_names()) {
+  std::vector<std::string> all = weight_names();
+  for (const std::string& n : predecessor_names()) all.push_back(n);
+  for (const std::string& n : all) {
     size_t got = 0;
     const float* src = w(n, &got);
     const size_t want = weight_size(n);
@@ -128,12 +167,13 @@ Trainer::~Trainer() = default;
 
 // ---------------------------------------------------------------- names
 
-std::vector<std::string> Trainer::weight_names() const {
+std::vector<std::string> Trainer::expand_names(const std::vector<std::string>& order) const {
   std::vector<std::string> out;
-  for (const std::string& n : order_) {
-    if (n.rfind("qkv_", 0) == 0) {
-      const std::string kind = n.substr(4);  // "w.l" or "b.l"
-      for (const char* p : {"q_", "k_", "v_"}) out.push_back(p + kind);
+  for (const std::string& n : order) {
+    const size_t pre = n.rfind("pred.", 0) == 0 ? 5 : 0;
+    if (n.compare(pre, 4, "qkv_") == 0) {
+      const std::string kind = n.substr(pre + 4);  // "w.l" or "b.l"
+      for (const char* p : {"q_", "k_", "v_"}) out.push_back(n.substr(0, pre) + p + kind);
     } else {
       out.push_back(n);
     }
@@ -141,19 +181,24 @@ std::vector<std::string> Trainer::weight_names() const {
   return out;
 }
 
+std::vector<std::string> Trainer::weight_names() const { return expand_names(order_); }
+std::vector<std::string> Trainer::predecessor_names() const { return expand_names(pred_order_); }
+
 // The slot holding `name`, and the column range of it that is `name` (q/k/v live in one fused qkv).
 const Trainer::Slot* Trainer::find(const std::string& name, int* col0, int* ncols) const {
+  const size_t pre = name.rfind("pred.", 0) == 0 ? 5 : 0;
+  const std::string base = name.substr(pre);
   auto it = slots_.find(name);
-  if (it != slots_.end() && name.rfind("qkv_", 0) != 0) {
+  if (it != slots_.end() && base.rfind("qkv_", 0) != 0) {
     *col0 = 0;
     *ncols = it->second.cols;
     return &it->second;
   }
-  if (name.size() > 2 && (name[0] == 'q' || name[0] == 'k' || name[0] == 'v') && name[1] == '_') {
-    auto f = slots_.find("qkv_" + name.substr(2));
+  if (base.size() > 2 && (base[0] == 'q' || base[0] == 'k' || base[0] == 'v') && base[1] == '_') {
+    auto f = slots_.find(name.substr(0, pre) + "qkv_" + base.substr(2));
     if (f == slots_.end()) return nullptr;
-    const int Wd = cfg_.heads * cfg_.headSize;
-    *col0 = (name[0] == 'q' ? 0 : name[0] == 'k' ? 1 : 2) * Wd;
+    const int Wd = f->second.cols / 3;
+    *col0 = (base[0] == 'q' ? 0 : base[0] == 'k' ? 1 : 2) * Wd;
     *ncols = Wd;
     return &f->second;
   }
@@ -175,7 +220,12 @@ void Trainer::copy_cols(const std::string& name, const float* base, float* out) 
 }
 
 void Trainer::read_weight(const std::string& name, float* out) const { copy_cols(name, p_.get(), out); }
-void Trainer::read_grad(const std::string& name, float* out) const { copy_cols(name, g_.get(), out); }
+void Trainer::read_grad(const std::string& name, float* out) const {
+  int c0, nc;
+  const Slot* s = find(name, &c0, &nc);
+  if (s && s->frozen) throw ConfigError("'" + name + "' is a frozen predecessor weight: it has no gradient");
+  copy_cols(name, g_.get(), out);
+}
 
 void Trainer::write_weight(const std::string& name, const float* in) {
   int c0, nc;
@@ -267,6 +317,18 @@ void Trainer::validate(const TrainBatch& b) const {
   if (!(b.temperature > 0) || !std::isfinite(b.temperature)) throw InputRangeError("temperature must be a positive number");
   if (!(b.mlmWeight >= 0) || !(b.klWeight >= 0) || !std::isfinite(b.mlmWeight) || !std::isfinite(b.klWeight))
     throw InputRangeError("loss weights must be finite and >= 0");
+  if (b.route) {
+    if (b.nroute < 1) throw InputTypeError("route must name at least one layer of the stack");
+    const int n = (int)layers_.size();
+    std::vector<char> seen(n, 0);
+    for (int i = 0; i < b.nroute; ++i) {
+      const int r = b.route[i];
+      if (r < 0 || r >= n)
+        throw InputRangeError("route[" + std::to_string(i) + "] = " + std::to_string(r) + " is outside the layer stack [0, " +
+                              std::to_string(n) + ")");
+      if (seen[r]++) throw InputRangeError("route[" + std::to_string(i) + "] = " + std::to_string(r) + " runs a layer a second time");
+    }
+  }
 }
 
 // ---------------------------------------------------------------- parallel building blocks
@@ -406,7 +468,7 @@ void Trainer::colsum_add(const float* Y, int M, int N, float* out, const float* 
   });
 }
 
-void Trainer::linear_bwd(const float* X, int M, const Lin& L, const float* dY, float* dX, const float* R) {
+void Trainer::linear_bwd(const float* X, int M, const Lin& L, const float* dY, float* dX, const float* R, bool grads) {
   if (dX) {
     const float* Bt = pack_t(p_.get() + L.w, L.K, L.N);
     const int kpad = round_up(L.K, k_->NR);
@@ -414,6 +476,7 @@ void Trainer::linear_bwd(const float* X, int M, const Lin& L, const float* dY, f
     std::memset(z, 0, sizeof(float) * kpad);
     matmul(dY, L.N, Bt, dX, L.K, M, L.K, L.N, R ? Epi::BiasResid : Epi::None, z, R, R ? L.K : 0);
   }
+  if (!grads) return;
   weight_grad(X, M, L.K, dY, L.N, g_.get() + L.w);
   colsum_add(dY, M, L.N, g_.get() + L.b);
 }
@@ -428,10 +491,13 @@ void Trainer::ln_rows_fwd(float* y, float* xhat, float* rstd, const float* x, in
   });
 }
 
-void Trainer::ln_rows_bwd(float* dx, const float* dy, const float* xhat, const float* rstd, int M, size_t g, size_t b) {
+void Trainer::ln_rows_bwd(float* dx, const float* dy, const float* xhat, const float* rstd, int M, size_t g, size_t b,
+                          bool grads) {
   const int H = cfg_.hidden;
-  colsum_add(dy, M, H, g_.get() + g, xhat);
-  colsum_add(dy, M, H, g_.get() + b);
+  if (grads) {
+    colsum_add(dy, M, H, g_.get() + g, xhat);
+    colsum_add(dy, M, H, g_.get() + b);
+  }
   const float* gg = p_.get() + g;
   const TrainKernels* tk = tk_;
   rows_parallel(M, [&](int r, int) {
@@ -454,8 +520,32 @@ void Trainer::affine_rows(float* y, const float* xhat, int M, size_t g, size_t b
 
 double Trainer::forward_backward(const TrainBatch& bt, double* mlm_out, double* kl_out) {
   const int B = bt.batch, S = bt.seq, M = B * S;
-  const int H = cfg_.hidden, heads = cfg_.heads, d = cfg_.headSize, Wd = heads * d, I = cfg_.intermediate, Vv = cfg_.vocab;
-  const int L = cfg_.layers;
+  const int H = cfg_.hidden, Vv = cfg_.vocab;
+  // the route: the stack layers this batch runs, in order (default: the trainable layers)
+  route_.clear();
+  if (bt.route) route_.assign(bt.route, bt.route + bt.nroute);
+  else
+    for (int l = 0; l < cfg_.layers; ++l) route_.push_back(l);
+  const int L = (int)route_.size();
+  int maxD = 1, maxW = 1, maxI = 1;
+  for (int l : route_) {
+    const LayerShape& sh = layers_[l].shape;
+    maxD = sh.headSize > maxD ? sh.headSize : maxD;
+    maxW = sh.heads * sh.headSize > maxW ? sh.heads * sh.headSize : maxW;
+    maxI = sh.intermediate > maxI ? sh.intermediate : maxI;
+  }
+  // Embeddings and head frozen: gradients of the layers only, and the backward stops at the lowest
+  // trainable layer of the route (nothing below it needs dX).
+  const bool shared = shared_trainable(step_ + 1);
+  int lowest = 0;
+  if (!shared) {
+    lowest = L;
+    for (int i = 0; i < L; ++i)
+      if (!layers_[route_[i]].frozen) {
+        lowest = i;
+        break;
+      }
+  }
   const int T = pool_->size();
   const Kernels* k = k_;
   const TrainKernels* tk = tk_;
@@ -468,7 +558,7 @@ double Trainer::forward_backward(const TrainBatch& bt, double* mlm_out, double* 
   lossws_.resize(T);
   for (int t = 0; t < T; ++t) {
     ws_[t].get((size_t)k->MC * k->KC);
-    aws_[t].get(attn_ws_floats(S, d));
+    aws_[t].get(attn_ws_floats(S, maxD));
     lossws_[t].get((size_t)3 * Vv + 64);
   }
   saved_.resize(L);
@@ -490,9 +580,10 @@ double Trainer::forward_backward(const TrainBatch& bt, double* mlm_out, double* 
     });
     ln_rows_fwd(x, xhat_e, r_e, t1, M, embg_, embb_, cfg_.embLnEps);
   }
-  float* gi = gi_.get((size_t)M * I);
+  float* gi = gi_.get((size_t)M * maxI);
   for (int l = 0; l < L; ++l) {
-    const LayerSlots& ly = layers_[l];
+    const LayerSlots& ly = layers_[route_[l]];
+    const int heads = ly.shape.heads, d = ly.shape.headSize, Wd = heads * d, I = ly.shape.intermediate;
     Saved& sv = saved_[l];
     float* qkv = sv.qkv.get((size_t)M * 3 * Wd);
     float* ctx = sv.ctx.get((size_t)M * Wd);
@@ -502,7 +593,7 @@ double Trainer::forward_backward(const TrainBatch& bt, double* mlm_out, double* 
     float* xhat2 = sv.xhat2.get((size_t)M * H);
     float* r2 = sv.r2.get(M);
     linear_fwd(x, H, M, ly.qkv, qkv, Epi::Bias);
-    const float scale = cfg_.scoreScale;
+    const float scale = ly.shape.scoreScale;
     pool_->parallel_for(B * heads, [&](int task, int tid) {
       const int b = task / heads, h = task % heads;
       const float* q = qkv + (size_t)b * S * 3 * Wd + (size_t)h * d;
@@ -510,37 +601,40 @@ double Trainer::forward_backward(const TrainBatch& bt, double* mlm_out, double* 
                    scale, S, d, aws_[tid].p.get());
     });
     linear_fwd(ctx, Wd, M, ly.o, t1, Epi::BiasResid, x);
-    ln_rows_fwd(x, xhat1, r1, t1, M, ly.ln1g, ly.ln1b, cfg_.lnEps[2 * l]);
+    ln_rows_fwd(x, xhat1, r1, t1, M, ly.ln1g, ly.ln1b, ly.shape.lnEps1);
     linear_fwd(x, H, M, ly.in, u, Epi::Bias);
     rows_parallel(M, [&](int r, int) { tk->gelu_fwd(gi + (size_t)r * I, u + (size_t)r * I, I); });
     linear_fwd(gi, I, M, ly.out, t1, Epi::BiasResid, x);
-    ln_rows_fwd(x, xhat2, r2, t1, M, ly.ln2g, ly.ln2b, cfg_.lnEps[2 * l + 1]);
+    ln_rows_fwd(x, xhat2, r2, t1, M, ly.ln2g, ly.ln2b, ly.shape.lnEps2);
   }
 
   float* dx = dx_.get((size_t)M * H);
-  const double loss = cls_ ? cls_head(bt, x, dx, mlm_out, kl_out) : mlm_head(bt, x, dx, mlm_out, kl_out);
+  const double loss = cls_ ? cls_head(bt, x, dx, mlm_out, kl_out) : mlm_head(bt, x, dx, shared, mlm_out, kl_out);
+  if (lowest == L) return loss;  // nothing on this route trains
 
   float* dt = dt_.get((size_t)M * H);
-  float* di = di_.get((size_t)M * I);
-  float* dqkv = dqkv_.get((size_t)M * 3 * Wd);
-  float* dctx = dctx_.get((size_t)M * Wd);
-  for (int l = L - 1; l >= 0; --l) {
-    const LayerSlots& ly = layers_[l];
+  float* di = di_.get((size_t)M * maxI);
+  float* dqkv = dqkv_.get((size_t)M * 3 * maxW);
+  float* dctx = dctx_.get((size_t)M * maxW);
+  for (int l = L - 1; l >= lowest; --l) {
+    const LayerSlots& ly = layers_[route_[l]];
+    const int heads = ly.shape.heads, d = ly.shape.headSize, Wd = heads * d, I = ly.shape.intermediate;
+    const bool wg = !ly.frozen;  // weight gradients: not for a frozen predecessor, whose dX still flows
     Saved& sv = saved_[l];
     const float* qkv = sv.qkv.p.get();
     // LN2: dx -> dt (grad of ffn_out + residual)
-    ln_rows_bwd(dt, dx, sv.xhat2.p.get(), sv.r2.p.get(), M, ly.ln2g, ly.ln2b);
-    // FFN out: input gelu(u), recomputed
-    rows_parallel(M, [&](int r, int) { tk->gelu_fwd(gi + (size_t)r * I, sv.u.p.get() + (size_t)r * I, I); });
-    linear_bwd(gi, M, ly.out, dt, di, nullptr);
+    ln_rows_bwd(dt, dx, sv.xhat2.p.get(), sv.r2.p.get(), M, ly.ln2g, ly.ln2b, wg);
+    // FFN out: input gelu(u), recomputed (only its weight gradient reads it)
+    if (wg) rows_parallel(M, [&](int r, int) { tk->gelu_fwd(gi + (size_t)r * I, sv.u.p.get() + (size_t)r * I, I); });
+    linear_bwd(gi, M, ly.out, dt, di, nullptr, wg);
     rows_parallel(M, [&](int r, int) { tk->gelu_bwd(di + (size_t)r * I, sv.u.p.get() + (size_t)r * I, I); });
     // FFN in: input x1 = LN1 output, recomputed; dx1 = du W_in^T + dt (residual)
-    affine_rows(x, sv.xhat1.p.get(), M, ly.ln1g, ly.ln1b);
-    linear_bwd(x, M, ly.in, di, dx, dt);
+    if (wg) affine_rows(x, sv.xhat1.p.get(), M, ly.ln1g, ly.ln1b);
+    linear_bwd(x, M, ly.in, di, dx, dt, wg);
     // LN1: dx1 -> dt (grad of attention output + residual)
-    ln_rows_bwd(dt, dx, sv.xhat1.p.get(), sv.r1.p.get(), M, ly.ln1g, ly.ln1b);
-    linear_bwd(sv.ctx.p.get(), M, ly.o, dt, dctx, nullptr);
-    const float scale = cfg_.scoreScale;
+    ln_rows_bwd(dt, dx, sv.xhat1.p.get(), sv.r1.p.get(), M, ly.ln1g, ly.ln1b, wg);
+    linear_bwd(sv.ctx.p.get(), M, ly.o, dt, dctx, nullptr, wg);
+    const float scale = ly.shape.scoreScale;
     pool_->parallel_for(B * heads, [&](int task, int tid) {
       const int b = task / heads, h = task % heads;
       const size_t ld = 3 * (size_t)Wd;
@@ -549,11 +643,14 @@ double Trainer::forward_backward(const TrainBatch& bt, double* mlm_out, double* 
       tk->attn_bwd(q, q + Wd, q + 2 * Wd, ld, dctx + (size_t)b * S * Wd + (size_t)h * d, Wd, dq, dq + Wd, dq + 2 * Wd, ld,
                    madd + (size_t)b * S, scale, S, d, aws_[tid].p.get());
     });
-    // layer input, recomputed from the previous LayerNorm
-    if (l == 0) affine_rows(x, xhat_e, M, embg_, embb_);
-    else affine_rows(x, saved_[l - 1].xhat2.p.get(), M, layers_[l - 1].ln2g, layers_[l - 1].ln2b);
-    linear_bwd(x, M, ly.qkv, dqkv, dx, dt);
+    // layer input, recomputed from the previous LayerNorm; dX of the lowest layer only when the embeddings train
+    if (wg) {
+      if (l == 0) affine_rows(x, xhat_e, M, embg_, embb_);
+      else affine_rows(x, saved_[l - 1].xhat2.p.get(), M, layers_[route_[l - 1]].ln2g, layers_[route_[l - 1]].ln2b);
+    }
+    linear_bwd(x, M, ly.qkv, dqkv, l > lowest || shared ? dx : nullptr, dt, wg);
   }
+  if (!shared) return loss;
   // embedding LN, then the sparse row sums into the tables (split by columns: no two threads share a row part)
   ln_rows_bwd(dt, dx, xhat_e, r_e, M, embg_, embb_);
   {
@@ -580,7 +677,7 @@ double Trainer::forward_backward(const TrainBatch& bt, double* mlm_out, double* 
 }
 
 // MLM head on the loss positions only
-double Trainer::mlm_head(const TrainBatch& bt, float* x, float* dx, double* mlm_out, double* kl_out) {
+double Trainer::mlm_head(const TrainBatch& bt, float* x, float* dx, bool shared, double* mlm_out, double* kl_out) {
   const int M = bt.batch * bt.seq, P = bt.npos, H = cfg_.hidden, Vv = cfg_.vocab;
   const Kernels* k = k_;
   const TrainKernels* tk = tk_;
@@ -669,15 +766,17 @@ double Trainer::mlm_head(const TrainBatch& bt, float* x, float* dx, double* mlm_
     // logits = n word^T + b: dn = dlog word; dword = dlog^T n
     const float* Bp = pack(p + word_, Vv, H);
     matmul(dlog, Vv, Bp, dn, H, P, H, Vv, Epi::None, nullptr, nullptr, 0);
-    weight_grad(dlog, P, Vv, nrm, H, gr + word_);
-    colsum_add(dlog, P, Vv, gr + decoder_.b);
+    if (shared) {
+      weight_grad(dlog, P, Vv, nrm, H, gr + word_);
+      colsum_add(dlog, P, Vv, gr + decoder_.b);
+    }
   } else {
-    linear_bwd(nrm, P, decoder_, dlog, dn, nullptr);
+    linear_bwd(nrm, P, decoder_, dlog, dn, nullptr, shared);
   }
-  ln_rows_bwd(dn, dn, xhatm, rm, P, mlmg_, mlmb_);
+  ln_rows_bwd(dn, dn, xhatm, rm, P, mlmg_, mlmb_, shared);
   rows_parallel(P, [&](int r, int) { tk->gelu_bwd(dn + (size_t)r * H, hu + (size_t)r * H, H); });
   float* dsel = nrm;  // the normalised rows are no longer needed: dL/dhsel goes there
-  linear_bwd(hsel, P, mlm_dense_, dn, dsel, nullptr);
+  linear_bwd(hsel, P, mlm_dense_, dn, dsel, nullptr, shared);
   std::memset(dx, 0, sizeof(float) * (size_t)M * H);
   for (int i = 0; i < P; ++i) {
     float* o = dx + (size_t)bt.positions[i] * H;
@@ -736,25 +835,33 @@ StepResult Trainer::step(const TrainBatch& b) {
   const int64_t t = step_ + 1;
   const float lr = lr_at(t);
   const float gscale = opt_.clipNorm > 0 && r.gradNorm > opt_.clipNorm ? (float)(opt_.clipNorm / (r.gradNorm + 1e-6)) : 1.0f;
-  const float bc1 = (float)(1.0 - std::pow((double)opt_.beta1, (double)t));
-  const float bc2 = (float)(1.0 - std::pow((double)opt_.beta2, (double)t));
+  // bias corrections by the updates a parameter has had: all of them, or the shared part's since it thawed
+  auto bc = [](float beta, int64_t n) { return (float)(1.0 - std::pow((double)beta, (double)n)); };
+  const int64_t ts = t - opt_.sharedFrozenUntil;
   const float hlr = head_lr_at(t);
   struct Piece {
     size_t off, len;
-    float wd, lr;
+    float wd, lr, bc1, bc2;
   };
+  // a trainable layer the route did not run is left alone, as an optimizer skips a parameter without a
+  // gradient (no decay, no moment update)
+  std::vector<char> ran(layers_.size(), 0);
+  for (int l : route_) ran[l] = 1;
   std::vector<Piece> pieces;
   for (const auto& kv : slots_) {
     const Slot& s = kv.second;
+    if (s.frozen || (s.shared && !shared_trainable(t)) || (s.layer >= 0 && !ran[s.layer])) continue;
+    const int64_t n = s.shared ? ts : t;
     for (size_t o = 0; o < s.len; o += 65536)
-      pieces.push_back({s.off + o, s.len - o < 65536 ? s.len - o : 65536, s.decay ? opt_.weightDecay : 0.0f, s.head ? hlr : lr});
+      pieces.push_back({s.off + o, s.len - o < 65536 ? s.len - o : 65536, s.decay ? opt_.weightDecay : 0.0f, s.head ? hlr : lr,
+                        bc(opt_.beta1, n), bc(opt_.beta2, n)});
   }
   const TrainKernels* tk = tk_;
   float *p = p_.get(), *g = g_.get(), *m = m_.get(), *v = v_.get();
   const TrainOptions& o = opt_;
   pool_->parallel_for((int)pieces.size(), [&](int i, int) {
     const Piece& pc = pieces[i];
-    tk->adamw(p + pc.off, m + pc.off, v + pc.off, g + pc.off, pc.len, pc.lr, o.beta1, o.beta2, o.eps, pc.wd, bc1, bc2, gscale);
+    tk->adamw(p + pc.off, m + pc.off, v + pc.off, g + pc.off, pc.len, pc.lr, o.beta1, o.beta2, o.eps, pc.wd, pc.bc1, pc.bc2, gscale);
   });
   step_ = t;
   r.lr = lr;

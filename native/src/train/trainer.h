@@ -1,5 +1,7 @@
 // Training of the encoder with its MLM head (post-LN BERT, erf GELU): forward with saved activations,
 // backward through every layer, global-norm clipping, AdamW with warm-up + linear decay, fp32 weights.
+// The layer stack may also hold frozen predecessor layers of their own shapes (BERT-of-Theseus module
+// replacing): each batch names the route, the stack layers it runs in order.
 // No N-API here, so the C++ tests drive it directly; addon.cpp wraps it for JS.
 #pragma once
 
@@ -25,6 +27,17 @@ struct TrainOptions {
   int totalSteps = 1;         // ... then lr * (total - t) / (total - warmup), never below 0
   bool tiedDecoder = true;    // MLM decoder weight = word table transposed (no decoder_w of its own)
   float headLr = -1.0f;       // peak learning rate of the classification head (cls_head.h); < 0 = lr
+  // Embeddings and MLM head ("shared": the part a module-replacing student keeps from its teacher) get
+  // no gradient and no update for updates t <= sharedFrozenUntil; afterwards their Adam bias
+  // correction counts their own updates (t - sharedFrozenUntil), as if their optimizer started then.
+  int64_t sharedFrozenUntil = 0;
+};
+
+// The shape of one encoder layer. The trainable layers all have the configuration's; predecessor
+// layers have their own (the teacher's heads, head size, FFN width, score scale, LayerNorm epsilons).
+struct LayerShape {
+  int heads = 0, headSize = 0, intermediate = 0;
+  float scoreScale = 1.0f, lnEps1 = 1e-12f, lnEps2 = 1e-12f;
 };
 
 struct TrainBatch {
@@ -43,6 +56,10 @@ struct TrainBatch {
   const int32_t* classes = nullptr;      // [batch] true class of each sequence; null = no CE term
   const float* classTeacher = nullptr;   // [batch, labels] teacher logits; null = no KL term
   float ceWeight = 1.0f;
+  // The stack layers this batch runs, in order: 0 .. layers-1 the trainable layers, layers + j the
+  // frozen predecessor layer j; each at most once. null = the trainable layers in order.
+  const int32_t* route = nullptr;
+  int nroute = 0;
 };
 
 struct StepResult {
@@ -57,14 +74,20 @@ class Trainer {
   // Takes the same configuration and weight names as Encoder. With config.classifierLabels (and the
   // pooler) it trains the classification head (cls_head.h) and no MLM head; otherwise config.mlm must
   // be on (decoder_w is read only when !opt.tiedDecoder). Copies the weights. Throws ConfigError.
-  Trainer(const EncoderConfig& cfg, const WeightLookup& weights, const Kernels* k, const TrainOptions& opt);
+  // `predecessors` (masked-LM only): frozen layers appended to the stack (same hidden size), their
+  // weights by the engine's layer names with "pred." in front and their own index (pred.q_w.0,
+  // pred.ln2_b.3, ...): they run when a route names them and pass dX back, but get no gradient and no
+  // update, and are not part of params()/moment1()/moment2() or weight_names().
+  Trainer(const EncoderConfig& cfg, const WeightLookup& weights, const Kernels* k, const TrainOptions& opt,
+          const std::vector<LayerShape>& predecessors = {});
   ~Trainer();
 
   // Checks shapes and ranges (InputTypeError / InputRangeError).
   void validate(const TrainBatch& b) const;
   // Forward and backward: fills the gradients; no update.
   StepResult compute_gradients(const TrainBatch& b);
-  // compute_gradients, clipping, one AdamW update.
+  // compute_gradients, clipping, one AdamW update (of the trainable layers the batch's route ran, and of
+  // the embeddings and head unless frozen; Adam's bias correction counts every update).
   StepResult step(const TrainBatch& b);
 
   float lr_at(int64_t t) const;  // learning rate of update t (1-based)
@@ -76,14 +99,18 @@ class Trainer {
   const TrainOptions& options() const { return opt_; }
   const Kernels& kernels() const { return *k_; }
 
-  // Weights and gradients by the engine's names (q_w.0, word_emb, ...).
+  // Weights and gradients by the engine's names (q_w.0, word_emb, ...); read_weight and write_weight
+  // also take the predecessors' names (pred.q_w.0, ...).
   std::vector<std::string> weight_names() const;
+  std::vector<std::string> predecessor_names() const;
+  int predecessor_count() const { return (int)layers_.size() - cfg_.layers; }
   size_t weight_size(const std::string& name) const;  // 0 when unknown
   void read_weight(const std::string& name, float* out) const;
   void write_weight(const std::string& name, const float* in);
   void read_grad(const std::string& name, float* out) const;
 
-  // Optimizer state for checkpoints: parameters, first and second moments, each param_count() floats.
+  // Optimizer state for checkpoints: parameters, first and second moments, each param_count() floats
+  // (the trainable parameters only).
   size_t param_count() const { return nparams_; }
   float* params() { return p_.get(); }
   float* moment1() { return m_.get(); }
@@ -100,6 +127,9 @@ class Trainer {
     int rows = 0, cols = 0;
     bool decay = false;
     bool head = false;  // classification head: trained at headLr
+    bool shared = false;  // embeddings or MLM head (TrainOptions::sharedFrozenUntil)
+    bool frozen = false;  // a predecessor's: never updated, no gradient storage
+    int layer = -1;       // index into layers_ of the layer it belongs to (-1: embeddings or head)
   };
   struct Scratch {
     FloatBuf p;
@@ -113,12 +143,17 @@ class Trainer {
   struct LayerSlots {
     Lin qkv, o, in, out;
     size_t ln1g, ln1b, ln2g, ln2b;
+    LayerShape shape;
+    bool frozen = false;
   };
   struct Saved {  // per layer, from the forward
     Scratch qkv, ctx, xhat1, r1, u, xhat2, r2;
   };
 
   size_t add_slot(const std::string& name, int rows, int cols, bool decay);
+  void add_layer(const std::string& prefix, int index, const LayerShape& shape, bool frozen);
+  std::vector<std::string> expand_names(const std::vector<std::string>& order) const;
+  bool shared_trainable(int64_t t) const { return t > opt_.sharedFrozenUntil; }
   const Slot* find(const std::string& name, int* col0, int* ncols) const;
   void copy_cols(const std::string& name, const float* base, float* out) const;
 
@@ -128,12 +163,13 @@ class Trainer {
   const float* pack(const float* W, int K, int N);     // B = W [K,N]
   const float* pack_t(const float* W, int K, int N);   // B = W^T [N,K] (W is [K,N] row-major)
   void linear_fwd(const float* X, size_t ldx, int M, const Lin& L, float* Y, Epi epi, const float* R = nullptr);
-  // dX = dY W^T (+ R); dW += X^T dY; db += colsum(dY)
-  void linear_bwd(const float* X, int M, const Lin& L, const float* dY, float* dX, const float* R);
+  // dX = dY W^T (+ R); dW += X^T dY; db += colsum(dY) (the last two only when `grads`)
+  void linear_bwd(const float* X, int M, const Lin& L, const float* dY, float* dX, const float* R, bool grads = true);
   void weight_grad(const float* X, int M, int K, const float* dY, int N, float* dW);  // dW = X^T dY
   void colsum_add(const float* Y, int M, int N, float* out, const float* mulby = nullptr);
   void ln_rows_fwd(float* y, float* xhat, float* rstd, const float* x, int M, size_t g, size_t b, float eps);
-  void ln_rows_bwd(float* dx, const float* dy, const float* xhat, const float* rstd, int M, size_t g, size_t b);
+  void ln_rows_bwd(float* dx, const float* dy, const float* xhat, const float* rstd, int M, size_t g, size_t b,
+                   bool grads = true);
   void affine_rows(float* y, const float* xhat, int M, size_t g, size_t b);  // y = xhat*g + b
   template <class Fn>
   void rows_parallel(int M, Fn&& fn);
@@ -141,7 +177,7 @@ class Trainer {
   double forward_backward(const TrainBatch& b, double* mlm, double* kl);
   // The heads on the final hidden state x [batch*seq, H]: loss, head gradients, dL/dx into dx (zeroed
   // here; gradients zeroed here too).
-  double mlm_head(const TrainBatch& b, float* x, float* dx, double* mlm, double* kl);
+  double mlm_head(const TrainBatch& b, float* x, float* dx, bool shared, double* mlm, double* kl);
   double cls_head(const TrainBatch& b, const float* x, float* dx, double* ce, double* kl);
 
   EncoderConfig cfg_;
@@ -152,14 +188,16 @@ class Trainer {
   int64_t step_ = 0;
 
   std::map<std::string, Slot> slots_;
-  std::vector<std::string> order_;
-  size_t nparams_ = 0;
+  std::vector<std::string> order_, pred_order_;
+  size_t nparams_ = 0;  // trainable parameters (g_, m_, v_ hold these; p_ holds the predecessors' after them)
+  size_t nalloc_ = 0;   // all parameters, predecessors' included
   FloatBuf p_, g_, m_, v_;
   size_t word_, pos_, type_, embg_, embb_, mlmg_, mlmb_;
   Lin mlm_dense_, decoder_;  // decoder_.w unused when tied
   bool cls_ = false;
   size_t poolw_ = 0, poolb_ = 0, clsw_ = 0, clsb_ = 0;
-  std::vector<LayerSlots> layers_;
+  std::vector<LayerSlots> layers_;  // the trainable layers, then the predecessors
+  std::vector<int> route_;          // this step's stack layers, in order
 
   std::vector<Saved> saved_;
   Scratch xhat_e_, r_e_, madd_, x_, t_, gi_, dx_, dt_, di_, dqkv_, dctx_, tr_, packw_, packd_, zeros_;
