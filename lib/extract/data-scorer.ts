@@ -8,8 +8,11 @@
  *   A layer's score is the round it survived to, so the top k layers are exactly the k layers the
  *   elimination keeps: the set chosen by measured function, not by weight norms (which cannot tell
  *   layers apart). D·(D+1)/2 − 1 ablated runs.
- * - Heads, attention channels, FFN neurons, hidden channels and head similarity: the weight scorer's
- *   (lib/extract/scorer.ts); see the README for what was measured.
+ * - Heads and FFN neurons: gradient (Taylor, head-mask) importance from the training engine on the
+ *   source itself over the calibration batches, loss the masked-LM cross-entropy against the masked
+ *   words (lib/extract/gradient-importance.ts; `widths: 'weight'` keeps the weight scorer's).
+ * - Attention channels, hidden channels and head similarity: the weight scorer's
+ *   (lib/extract/scorer.ts); see BENCHMARKS.md "Data-driven importance" for what was measured.
  *
  * The scores belong to one source model: the scorer refuses a model of another architecture.
  */
@@ -23,6 +26,10 @@ import type { CalibrationSet } from '../search/calibration.js';
 import { fidelity, referenceLogProbs } from '../search/masked-lm.js';
 import { firstScorer, weightScorer, type ImportanceScorer } from './scorer.js';
 import { formatArch } from './arch.js';
+import { gradientImportance } from './gradient-importance.js';
+import { loadModel } from '../onnx/io.js';
+import { recognize } from '../bert/recognize.js';
+import { argmax } from '../search/masked-lm.js';
 
 export interface DataScorerOptions {
   threads?: number;
@@ -35,6 +42,11 @@ export interface DataScorerOptions {
   target?: Arch;
   /** Called after each ablated run with what was measured. */
   onProgress?: (message: string) => void;
+  /**
+   * Head and neuron scores: 'gradient' (default: Taylor importance, loss against the masked words),
+   * 'gradient-own' (loss against the model's own arg-max) or 'weight' (the weight scorer's).
+   */
+  widths?: 'gradient' | 'gradient-own' | 'weight';
 }
 
 export interface LayerAblation {
@@ -107,7 +119,7 @@ const MAX_SUBSETS = 64;
  * The layer subset of size `target.layers` with the lowest KL(source ‖ extracted) on `cal`, every
  * candidate extracted at the target's widths; undefined when there are too many subsets.
  */
-export async function bestLayerSubset(model: string, cal: CalibrationSet, target: Arch, opts: DataScorerOptions = {}): Promise<{ layers: number[]; kl: number } | undefined> {
+export async function bestLayerSubset(model: string, cal: CalibrationSet, target: Arch, opts: DataScorerOptions = {}, widths: ImportanceScorer = weightScorer): Promise<{ layers: number[]; kl: number } | undefined> {
   const source = await Encoder.load(model, { threads: opts.threads });
   const D = source.arch.layers;
   let ref;
@@ -123,7 +135,7 @@ export async function bestLayerSubset(model: string, cal: CalibrationSet, target
     let best: { layers: number[]; kl: number } | undefined;
     for (const keep of all) {
       const file = path.join(dir, `${keep.join('-')}.onnx`);
-      const scorer = { ...weightScorer, name: 'layers', layers: (m: BertModel) => m.layers.map((_, i) => (keep.includes(i) ? 1 : 0)) };
+      const scorer = { ...widths, name: 'layers', layers: (m: BertModel) => m.layers.map((_, i) => (keep.includes(i) ? 1 : 0)) };
       runCompress(model, { arch: target, strategy: scorer, output: file });
       const enc = await Encoder.load(file, { threads: opts.threads });
       try {
@@ -142,7 +154,7 @@ export async function bestLayerSubset(model: string, cal: CalibrationSet, target
 }
 
 /** The scorer from a finished ablation (for a model of architecture `arch`). */
-export function scorerFromAblation(ablation: LayerAblation, arch: BertModel['arch']): ImportanceScorer {
+export function scorerFromAblation(ablation: LayerAblation, arch: BertModel['arch'], widths: ImportanceScorer = weightScorer): ImportanceScorer {
   const layerScores = new Array<number>(arch.layers);
   ablation.removed.forEach((layer, round) => { layerScores[layer] = round; });
   const check = (m: BertModel) => {
@@ -153,26 +165,47 @@ export function scorerFromAblation(ablation: LayerAblation, arch: BertModel['arc
   return {
     name: 'data',
     layers: (m) => { check(m); return [...layerScores]; },
-    heads: (m, l) => weightScorer.heads(m, l),
-    attentionChannels: (m, l) => weightScorer.attentionChannels(m, l),
-    neurons: (m, l) => weightScorer.neurons(m, l),
-    hidden: (m) => weightScorer.hidden(m),
-    headSimilarity: (m, l) => weightScorer.headSimilarity!(m, l),
+    heads: (m, l) => { check(m); return widths.heads(m, l); },
+    attentionChannels: (m, l) => widths.attentionChannels(m, l),
+    neurons: (m, l) => { check(m); return widths.neurons(m, l); },
+    hidden: (m) => widths.hidden(m),
+    headSimilarity: (m, l) => widths.headSimilarity!(m, l),
   };
+}
+
+/**
+ * The weight scorer with heads and neurons replaced by gradient importance measured on `cal` (see
+ * lib/extract/gradient-importance.ts); 'weight' returns the weight scorer itself.
+ */
+export async function widthScorer(model: string, cal: CalibrationSet, widths: DataScorerOptions['widths'] = 'gradient', threads?: number): Promise<ImportanceScorer> {
+  if (widths === 'weight') return weightScorer;
+  let ownArgmax: Int32Array | undefined;
+  if (widths === 'gradient-own') {
+    const enc = await Encoder.load(model, { threads });
+    try {
+      const ref = await referenceLogProbs(enc, cal, 'the source model');
+      ownArgmax = Int32Array.from(ref, (r) => argmax(r));
+    } finally {
+      enc.close();
+    }
+  }
+  const g = await gradientImportance(recognize(loadModel(model).model), cal, { labels: widths === 'gradient-own' ? 'own' : 'true', ownArgmax, threads });
+  return { ...weightScorer, name: widths, heads: (_m, l) => [...g.heads[l]], neurons: (_m, l) => [...g.neurons[l]] };
 }
 
 /** Measures data-driven scores for `model` on `cal` and returns them as an ImportanceScorer. */
 export async function dataScorer(model: string, cal: CalibrationSet, opts: DataScorerOptions = {}): Promise<ImportanceScorer> {
   const { inspect } = await import('../inspect.js');
   const arch = inspect(model).arch;
+  const widths = await widthScorer(model, cal, opts.widths, opts.threads);
   if (opts.target) {
-    const best = await bestLayerSubset(model, cal, opts.target, opts);
+    const best = await bestLayerSubset(model, cal, opts.target, opts, widths);
     if (best) {
       // the chosen subset survives longest, the others in source order
       const removed = [...Array.from({ length: arch.layers }, (_, i) => i).filter((l) => !best.layers.includes(l)), ...best.layers];
-      return scorerFromAblation({ removed, klAfter: [] }, arch);
+      return scorerFromAblation({ removed, klAfter: [] }, arch, widths);
     }
   }
   const ablation = await ablateLayers(model, cal, opts);
-  return scorerFromAblation(ablation, arch);
+  return scorerFromAblation(ablation, arch, widths);
 }
