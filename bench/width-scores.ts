@@ -4,7 +4,7 @@
  * mlm-eval.json (native engine, float64 log-softmax), top-1 agreement with the teacher, accuracy and
  * mean KL(teacher ‖ student). Calibration (layers, gradients) on train.txt only, never heldout.txt.
  *
- *   npx tsx bench/width-scores.ts [--ablations] [--sequences N]
+ *   npx tsx bench/width-scores.ts [--ablations] [--sequences N] [--archs A/B/…] [--only first+importance+…]
  *
  * Scorers: first, importance (weights), data/weight (layers by subset KL, heads+neurons by weights),
  * data/gradient (layers by subset KL, heads+neurons by Taylor importance against the masked words),
@@ -31,7 +31,7 @@ const ablations = argv.includes('--ablations');
 const seqArg = argv.indexOf('--sequences');
 const sequences = seqArg >= 0 ? Number(argv[seqArg + 1]) : 32;
 const only = argv.indexOf('--only');
-const onlyList = only >= 0 ? argv[only + 1].split('/') : undefined;
+const onlyList = only >= 0 ? argv[only + 1].split('+') : undefined;
 
 interface EvalCase { input_ids: number[]; masked_index: number; label: number }
 const evalSet = JSON.parse(fs.readFileSync(path.join(dir, 'mlm-eval.json'), 'utf8')) as { cases: EvalCase[]; mask_id?: number };
@@ -70,7 +70,9 @@ async function main(): Promise<void> {
   await rows(teacherPath, (i, row) => { const lp = logSoftmax(row); teacherLp[i] = Float32Array.from(lp); teacherTop[i] = argmax(row); });
   const cal = buildCalibration(readCorpus(path.join(dir, 'train.txt')), TextTokenizer.fromFile(path.join(dir, 'vocab.txt')), { vocab: 8000, maxPositions: 128, sequences });
   console.log(`teacher rows ${((Date.now() - t0) / 1000).toFixed(1)} s; calibration ${cal.inputs.length} × ${cal.seq} tokens (${cal.positions} masked) from train.txt`);
-  const archs = ['3,4,256,512', '2,8,256,256', ...(ablations ? ['6,4,256,1024', '6,8,256,512', '6,8,256,256', '3,8,256,1024', '2,8,256,1024', '3,8,256,512'] : [])];
+  const archArg = argv.indexOf('--archs');
+  const archs = archArg >= 0 ? argv[archArg + 1].split('/')
+    : ['3,4,256,512', '2,8,256,256', ...(ablations ? ['6,4,256,1024', '6,8,256,512', '6,8,256,256', '3,8,256,1024', '2,8,256,1024', '3,8,256,512'] : [])];
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'bort-width-'));
   const grad = await widthScorer(teacherPath, cal, 'gradient');
   const lines = ['| arch | scorer | layers | accuracy | agreement | mean KL | scoring s |', '|---|---|---|---:|---:|---:|---:|'];

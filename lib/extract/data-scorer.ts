@@ -9,8 +9,9 @@
  *   elimination keeps: the set chosen by measured function, not by weight norms (which cannot tell
  *   layers apart). D·(D+1)/2 − 1 ablated runs.
  * - Heads and FFN neurons: gradient (Taylor, head-mask) importance from the training engine on the
- *   source itself over the calibration batches, loss the masked-LM cross-entropy against the masked
- *   words (lib/extract/gradient-importance.ts; `widths: 'weight'` keeps the weight scorer's).
+ *   source itself over the calibration batches, loss the masked-LM cross-entropy against the source's
+ *   own arg-max at the masked positions (lib/extract/gradient-importance.ts; measured best on the
+ *   teacher, see BENCHMARKS.md; `widths` picks the true words or the weight scorer's instead).
  * - Attention channels, hidden channels and head similarity: the weight scorer's
  *   (lib/extract/scorer.ts); see BENCHMARKS.md "Data-driven importance" for what was measured.
  *
@@ -43,8 +44,8 @@ export interface DataScorerOptions {
   /** Called after each ablated run with what was measured. */
   onProgress?: (message: string) => void;
   /**
-   * Head and neuron scores: 'gradient' (default: Taylor importance, loss against the masked words),
-   * 'gradient-own' (loss against the model's own arg-max) or 'weight' (the weight scorer's).
+   * Head and neuron scores: 'gradient-own' (default: Taylor importance, loss against the model's own
+   * arg-max), 'gradient' (loss against the masked words) or 'weight' (the weight scorer's).
    */
   widths?: 'gradient' | 'gradient-own' | 'weight';
 }
@@ -177,7 +178,7 @@ export function scorerFromAblation(ablation: LayerAblation, arch: BertModel['arc
  * The weight scorer with heads and neurons replaced by gradient importance measured on `cal` (see
  * lib/extract/gradient-importance.ts); 'weight' returns the weight scorer itself.
  */
-export async function widthScorer(model: string, cal: CalibrationSet, widths: DataScorerOptions['widths'] = 'gradient', threads?: number): Promise<ImportanceScorer> {
+export async function widthScorer(model: string, cal: CalibrationSet, widths: DataScorerOptions['widths'] = 'gradient-own', threads?: number): Promise<ImportanceScorer> {
   if (widths === 'weight') return weightScorer;
   let ownArgmax: Int32Array | undefined;
   if (widths === 'gradient-own') {

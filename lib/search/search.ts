@@ -269,7 +269,7 @@ export async function search(model: string, options: SearchOptions): Promise<Sea
     // 2. the scorer and the reference T
     let scorer: ImportanceScorer;
     if (strategy === 'data') {
-      progress({ phase: 'scoring', done: 0, total: 1, message: 'data-driven importance: ablating layers on the calibration text' });
+      progress({ phase: 'scoring', done: 0, total: 1, message: 'data-driven importance: layers by ablation, heads and neurons by gradients on the calibration text' });
       scorer = await dataScorer(model, cal, { threads: options.threads });
     } else {
       scorer = scorerFor(strategy);
