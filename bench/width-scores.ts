@@ -4,7 +4,9 @@
  * mlm-eval.json (native engine, float64 log-softmax), top-1 agreement with the teacher, accuracy and
  * mean KL(teacher ‖ student). Calibration (layers, gradients) on train.txt only, never heldout.txt.
  *
- *   npx tsx bench/width-scores.ts [--ablations] [--sequences N] [--archs A/B/…] [--only first+importance+…]
+ *   npx tsx bench/width-scores.ts [--ablations] [--sequences N] [--archs A/B/…] [--only first+importance+…] [--files a.onnx+b.onnx]
+ *
+ * --files also scores the given models (e.g. what `search --extract` wrote) the same way.
  *
  * Scorers: first, importance (weights), data/weight (layers by subset KL, heads+neurons by weights),
  * data/gradient (layers by subset KL, heads+neurons by Taylor importance against the masked words),
@@ -74,6 +76,27 @@ async function main(): Promise<void> {
   const archs = archArg >= 0 ? argv[archArg + 1].split('/')
     : ['3,4,256,512', '2,8,256,256', ...(ablations ? ['6,4,256,1024', '6,8,256,512', '6,8,256,256', '3,8,256,1024', '2,8,256,1024', '3,8,256,512'] : [])];
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'bort-width-'));
+  const score = async (file: string) => {
+    let agree = 0, hits = 0, kl = 0;
+    await rows(file, (i, row) => {
+      const q = logSoftmax(row);
+      const p = teacherLp[i];
+      let k = 0;
+      for (let v = 0; v < p.length; v++) { const pv = Math.exp(p[v]); if (pv > 0) k += pv * (p[v] - q[v]); }
+      kl += k;
+      const top = argmax(row);
+      if (top === teacherTop[i]) agree++;
+      if (top === cases[i].label) hits++;
+    });
+    return { agree, hits, kl: kl / cases.length };
+  };
+  const filesArg = argv.indexOf('--files');
+  for (const f of filesArg >= 0 ? argv[filesArg + 1].split('+') : []) {
+    const r = await score(f);
+    const line = `| ${path.basename(f)} | (file) | | ${r.hits} | ${r.agree} | ${r.kl.toFixed(4)} | |`;
+    console.log(line);
+    lines.push(line);
+  }
   const grad = await widthScorer(teacherPath, cal, 'gradient');
   const lines = ['| arch | scorer | layers | accuracy | agreement | mean KL | scoring s |', '|---|---|---|---:|---:|---:|---:|'];
   try {
@@ -85,6 +108,8 @@ async function main(): Promise<void> {
         ['data/weight', () => dataScorer(teacherPath, cal, { target, widths: 'weight' })],
         ['data/gradient', () => dataScorer(teacherPath, cal, { target, widths: 'gradient' })],
         ['data/gradient-own', () => dataScorer(teacherPath, cal, { target, widths: 'gradient-own' })],
+        ['data/gradient-own-b1', () => dataScorer(teacherPath, cal, { target, widths: 'gradient-own', gradientBatch: 1 })],
+        ['data/gradient-own+merged-heads-by-weight', () => dataScorer(teacherPath, cal, { target, widths: 'gradient-own', mergedHeads: 'weight' })],
         ['first-layers/gradient', async () => ({ ...grad, name: 'fl', layers: firstScorer.layers })],
       ];
       for (const [name, make] of variants) {
@@ -94,19 +119,9 @@ async function main(): Promise<void> {
         const secs = (Date.now() - s0) / 1000;
         const file = path.join(tmp, `${a.replace(/,/g, '-')}-${name.replace(/\//g, '_')}.onnx`);
         const summary = await compress(teacherPath, { arch: a, strategy, output: file });
-        let agree = 0, hits = 0, kl = 0;
-        await rows(file, (i, row) => {
-          const q = logSoftmax(row);
-          const p = teacherLp[i];
-          let k = 0;
-          for (let v = 0; v < p.length; v++) { const pv = Math.exp(p[v]); if (pv > 0) k += pv * (p[v] - q[v]); }
-          kl += k;
-          const top = argmax(row);
-          if (top === teacherTop[i]) agree++;
-          if (top === cases[i].label) hits++;
-        });
+        const { agree, hits, kl } = await score(file);
         fs.rmSync(file, { force: true });
-        const line = `| ${a} | ${name} | ${summary.plan.layers.join(',')} | ${hits} | ${agree} | ${(kl / cases.length).toFixed(4)} | ${secs.toFixed(1)} |`;
+        const line = `| ${a} | ${name} | ${summary.plan.layers.join(',')} | ${hits} | ${agree} | ${kl.toFixed(4)} | ${secs.toFixed(1)} |`;
         console.log(line);
         lines.push(line);
       }

@@ -48,6 +48,14 @@ export interface DataScorerOptions {
    * arg-max), 'gradient' (loss against the masked words) or 'weight' (the weight scorer's).
    */
   widths?: 'gradient' | 'gradient-own' | 'weight';
+  /**
+   * Head scores when heads merge (the target's head size above the source's): 'widths' (default, the
+   * same scores as elsewhere) or 'weight' (the weight scorer's; they only order the seeds of the
+   * similarity pairing). Measured on the teacher, neither wins everywhere (BENCHMARKS.md).
+   */
+  mergedHeads?: 'weight' | 'widths';
+  /** Calibration sequences per gradient pass (|∂L/∂ξ| is summed over passes; default 8). */
+  gradientBatch?: number;
 }
 
 export interface LayerAblation {
@@ -178,7 +186,7 @@ export function scorerFromAblation(ablation: LayerAblation, arch: BertModel['arc
  * The weight scorer with heads and neurons replaced by gradient importance measured on `cal` (see
  * lib/extract/gradient-importance.ts); 'weight' returns the weight scorer itself.
  */
-export async function widthScorer(model: string, cal: CalibrationSet, widths: DataScorerOptions['widths'] = 'gradient-own', threads?: number): Promise<ImportanceScorer> {
+export async function widthScorer(model: string, cal: CalibrationSet, widths: DataScorerOptions['widths'] = 'gradient-own', threads?: number, batch?: number): Promise<ImportanceScorer> {
   if (widths === 'weight') return weightScorer;
   let ownArgmax: Int32Array | undefined;
   if (widths === 'gradient-own') {
@@ -190,15 +198,27 @@ export async function widthScorer(model: string, cal: CalibrationSet, widths: Da
       enc.close();
     }
   }
-  const g = await gradientImportance(recognize(loadModel(model).model), cal, { labels: widths === 'gradient-own' ? 'own' : 'true', ownArgmax, threads });
+  const g = await gradientImportance(recognize(loadModel(model).model), cal, { labels: widths === 'gradient-own' ? 'own' : 'true', ownArgmax, threads, batch });
   return { ...weightScorer, name: widths, heads: (_m, l) => [...g.heads[l]], neurons: (_m, l) => [...g.neurons[l]] };
+}
+
+/** `widths` with the weight scorer's head scores: for targets whose heads merge (see mergedHeads). */
+export function withWeightHeads(widths: ImportanceScorer): ImportanceScorer {
+  return { ...widths, heads: (m, l) => weightScorer.heads(m, l) };
+}
+
+/** True when extracting `target` from a model of head size `sourceHeadSize` merges source heads. */
+export function mergesHeads(target: Arch, sourceHeadSize: number): boolean {
+  return target.hidden / target.heads > sourceHeadSize;
 }
 
 /** Measures data-driven scores for `model` on `cal` and returns them as an ImportanceScorer. */
 export async function dataScorer(model: string, cal: CalibrationSet, opts: DataScorerOptions = {}): Promise<ImportanceScorer> {
   const { inspect } = await import('../inspect.js');
-  const arch = inspect(model).arch;
-  const widths = await widthScorer(model, cal, opts.widths, opts.threads);
+  const info = inspect(model);
+  const arch = info.arch;
+  let widths = await widthScorer(model, cal, opts.widths, opts.threads, opts.gradientBatch);
+  if (opts.target && opts.mergedHeads === 'weight' && mergesHeads(opts.target, info.attentionWidth / arch.heads)) widths = withWeightHeads(widths);
   if (opts.target) {
     const best = await bestLayerSubset(model, cal, opts.target, opts, widths);
     if (best) {
