@@ -90,6 +90,7 @@ async function main(): Promise<void> {
     });
     return { agree, hits, kl: kl / cases.length };
   };
+  const lines = ['| arch | scorer | layers | accuracy | agreement | mean KL | scoring s |', '|---|---|---|---:|---:|---:|---:|'];
   const filesArg = argv.indexOf('--files');
   for (const f of filesArg >= 0 ? argv[filesArg + 1].split('+') : []) {
     const r = await score(f);
@@ -98,7 +99,6 @@ async function main(): Promise<void> {
     lines.push(line);
   }
   const grad = await widthScorer(teacherPath, cal, 'gradient');
-  const lines = ['| arch | scorer | layers | accuracy | agreement | mean KL | scoring s |', '|---|---|---|---:|---:|---:|---:|'];
   try {
     for (const a of archs) {
       const target = parseArch(a);
@@ -109,6 +109,7 @@ async function main(): Promise<void> {
         ['data/gradient', () => dataScorer(teacherPath, cal, { target, widths: 'gradient' })],
         ['data/gradient-own', () => dataScorer(teacherPath, cal, { target, widths: 'gradient-own' })],
         ['data/gradient-own-b1', () => dataScorer(teacherPath, cal, { target, widths: 'gradient-own', gradientBatch: 1 })],
+        ['data/gradient-own-b1-agree', () => dataScorer(teacherPath, cal, { target, widths: 'gradient-own', gradientBatch: 1, layerCriterion: 'agreement' })],
         ['data/gradient-own+merged-heads-by-weight', () => dataScorer(teacherPath, cal, { target, widths: 'gradient-own', mergedHeads: 'weight' })],
         ['first-layers/gradient', async () => ({ ...grad, name: 'fl', layers: firstScorer.layers })],
       ];

@@ -54,6 +54,11 @@ export interface DataScorerOptions {
    * similarity pairing). Measured on the teacher, neither wins everywhere (BENCHMARKS.md).
    */
   mergedHeads?: 'weight' | 'widths';
+  /**
+   * What the target-aware layer-subset search minimises on the calibration set: 'kl' (default,
+   * KL(source ‖ extracted)) or 'agreement' (most top-1 agreements with the source, ties by KL).
+   */
+  layerCriterion?: 'kl' | 'agreement';
   /** Calibration sequences per gradient pass (|∂L/∂ξ| is summed over passes; default 8). */
   gradientBatch?: number;
 }
@@ -128,7 +133,7 @@ const MAX_SUBSETS = 64;
  * The layer subset of size `target.layers` with the lowest KL(source ‖ extracted) on `cal`, every
  * candidate extracted at the target's widths; undefined when there are too many subsets.
  */
-export async function bestLayerSubset(model: string, cal: CalibrationSet, target: Arch, opts: DataScorerOptions = {}, widths: ImportanceScorer = weightScorer): Promise<{ layers: number[]; kl: number } | undefined> {
+export async function bestLayerSubset(model: string, cal: CalibrationSet, target: Arch, opts: DataScorerOptions = {}, widths: ImportanceScorer = weightScorer): Promise<{ layers: number[]; kl: number; agreement: number } | undefined> {
   const source = await Encoder.load(model, { threads: opts.threads });
   const D = source.arch.layers;
   let ref;
@@ -141,7 +146,10 @@ export async function bestLayerSubset(model: string, cal: CalibrationSet, target
   if (all.length > MAX_SUBSETS) return undefined;
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bort-layers-'));
   try {
-    let best: { layers: number[]; kl: number } | undefined;
+    let best: { layers: number[]; kl: number; agreement: number } | undefined;
+    const better = (f: { kl: number; agreement: number }) => !best || (opts.layerCriterion === 'agreement'
+      ? f.agreement > best.agreement || (f.agreement === best.agreement && f.kl < best.kl)
+      : f.kl < best.kl);
     for (const keep of all) {
       const file = path.join(dir, `${keep.join('-')}.onnx`);
       const scorer = { ...widths, name: 'layers', layers: (m: BertModel) => m.layers.map((_, i) => (keep.includes(i) ? 1 : 0)) };
@@ -150,7 +158,7 @@ export async function bestLayerSubset(model: string, cal: CalibrationSet, target
       try {
         const f = await fidelity(enc, cal, ref, 'a candidate layer subset');
         opts.onProgress?.(`layers ${keep.join(',')} at ${formatArch(target)}: KL ${f.kl.toFixed(4)}`);
-        if (!best || f.kl < best.kl) best = { layers: keep, kl: f.kl };
+        if (better(f)) best = { layers: keep, kl: f.kl, agreement: f.agreement };
       } finally {
         enc.close();
         fs.rmSync(file, { force: true });
