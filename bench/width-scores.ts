@@ -108,6 +108,7 @@ async function main(): Promise<void> {
         ['data/weight', () => dataScorer(teacherPath, cal, { target, widths: 'weight' })],
         ['data/gradient', () => dataScorer(teacherPath, cal, { target, widths: 'gradient' })],
         ['data/gradient-own', () => dataScorer(teacherPath, cal, { target, widths: 'gradient-own' })],
+        ['data/search', () => dataScorer(teacherPath, cal, {})], // as search extracts: layers by greedy elimination, no target
         ['data/gradient-own-b1', () => dataScorer(teacherPath, cal, { target, widths: 'gradient-own', gradientBatch: 1 })],
         ['data/gradient-own-b1-agree', () => dataScorer(teacherPath, cal, { target, widths: 'gradient-own', gradientBatch: 1, layerCriterion: 'agreement' })],
         ['data/gradient-own+merged-heads-by-weight', () => dataScorer(teacherPath, cal, { target, widths: 'gradient-own', mergedHeads: 'weight' })],
