@@ -142,7 +142,7 @@ describe('search over a small masked-LM', () => {
     t = smallTeacher();
     out = path.join(t.dir, 'out');
     result = await search(t.model, {
-      space: SPACE, corpus: t.corpus, vocab: t.vocab, shape: '1x16', output: out, extract: true, runs: 3, threads: 1,
+      space: SPACE, corpus: t.corpus, vocab: t.vocab, shape: '1x16', output: out, extract: true, runs: 3, threads: 1, steps: 0,
       calibrationSequences: 8, onProgress: (p) => events.push(`${p.phase} ${p.done}/${p.total}`),
     });
   }, 120_000);
@@ -197,7 +197,7 @@ describe('search over a small masked-LM', () => {
     const dir = path.join(t.dir, 'resume');
     const controller = new AbortController();
     const first = await search(t.model, {
-      space: SPACE, corpus: t.corpus, vocab: t.vocab, shape: '1x16', output: dir, runs: 3, threads: 1, calibrationSequences: 8, strategy: 'first',
+      space: SPACE, corpus: t.corpus, vocab: t.vocab, shape: '1x16', output: dir, runs: 3, threads: 1, calibrationSequences: 8, strategy: 'first', steps: 0,
       signal: controller.signal, onProgress: (p) => { if (p.phase === 'error' && p.done === 5) controller.abort(); },
     });
     expect(first.file.status).toBe('interrupted');
@@ -207,7 +207,7 @@ describe('search over a small masked-LM', () => {
     expect(measured.length).toBe(5);
     const events: string[] = [];
     const second = await search(t.model, {
-      space: SPACE, corpus: t.corpus, vocab: t.vocab, shape: '1x16', output: dir, runs: 3, threads: 1, calibrationSequences: 8, strategy: 'first',
+      space: SPACE, corpus: t.corpus, vocab: t.vocab, shape: '1x16', output: dir, runs: 3, threads: 1, calibrationSequences: 8, strategy: 'first', steps: 0,
       onProgress: (p) => events.push(`${p.phase} ${p.done}/${p.total}`),
     });
     expect(second.file.status).toBe('done');
@@ -220,9 +220,75 @@ describe('search over a small masked-LM', () => {
       expect(now.error).toBe(c.error);
     }
     // other settings are refused rather than overwritten
-    await expect(search(t.model, { space: SPACE, corpus: t.corpus, vocab: t.vocab, shape: '1x8', output: dir, strategy: 'first' }))
+    await expect(search(t.model, { space: SPACE, corpus: t.corpus, vocab: t.vocab, shape: '1x8', output: dir, strategy: 'first', steps: 0 }))
       .rejects.toThrow(/holds a search with other settings/);
   }, 120_000);
+});
+
+describe('search with n > 0 distillation steps', () => {
+  // T = 2,2,32,64 (the space's maximum point); the three smaller candidates are trained from T's logits
+  const SMALL = 'D=1..2,A=2,H=16..32/16,I=64';
+  let t: ReturnType<typeof smallTeacher>;
+  const base = () => ({ space: SMALL, corpus: t.corpus, vocab: t.vocab, shape: '1x16', runs: 2, threads: 1, calibrationSequences: 8, strategy: 'first' as const, train: { lr: 0.001 } });
+  const errors = (f: SearchFile) => new Map(f.candidates.filter((c) => c.error !== undefined).map((c) => [c.key, c.error!]));
+  let zero: SearchFile, two: SearchFile, three: SearchFile, eight: SearchFile;
+  beforeAll(async () => {
+    t = smallTeacher();
+    zero = (await search(t.model, { ...base(), steps: 0, output: path.join(t.dir, 'n0') })).file;
+    two = (await search(t.model, { ...base(), steps: 2, output: path.join(t.dir, 'n2') })).file;
+    three = (await search(t.model, { ...base(), steps: 3, output: path.join(t.dir, 'n3') })).file;
+    eight = (await search(t.model, { ...base(), steps: 8, output: path.join(t.dir, 'n8') })).file;
+  }, 120_000);
+
+  it('ê after n steps differs from the zero-shot ê and falls with n (2, 3, 8) where the candidate is narrower than T', () => {
+    const e0 = errors(zero), e2 = errors(two), e3 = errors(three), e8 = errors(eight);
+    expect(e0.size).toBe(4);
+    expect(e3.size).toBe(4);
+    for (const key of e0.keys()) expect(e2.get(key), key).not.toBe(e0.get(key));
+    // the trainable case: hidden 32 → 16, where the zero-shot candidate is furthest from T
+    for (const key of ['1,2,16,64', '2,2,16,64']) {
+      expect(e2.get(key)!, key).toBeLessThan(e0.get(key)!);
+      expect(e3.get(key)!, key).toBeLessThan(e2.get(key)!);
+      expect(e8.get(key)!, key).toBeLessThan(e3.get(key)!);
+    }
+    // T's logits were computed once: one batch per step, positions × vocab float32
+    expect(three.teacherLogits!.batches).toBe(3);
+    expect(three.teacherLogits!.bytes % (64 * 4)).toBe(0);
+    expect(three.config.steps).toBe(3);
+    expect(three.config.training).toEqual({ batch: 8, seq: 32, lr: 0.001, seed: 1 });
+    const c = three.candidates.find((x) => x.key === '1,2,16,64')!;
+    expect(c.training!.lastLoss).toBeLessThan(c.training!.firstLoss);
+    expect(zero.candidates.every((x) => x.training === undefined)).toBe(true);
+    expect(three.notes.join(' ')).toMatch(/after n = 3 steps of distillation from T/);
+  });
+
+  it('resume with n > 0 skips the candidates already measured and keeps their values', async () => {
+    const dir = path.join(t.dir, 'resume3');
+    const controller = new AbortController();
+    const first = await search(t.model, { ...base(), steps: 3, output: dir, signal: controller.signal, onProgress: (p) => { if (p.phase === 'error' && p.done === 2) controller.abort(); } });
+    expect(first.file.status).toBe('interrupted');
+    const measured = first.file.candidates.filter((c) => c.error !== undefined);
+    expect(measured.length).toBe(2);
+    expect(measured.every((c) => c.training !== undefined)).toBe(true);
+    const events: string[] = [];
+    const second = await search(t.model, { ...base(), steps: 3, output: dir, onProgress: (p) => events.push(`${p.phase} ${p.done}/${p.total}`) });
+    expect(second.file.status).toBe('done');
+    expect(events).toContain('error 2/2');
+    expect(events).not.toContain('error 3/3');
+    for (const c of measured) expect(second.file.candidates.find((x) => x.key === c.key)!.error).toBe(c.error);
+    // the same data and settings give the same ê as the uninterrupted run
+    for (const [k, e] of errors(second.file)) expect(e, k).toBeCloseTo(errors(three).get(k)!, 6);
+    // another n is another search: refused rather than overwritten
+    await expect(search(t.model, { ...base(), steps: 2, output: dir })).rejects.toThrow(/holds a search with other settings/);
+  }, 120_000);
+
+  it('bad training values are refused before anything is written', async () => {
+    const out = path.join(t.dir, 'bad');
+    await expect(search(t.model, { ...base(), steps: 1.5, output: out })).rejects.toThrow(/--steps 1\.5 is not a whole number from 0 to 1,000,000/);
+    await expect(search(t.model, { ...base(), steps: 2, train: { lr: 0 }, output: out })).rejects.toThrow(/training learning rate 0 is not in \(0, 1\]/);
+    await expect(search(t.model, { ...base(), steps: 2, train: { batch: 0 }, output: out })).rejects.toThrow(/training batch 0 is not a whole number from 1 to 256/);
+    expect(fs.existsSync(out)).toBe(false);
+  });
 });
 
 describe('search CLI', () => {
@@ -242,13 +308,16 @@ describe('search CLI', () => {
     expect(fs.existsSync(out)).toBe(false);
   });
 
-  it('--steps > 0 is refused until the training engine exists', () => {
+  it('bad --steps values are one line, exit 1, and nothing written', () => {
     const t = smallTeacher();
     const out = path.join(t.dir, 'cli-out');
-    const r = run(['search', t.model, '--corpus', t.corpus, '--vocab', t.vocab, '--steps', '100', '-o', out]);
-    expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/--steps 100 needs the training engine .*use --steps 0/);
-    expect(fs.existsSync(out)).toBe(false);
+    for (const [v, msg] of [['-1', /--steps '-1' is not a whole number ≥ 0/], ['2.5', /--steps '2\.5' is not a whole number ≥ 0/], ['2000000', /--steps 2000000 is not a whole number from 0 to 1,000,000.*--steps 0 \(zero-shot\)/]] as const) {
+      const r = run(['search', t.model, '--corpus', t.corpus, '--vocab', t.vocab, `--steps=${v}`, '-o', out]);
+      expect(r.code, v).toBe(1);
+      expect(r.stderr).toMatch(msg);
+      expect(r.stderr.trim().split('\n')).toHaveLength(1);
+      expect(fs.existsSync(out)).toBe(false);
+    }
   });
 
   it('compress --strategy data needs --corpus and --vocab', () => {

@@ -13,6 +13,6 @@ export async function dataStrategyScorer(model: string, arch: string, corpus: st
   if (!vocab) throw new BortError('--strategy data needs --vocab V', "give the model's vocab.txt or tokenizer.json");
   const info = inspect(model);
   const cal = buildCalibration(readCorpus(corpus), TextTokenizer.fromFile(vocab), { vocab: info.vocab, maxPositions: info.maxPositions, sequences: 32 });
-  step('scoring layers on the calibration text');
+  step('scoring layers (ablation), heads and neurons (gradients) on the calibration text');
   return dataScorer(model, cal, { target });
 }

@@ -8,7 +8,7 @@ Usage:
   bort-compress inspect MODEL.onnx [--json]
   bort-compress synth --arch D,A,H,I [--vocab V] [--head base|mlm|cls|qa|token-cls] -o OUT.onnx
   bort-compress bench MODEL.onnx [--batch B] [--seq S] [--threads T] [--runs N] [--json]
-  bort-compress search MODEL.onnx --corpus TEXT --vocab V [--space S] [--steps 0] [--shape 1x128] [-o DIR]
+  bort-compress search MODEL.onnx --corpus TEXT --vocab V [--space S] [--steps N] [--shape 1x128] [-o DIR]
   bort-compress demo
   bort-compress quantize MODEL.onnx [-o OUT.onnx] [--per-tensor] [--all] [--json]
   bort-compress distill TEACHER.onnx STUDENT.onnx --corpus TEXT --vocab V -o OUT.onnx [--steps N] …

@@ -31,7 +31,7 @@ export const SEARCH_HELP = `bort-compress search MODEL.onnx --corpus TEXT --voca
 Finds the best sub-architecture of a masked-LM among a space of (D, A, H, I), as in the Bort paper:
 every candidate's parameters p̂ (exact) and latency î (native engine), the maximum point T of the
 space as reference, the error ê of each candidate evaluated by the FPTAS (cross-entropy of its
-masked-word predictions against T's on the calibration text), the W-coefficient and the Pareto front.
+masked-word predictions against T's on the calibration text after n steps of distillation from T), the W-coefficient and the Pareto front.
 Writes DIR/search.json (after every candidate; the same command resumes an interrupted search) and
 DIR/search.html (the front, the chosen architecture, every candidate). Progress goes to stderr.
 
@@ -40,7 +40,8 @@ Options:
                             JSON {"D":[2,4],"H":"128..256/64"}; dimensions left out get defaults from the model
       --corpus TEXT         calibration text, one paragraph a line (never the evaluation text)
       --vocab V             the model's vocab.txt or tokenizer.json
-      --steps N             training steps per candidate before ê; only 0 (zero-shot) for now (default 0)
+      --steps N             distillation steps from T per candidate before ê (default 100; T's logits for the
+                            training batches are computed once); 0: zero-shot (extract, no training)
       --epsilon E           FPTAS interval size: evaluate one candidate per E, sorted by parameters (default 1: all)
       --shape BxS           batch × sequence for the latency (default 1x128, at most the model's positions)
   -s, --strategy S          how each candidate is extracted: data (default: layers chosen by ablation on the

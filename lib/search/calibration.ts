@@ -15,6 +15,8 @@ export interface CalibrationSet {
   inputs: Int32Array[];
   /** Masked positions of each sequence, ascending. */
   masked: number[][];
+  /** The original token at each masked position (parallel to `masked`). */
+  labels: number[][];
   maskId: number;
   /** Total masked positions. */
   positions: number;
@@ -77,7 +79,7 @@ export function buildCalibration(lines: string[], tokenizer: TextTokenizer, opts
   for (const id of [...specials, mask.id, ...stream.slice(0, count * inner)]) {
     if (id >= opts.vocab) throw new BortError(`the tokenizer gives token id ${id} but the model has ${opts.vocab} words`, 'pass --vocab with the model\'s own vocabulary');
   }
-  const inputs: Int32Array[] = [], masked: number[][] = [];
+  const inputs: Int32Array[] = [], masked: number[][] = [], labels: number[][] = [];
   let positions = 0;
   for (let r = 0; r < count; r++) {
     const ids = new Int32Array(seq);
@@ -89,10 +91,11 @@ export function buildCalibration(lines: string[], tokenizer: TextTokenizer, opts
     const chosen = new Set<number>();
     while (chosen.size < want) chosen.add(1 + Math.floor(rand() * inner));
     const pos = [...chosen].sort((a, b) => a - b);
+    labels.push(pos.map((p) => ids[p]));
     for (const p of pos) ids[p] = mask.id;
     inputs.push(ids);
     masked.push(pos);
     positions += pos.length;
   }
-  return { seq, inputs, masked, maskId: mask.id, positions };
+  return { seq, inputs, masked, labels, maskId: mask.id, positions };
 }

@@ -38,6 +38,8 @@ export interface CandidateRecord {
   chosen?: boolean;
   /** The extraction plan's summary. */
   plan?: { layers: number[]; headSize: number; notes: string[] };
+  /** With n > 0: the distillation loss at the first and last step, and seconds for training and ê. */
+  training?: { firstLoss: number; lastLoss: number; seconds: number };
 }
 
 export interface SearchConfig {
@@ -51,6 +53,8 @@ export interface SearchConfig {
   corpus: string;
   calibration: { sequences: number; seq: number; positions: number };
   latency: { mode: 'measure' | 'cost-model'; calibrate?: number; runs: number };
+  /** With n > 0: the distillation batches and learning rate. */
+  training?: { batch: number; seq: number; lr: number; seed: number };
 }
 
 export interface SearchFile {
@@ -63,6 +67,8 @@ export interface SearchFile {
   maximumPoint: { key: string; arch: Arch; params: number; latencyMs?: number; error?: number };
   candidates: CandidateRecord[];
   costModel?: CostModel;
+  /** With n > 0: T's logits for the training batches, computed once (the last run that needed them). */
+  teacherLogits?: { batches: number; bytes: number; seconds: number };
   chosen?: string;
   /** Wall-clock seconds spent, summed over runs that resumed. */
   seconds: number;

@@ -7,9 +7,9 @@
  * 2. the maximum point T of Ξ, extracted from the source; its masked-LM distributions on the
  *    calibration text are the reference;
  * 3. the FPTAS step: Ξ sorted by p̂ and cut into intervals of ε; one candidate per interval is
- *    extracted (by importance) and, with n = 0 steps, evaluated at once: ê = cross-entropy of its
- *    predictions against T's at the masked positions (n > 0, distillation from T before evaluating,
- *    needs the training engine and is refused for now);
+ *    extracted (by importance), distilled from T for n steps (lib/search/distilled-error.ts; T's
+ *    logits for the training batches computed once) and evaluated: ê = cross-entropy of its
+ *    predictions against T's at the calibration set's masked positions (n = 0: zero-shot, no training);
  * 4. the W-coefficient of every evaluated candidate, the Pareto front over (î, p̂, ê), and the
  *    candidate with the largest W.
  *
@@ -33,6 +33,7 @@ import { fitCostModel, predictMs } from './cost-model.js';
 import { argmaxW, representatives } from './fptas.js';
 import { measureLatency, timeEncoder, type Shape } from './latency.js';
 import { fidelity, referenceLogProbs, type MaskedLogProbs } from './masked-lm.js';
+import { DEFAULT_TRAIN, distillCandidate, teacherBatches, type TeacherBatches, type TrainSettings } from './distilled-error.js';
 import { paretoFlags } from './pareto.js';
 import { renderReport } from './report-html.js';
 import { readForResume, writeSearchFile, type CandidateRecord, type SearchConfig, type SearchFile } from './search-file.js';
@@ -45,8 +46,10 @@ export interface SearchOptions {
   /** Calibration text (one paragraph a line) and the model's tokenizer (vocab.txt or tokenizer.json). */
   corpus: string;
   vocab: string;
-  /** Training steps n per candidate; only 0 (zero-shot) is available in this version. */
+  /** Training steps n per candidate (distillation from T before ê; default DEFAULT_STEPS); 0 is zero-shot. */
   steps?: number;
+  /** Distillation settings for n > 0: sequences per step (default 8) and peak learning rate (default 5e-4). */
+  train?: { batch?: number; lr?: number };
   /** FPTAS interval size ε ≥ 1 (default 1: every candidate is evaluated). */
   epsilon?: number;
   /** Batch × sequence for î (default 1 × 128, the sequence at most the model's positions). */
@@ -99,17 +102,23 @@ export function parseShape(v: string | Shape): Shape {
   return shape;
 }
 
-const NOTES = [
-  'W(ξ) = (p̂(T)/p̂(ξ))·(î(T)/î(ξ))·(ê(T)/ê(ξ)); the argmax of W is on the Pareto front (README: departures from the paper).',
-  'ê with n = 0 steps: the candidate is extracted by importance and evaluated without training (zero-shot).',
-  'FPTAS step: Ξ sorted by p̂ (ties by î), cut into intervals of ε; the fastest candidate of each interval is evaluated.',
-];
+/** Training steps n per candidate when --steps is not given (see BENCHMARKS.md "Search on the teacher"). */
+export const DEFAULT_STEPS = 100;
+
+function notes(steps: number, train: TrainSettings): string[] {
+  return [
+    'W(ξ) = (p̂(T)/p̂(ξ))·(î(T)/î(ξ))·(ê(T)/ê(ξ)); the argmax of W is on the Pareto front (README: departures from the paper).',
+    steps === 0
+      ? 'ê with n = 0 steps: the candidate is extracted by importance and evaluated without training (zero-shot).'
+      : `ê after n = ${steps} steps of distillation from T (batches of ${train.batch}×${train.seq} masked-LM tokens from the corpus, loss 0.1·CE + 0.9·τ²·KL at τ = 2, AdamW lr ${train.lr}); T's logits computed once for all candidates.`,
+    'FPTAS step: Ξ sorted by p̂ (ties by î), cut into intervals of ε; the fastest candidate of each interval is evaluated.',
+  ];
+}
 
 function checkOptions(o: SearchOptions): { steps: number; epsilon: number; strategy: 'data' | 'importance' | 'first' } {
-  const steps = o.steps ?? 0;
-  if (!Number.isSafeInteger(steps) || steps < 0) throw new BortError(`--steps ${steps} is not a whole number ≥ 0`, 'pass --steps 0 (zero-shot)');
-  if (steps > 0) {
-    throw new BortError(`--steps ${steps} needs the training engine (distillation from T), which this version does not have yet`, 'use --steps 0 for the zero-shot search');
+  const steps = o.steps ?? DEFAULT_STEPS;
+  if (!Number.isSafeInteger(steps) || steps < 0 || steps > 1_000_000) {
+    throw new BortError(`--steps ${steps} is not a whole number from 0 to 1,000,000`, `pass --steps 0 (zero-shot) or a number of distillation steps (default ${DEFAULT_STEPS})`);
   }
   const epsilon = o.epsilon ?? 1;
   if (!Number.isSafeInteger(epsilon) || epsilon < 1) throw new BortError(`--epsilon ${epsilon} is not a whole number ≥ 1`, 'pass the FPTAS interval size ε, e.g. --epsilon 1 (evaluate every candidate)');
@@ -118,6 +127,19 @@ function checkOptions(o: SearchOptions): { steps: number; epsilon: number; strat
   if (!o.corpus) throw new BortError('missing --corpus TEXT', 'give calibration text (one paragraph a line) for ê; see bort-compress search --help');
   if (!o.vocab) throw new BortError('missing --vocab V', "give the model's vocab.txt or tokenizer.json; see bort-compress search --help");
   return { steps, epsilon, strategy };
+}
+
+function trainOverrides(t: SearchOptions['train']): Partial<TrainSettings> {
+  const out: Partial<TrainSettings> = {};
+  if (t?.batch !== undefined) {
+    if (!Number.isSafeInteger(t.batch) || t.batch < 1 || t.batch > 256) throw new BortError(`training batch ${t.batch} is not a whole number from 1 to 256`, 'pass train.batch, e.g. 8 sequences a step');
+    out.batch = t.batch;
+  }
+  if (t?.lr !== undefined) {
+    if (!Number.isFinite(t.lr) || t.lr <= 0 || t.lr > 1) throw new BortError(`training learning rate ${t.lr} is not in (0, 1]`, 'pass train.lr, e.g. 5e-4');
+    out.lr = t.lr;
+  }
+  return out;
 }
 
 /** Candidates to time when only `k` are measured: spread evenly over FLOPs, the extremes included. */
@@ -135,6 +157,7 @@ function eta(t0: number, done: number, total: number): number | undefined {
 export async function search(model: string, options: SearchOptions): Promise<SearchResult> {
   const started = Date.now();
   const { steps, epsilon, strategy } = checkOptions(options);
+  const trainGiven = trainOverrides(options.train);
   const progress = options.onProgress ?? (() => {});
   const info = inspect(model);
   if (!info.heads.mlm) {
@@ -172,9 +195,11 @@ export async function search(model: string, options: SearchOptions): Promise<Sea
   const jsonPath = path.join(outDir, 'search.json');
   const htmlPath = path.join(outDir, 'search.html');
 
+  const train: TrainSettings = { ...DEFAULT_TRAIN, ...trainGiven, seq: cal.seq };
   const config: SearchConfig = {
     model: path.resolve(model), modelBytes: info.fileBytes, space, shape, steps, epsilon, strategy, corpus: path.resolve(options.corpus),
     calibration: { sequences: cal.inputs.length, seq: cal.seq, positions: cal.positions },
+    ...(steps > 0 ? { training: { batch: train.batch, seq: train.seq, lr: train.lr, seed: train.seed } } : {}),
     latency: calibrate === undefined ? { mode: 'measure', runs } : { mode: 'cost-model', calibrate, runs },
   };
   const previous = readForResume(jsonPath, config);
@@ -185,8 +210,9 @@ export async function search(model: string, options: SearchOptions): Promise<Sea
     maximumPoint: previous?.maximumPoint ?? { key: archKey(T), arch: T, params: params(T) },
     candidates: archs.map((a) => byKey.get(archKey(a)) ?? { key: archKey(a), arch: a, params: params(a), gflop: flops(a), evaluated: false }),
     costModel: previous?.costModel,
+    teacherLogits: previous?.teacherLogits,
     seconds: previous?.seconds ?? 0,
-    notes: NOTES,
+    notes: notes(steps, train),
   };
   const save = () => {
     state.seconds = (previous?.seconds ?? 0) + (Date.now() - started) / 1000;
@@ -243,7 +269,7 @@ export async function search(model: string, options: SearchOptions): Promise<Sea
     // 2. the scorer and the reference T
     let scorer: ImportanceScorer;
     if (strategy === 'data') {
-      progress({ phase: 'scoring', done: 0, total: 1, message: 'data-driven importance: ablating layers on the calibration text' });
+      progress({ phase: 'scoring', done: 0, total: 1, message: 'data-driven importance: layers by ablation, heads and neurons by gradients on the calibration text' });
       scorer = await dataScorer(model, cal, { threads: options.threads });
     } else {
       scorer = scorerFor(strategy);
@@ -254,12 +280,19 @@ export async function search(model: string, options: SearchOptions): Promise<Sea
     const tFile = path.join(tmp, 'T.onnx');
     const tSummary = extract(T, tFile);
     let ref: MaskedLogProbs;
+    let tb: TeacherBatches | undefined;
     const tEnc = await Encoder.load(tFile, { threads: options.threads });
     try {
       ref = await referenceLogProbs(tEnc, cal, 'the maximum point');
       const self = await fidelity(tEnc, cal, ref, 'the maximum point');
       state.maximumPoint.error = self.crossEntropy;
       tRec.plan = { layers: tSummary.plan.layers, headSize: tSummary.plan.headSize, notes: tSummary.plan.notes };
+      if (steps > 0 && state.candidates.some((c) => c.error === undefined)) {
+        progress({ phase: 'reference', done: 0, total: 1, message: `T's logits for ${steps} training batches of ${train.batch}×${train.seq} tokens` });
+        const t0 = Date.now();
+        tb = await teacherBatches(tEnc, tokenizer, lines, steps, train);
+        state.teacherLogits = { batches: tb.batches.length, bytes: tb.bytes, seconds: (Date.now() - t0) / 1000 };
+      }
     } finally {
       tEnc.close();
       fs.rmSync(tFile, { force: true });
@@ -295,13 +328,26 @@ export async function search(model: string, options: SearchOptions): Promise<Sea
       const c = todo[i];
       const file = path.join(tmp, `${c.key.replace(/,/g, '-')}.onnx`);
       const s = extract(c.arch, file);
-      const enc = await Encoder.load(file, { threads: options.threads });
+      let evalFile = file;
+      let trained: { firstLoss: number; lastLoss: number } | undefined;
+      const c0 = Date.now();
+      if (steps > 0) {
+        evalFile = file.replace(/\.onnx$/, '.trained.onnx');
+        trained = await distillCandidate(file, evalFile, tb!, steps, train, { threads: options.threads, signal: options.signal });
+        fs.rmSync(file, { force: true });
+        if (!trained) return stop(); // interrupted mid-training: the candidate is not recorded
+      }
+      const enc = await Encoder.load(evalFile, { threads: options.threads });
       try {
         const f = await fidelity(enc, cal, ref, `candidate ${c.key}`);
-        Object.assign(c, { error: f.crossEntropy, kl: f.kl, agreement: f.agreement, plan: { layers: s.plan.layers, headSize: s.plan.headSize, notes: s.plan.notes } });
+        Object.assign(c, {
+          error: f.crossEntropy, kl: f.kl, agreement: f.agreement, plan: { layers: s.plan.layers, headSize: s.plan.headSize, notes: s.plan.notes },
+          ...(trained ? { training: { firstLoss: trained.firstLoss, lastLoss: trained.lastLoss, seconds: (Date.now() - c0) / 1000 } } : {}),
+        });
       } finally {
         enc.close();
         fs.rmSync(file, { force: true });
+        fs.rmSync(evalFile, { force: true });
       }
       save();
       progress({
