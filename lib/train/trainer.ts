@@ -12,7 +12,7 @@ import { BortError, quoteName } from '../errors.js';
 import type { BertModel, Linear } from '../bert/model.js';
 import { floatData } from '../onnx/tensor.js';
 import { native } from '../runtime/native.js';
-import { engineSpec } from '../runtime/spec.js';
+import { engineSpec, floatWeights } from '../runtime/spec.js';
 import { checkThreads, defaultThreads } from '../runtime/threads.js';
 
 export interface TrainOptions {
@@ -124,7 +124,7 @@ export class Trainer {
     const targets = writeTargets(model);
     const mlm = model.mlm;
     const tied = mlm.tiedToWordEmbeddings && mlm.decoder.alpha === 1;
-    const weights = { ...spec.weights };
+    const weights = floatWeights(spec);
     if (tied) delete weights['decoder_w'];
     const threads = options.threads === undefined ? defaultThreads() : checkThreads(options.threads, 'threads');
     const Ctor = (native() as unknown as { NativeTrainer: TrainerCtor }).NativeTrainer;

@@ -31,6 +31,33 @@ struct QSeg {
 };
 std::unique_ptr<QLinear> make_qlinear(const QKernels* qk, int K, const QSeg* segs, int nsegs);
 
+// Already-quantized weights (a quantized ONNX file's own): row-major int8 [K][n_i] side by side, each in
+// [-127, 127], with their per-column scales [n_i] (each finite and > 0), packed as they are. Throws
+// std::invalid_argument naming the first bad value.
+struct QSegI8 {
+  const int8_t* q;
+  const float* scale;
+  int n;
+};
+std::unique_ptr<QLinear> make_qlinear_int8(const QKernels* qk, int K, const QSegI8* segs, int nsegs);
+
+// Weight [k][n] as packed (tests, and the key-norm bound of the padding skip).
+inline int8_t qlinear_weight(const QLinear& L, int k, int n) {
+  const int NR = L.qk->NR, kg = qround4(L.K) / 4;
+  return L.B[(size_t)(n / NR) * NR * kg * 4 + (size_t)(k / 4) * NR * 4 + (size_t)(n % NR) * 4 + (k % 4)];
+}
+
+// Symmetric int8 rows with one scale each (the int8 embedding tables): row r is scale[r] · q[r][0..cols).
+struct QTable {
+  std::vector<int8_t> q;
+  std::vector<float> scale;
+  int cols = 0;
+  size_t bytes() const { return q.size() + scale.size() * 4; }
+  const int8_t* row(size_t r) const { return q.data() + r * (size_t)cols; }
+};
+// Quantizes x[rows][cols] per row (scale = max|row| / 127, 1 for a zero row; half away from zero).
+QTable make_qtable(const float* x, size_t rows, int cols);
+
 // Scratch for the quantized input rows, grown on demand (one per encoder; runs are serialised).
 struct QScratch {
   std::vector<int8_t> a;
