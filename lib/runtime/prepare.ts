@@ -28,6 +28,12 @@ let pool: WorkerPool<string, PreparedModel> | undefined;
  */
 const LIMITS = { codeRangeSizeMb: 64 };
 
+/**
+ * An idle reading thread is stopped after this long: its heap and isolate (~20 MB resident, more than
+ * an int8 Bort's layers) are not kept for the life of the process; a later load starts a new one.
+ */
+const IDLE_MS = 1000;
+
 function preparePool(): WorkerPool<string, PreparedModel> {
   if (pool) return pool;
   const entry = workerEntry(__dirname, 'prepare-worker');
@@ -36,6 +42,7 @@ function preparePool(): WorkerPool<string, PreparedModel> {
     entry,
     resourceLimits: LIMITS,
     maxWorkers: 1,
+    idleMs: IDLE_MS,
     failure: (why, file) => {
       switch (why.kind) {
         case 'start':

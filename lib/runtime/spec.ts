@@ -82,12 +82,6 @@ function int8Weight(m: BertModel, l: Linear, role: string): { values: Int8Array;
   return { values, scales };
 }
 
-function dequantized(q: { values: Int8Array; scales: Float32Array }, outDim: number): Float32Array {
-  const out = new Float32Array(q.values.length);
-  for (let i = 0; i < out.length; i++) out[i] = q.values[i] * q.scales[i % outDim];
-  return out;
-}
-
 export function engineSpec(m: BertModel): EngineSpec {
   const w: Record<string, Float32Array | Int8Array> = {};
   /** Stores an engine weight after checking its size and values, naming the part and the model's tensor. */
@@ -100,17 +94,13 @@ export function engineSpec(m: BertModel): EngineSpec {
   };
   const H = m.arch.hidden;
   // engine names: <part>_w / <part>_b, and <part>_w.<layer> inside layers
-  const lin = (key: string, l: Linear, role: string, inDim: number, outDim: number, layer = '', int8 = true) => {
+  const lin = (key: string, l: Linear, role: string, inDim: number, outDim: number, layer = '') => {
     if (l.quant) {
       // the file's own int8 weight and scales (recognition checked them), run as they are
       const q = int8Weight(m, l, role);
       if (q.values.length !== inDim * outDim) throw unsupported(`the ${role} weight ${quoteName(l.weight)} has ${q.values.length} values where the engine needs ${inDim * outDim}`);
-      if (int8) {
-        w[`${key}_w${layer}`] = q.values;
-        w[`${key}_ws${layer}`] = q.scales;
-      } else {
-        put(`${key}_w${layer}`, dequantized(q, outDim), inDim * outDim, `${role} weight`, l.weight);
-      }
+      w[`${key}_w${layer}`] = q.values;
+      w[`${key}_ws${layer}`] = q.scales;
     } else {
       put(`${key}_w${layer}`, scaled(inOutMatrix(m, l), l.alpha), inDim * outDim, `${role} weight`, l.weight);
     }
@@ -168,8 +158,7 @@ export function engineSpec(m: BertModel): EngineSpec {
     ln('ln2', l.ln2, `layer ${i} feed-forward LayerNorm`, at);
     lnEps.push(l.ln1.epsilon, l.ln2.epsilon);
   });
-  // the pooler's tanh epilogue has no int8 kernel: an int8 pooler weight runs dequantized
-  if (m.pooler) lin('pooler', m.pooler.dense, 'pooler', H, H, '', false);
+  if (m.pooler) lin('pooler', m.pooler.dense, 'pooler', H, H);
   if (m.mlm) {
     if (m.mlm.activation !== 'gelu') throw unsupported(`the masked-LM head uses ${m.mlm.activation}`);
     lin('mlm', m.mlm.transform, 'masked-LM transform', H, H);

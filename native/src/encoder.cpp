@@ -1,5 +1,9 @@
 #include "encoder.h"
 
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
+
 #include <algorithm>
 #include <cmath>
 #include "packing.h"
@@ -225,11 +229,12 @@ Encoder::Encoder(const EncoderConfig& cfg, const WeightLookup& w, const Kernels*
 
   if (cfg.int8) {
     word_q_ = make_qtable(need(w, "word_emb", V * H), V, (int)H);
-    packed_bytes_ += word_q_.bytes();
+    pos_q_ = make_qtable(need(w, "pos_emb", (size_t)cfg.maxPositions * H), cfg.maxPositions, (int)H);
+    packed_bytes_ += word_q_.bytes() + pos_q_.bytes();
   } else {
     word_ = copy_vec(w, "word_emb", V * H);
+    pos_ = copy_vec(w, "pos_emb", (size_t)cfg.maxPositions * H);
   }
-  pos_ = copy_vec(w, "pos_emb", (size_t)cfg.maxPositions * H);
   if (cfg.typeVocab > 0) type_ = copy_vec(w, "type_emb", (size_t)cfg.typeVocab * H);
   emb_g_ = copy_vec(w, "emb_ln_g", H);
   emb_b_ = copy_vec(w, "emb_ln_b", H);
@@ -246,7 +251,7 @@ Encoder::Encoder(const EncoderConfig& cfg, const WeightLookup& w, const Kernels*
     L.ln2g = copy_vec(w, at_layer("ln2_g", l), H);
     L.ln2b = copy_vec(w, at_layer("ln2_b", l), H);
   }
-  if (cfg.pooler) pooler_ = pack_linear(w, {"pooler_w"}, {"pooler_b"}, (int)H, {(int)H});
+  if (cfg.pooler) pooler_ = pack_linear(w, {"pooler_w"}, {"pooler_b"}, (int)H, {(int)H}, cfg.int8);
   if (cfg.mlm) {
     mlm_dense_ = pack_linear(w, {"mlm_w"}, {"mlm_b"}, (int)H, {(int)H});
     mlm_g_ = copy_vec(w, "mlm_ln_g", H);
@@ -272,6 +277,11 @@ Encoder::Encoder(const EncoderConfig& cfg, const WeightLookup& w, const Kernels*
     return std::sqrt(s);
   });
   i8_ = nullptr;
+#if defined(__GLIBC__)
+  // packing's transient buffers (quantized copies, a fused projection's int8 side by side) sit in
+  // malloc's arenas once freed; hand them back so that resident memory after load is the weights'
+  malloc_trim(0);
+#endif
   if (const char* p = std::getenv("BORT_PACK")) packing = std::strcmp(p, "0") != 0;
   want_threads_.store(cfg_.threads);
 }
@@ -280,15 +290,17 @@ Encoder::~Encoder() = default;
 
 void Encoder::embed_row(float* y, int id, int pos, const float* type_row) const {
   const int H = cfg_.hidden;
-  const float* posn = pos_.get() + (size_t)pos * H;
   if (word_q_.cols == 0) {
-    k_->add3(y, word_.get() + (size_t)id * H, posn, type_row, H);
+    k_->add3(y, word_.get() + (size_t)id * H, pos_.get() + (size_t)pos * H, type_row, H);
     return;
   }
   const int8_t* q = word_q_.row(id);
-  const float s = word_q_.scale[id];
-  for (int i = 0; i < H; ++i) y[i] = s * (float)q[i];
-  k_->add3(y, y, posn, type_row, H);
+  const int8_t* p = pos_q_.row(pos);
+  const float s = word_q_.scale[id], ps = pos_q_.scale[pos];
+  if (type_row)
+    for (int i = 0; i < H; ++i) y[i] = s * (float)q[i] + ps * (float)p[i] + type_row[i];
+  else
+    for (int i = 0; i < H; ++i) y[i] = s * (float)q[i] + ps * (float)p[i];
 }
 
 bool Encoder::closed() const { return closed_.load(); }
@@ -321,6 +333,7 @@ void Encoder::release_locked() {
   pool_.reset();
   word_.reset(); pos_.reset(); type_.reset(); emb_g_.reset(); emb_b_.reset();
   word_q_ = QTable();
+  pos_q_ = QTable();
   layers_.clear();
   layers_.shrink_to_fit();
   pooler_ = Linear(); mlm_dense_ = Linear(); decoder_ = Linear(); cls_ = Linear(); tok_ = Linear();
@@ -421,7 +434,10 @@ void Encoder::gemm_raw(const GemmArgs& g) {
 void Encoder::gemm(const float* A, size_t lda, const Linear& L, float* C, size_t ldc, int M, Epi epi, const float* R,
                    size_t ldr) {
   if (L.q) {
-    qlinear_run(*pool_, *L.q, A, lda, C, ldc, M, epi, L.b.get(), R, ldr, k_->gelu, qs_);
+    // tanh (the pooler's) has no int8 epilogue: bias in the tile, then tanh over the rows
+    qlinear_run(*pool_, *L.q, A, lda, C, ldc, M, epi == Epi::BiasTanh ? Epi::Bias : epi, L.b.get(), R, ldr, k_->gelu, qs_);
+    if (epi == Epi::BiasTanh)
+      for (int i = 0; i < M; ++i) k_->tanh(C + (size_t)i * ldc, L.N);
     return;
   }
   GemmArgs g;

@@ -36,7 +36,8 @@ struct EncoderConfig {
   int tokenLabels = 0;       // per-token classifier on the final hidden states (0 = none)
   int threads = 1;
   // Quantize at load (qlinear.h): the layer projections and the masked-LM decoder become int8 GEMMs
-  // (per output column), the word-embedding table int8 per row (dequantized on gather). Weights given
+  // (per output column; the pooler too), the word- and position-embedding tables int8 per row
+  // (dequantized on gather; the few token-type rows stay float32). Weights given
   // as int8 (Int8Lookup) run int8 whatever this says, with their own scales.
   bool int8 = false;
 };
@@ -172,7 +173,7 @@ class Encoder {
   std::atomic<int> want_threads_{1};
 
   FloatBuf word_, pos_, type_, emb_g_, emb_b_;
-  QTable word_q_;  // cfg_.int8: the word table int8 per row (word_ then unused)
+  QTable word_q_, pos_q_;  // cfg_.int8: the word and position tables int8 per row (word_, pos_ then unused)
   Int8Lookup i8_;  // during construction only
   std::vector<Layer> layers_;
   Linear pooler_, mlm_dense_, decoder_, cls_, tok_;
