@@ -47,7 +47,7 @@ function loadMemory(model: string, int8: boolean): { growth: number; after: numb
       const before = process.memoryUsage().rss;
       const enc = await Encoder.load(process.argv[1], { threads: ${threads}, int8: ${int8} });
       global.gc(); global.gc();
-      await new Promise((r) => setTimeout(r, 200));
+      await new Promise((r) => setTimeout(r, 1500)); // past the model-reading thread's 1 s idle stop
       global.gc();
       const after = process.memoryUsage().rss;
       console.log(JSON.stringify({ growth: after - before, after, paramBytes: inspect(process.argv[1]).params * 4 }));
