@@ -2,10 +2,60 @@
 #include "qlinear.h"
 
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
+#include <new>
 #include <stdexcept>
 
+#if defined(__unix__) || defined(__APPLE__)
+#include <sys/mman.h>
+#define BORT_QMMAP 1
+#endif
+
 namespace bort {
+
+void QBytes::release() {
+  if (!p_) return;
+#if defined(BORT_QMMAP)
+  if (mapped_) munmap(p_, n_);
+  else
+#endif
+    std::free(p_);
+  p_ = nullptr;
+  n_ = 0;
+  mapped_ = false;
+}
+
+QBytes& QBytes::operator=(QBytes&& o) noexcept {
+  if (this != &o) {
+    release();
+    p_ = o.p_; n_ = o.n_; mapped_ = o.mapped_;
+    o.p_ = nullptr; o.n_ = 0; o.mapped_ = false;
+  }
+  return *this;
+}
+
+void QBytes::resize(size_t n) {
+  release();
+  if (n == 0) return;
+#if defined(BORT_QMMAP)
+  if (n >= (1u << 20)) {
+    void* p = mmap(nullptr, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) throw std::bad_alloc();
+#if defined(MADV_HUGEPAGE)
+    madvise(p, n, MADV_HUGEPAGE);
+#endif
+    p_ = static_cast<int8_t*>(p);
+    n_ = n;
+    mapped_ = true;
+    return;
+  }
+#endif
+  void* p = std::aligned_alloc(64, (n + 63) / 64 * 64);
+  if (!p) throw std::bad_alloc();
+  p_ = static_cast<int8_t*>(p);
+  n_ = n;
+}
 
 std::unique_ptr<QLinear> make_qlinear(const QKernels* qk, int K, const QSeg* segs, int nsegs) {
   auto L = std::make_unique<QLinear>();

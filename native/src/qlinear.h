@@ -15,10 +15,33 @@
 
 namespace bort {
 
+// Bytes for packed int8 weights: 1 MiB and more mapped directly with transparent huge pages requested
+// (as the float weights, encoder.h: they stream through the TLB every run), smaller ones malloc'd.
+class QBytes {
+ public:
+  QBytes() = default;
+  QBytes(const QBytes&) = delete;
+  QBytes& operator=(const QBytes&) = delete;
+  QBytes(QBytes&& o) noexcept : p_(o.p_), n_(o.n_), mapped_(o.mapped_) { o.p_ = nullptr; o.n_ = 0; o.mapped_ = false; }
+  QBytes& operator=(QBytes&& o) noexcept;
+  ~QBytes() { release(); }
+  void resize(size_t n);  // contents undefined
+  int8_t* data() { return p_; }
+  const int8_t* data() const { return p_; }
+  size_t size() const { return n_; }
+  int8_t operator[](size_t i) const { return p_[i]; }
+
+ private:
+  void release();
+  int8_t* p_ = nullptr;
+  size_t n_ = 0;
+  bool mapped_ = false;
+};
+
 struct QLinear {
   const QKernels* qk = nullptr;
   int K = 0, N = 0;
-  std::vector<int8_t> B;        // packed by qpack_b
+  QBytes B;                     // packed by qpack_b
   std::vector<int32_t> colsum;  // from qpack_b
   std::vector<float> scale;     // [N], each > 0
   size_t bytes() const { return B.size() + colsum.size() * 4 + scale.size() * 4; }
