@@ -4,8 +4,9 @@
 // hand from the float32 fixture (onnxruntime's Python tools are not installed): every MatMul with a
 // constant B → DynamicQuantizeLinear(x) shared per input, MatMulInteger(x_q, W_q, x_zp, W_zp), Cast(to
 // float), Mul(x_scale, W_scale) named "…_scales_mul", Mul(cast, scales) into the MatMul's old output;
-// weights per tensor (its default), scalar scale and zero point, QInt8 symmetric (scale = max|W| / 127,
-// round half to even as numpy) or QUInt8 asymmetric (refused here: uint8 weights with a zero point).
+// weights per tensor (its default: scalar scale and zero point) or per_channel=True (one per output
+// column), QInt8 symmetric (scale = max|W| / 127, round half to even as numpy) or QUInt8 asymmetric
+// (refused here: uint8 weights with a zero point).
 //
 // Bound: activations are quantized differently by design (ours: symmetric int8 per row; onnxruntime:
 // uint8 per tensor), so the two agree within the sum of two quantization errors, not bit for bit. Each
@@ -42,7 +43,7 @@ function roundEven(x: number): number {
 }
 
 /** The float32 model rewritten as onnxruntime's quantize_dynamic writes it (see the header). */
-function ortQuantizeDynamic(input: string, output: string, weightType: 'QInt8' | 'QUInt8'): void {
+function ortQuantizeDynamic(input: string, output: string, weightType: 'QInt8' | 'QUInt8', perChannel = false): void {
   const loaded = loadModel(input);
   const g = loaded.model.graph!;
   const inits = new Map(g.initializer.map((t) => [t.name, t]));
@@ -60,7 +61,19 @@ function ortQuantizeDynamic(input: string, output: string, weightType: 'QInt8' |
     }
     const v = floatData(w);
     let q: Uint8Array, scale: number, zp: number, type: DataType;
-    if (weightType === 'QInt8') {
+    const cols = w.dims[1];
+    let scales: Float32Array | undefined;
+    if (weightType === 'QInt8' && perChannel) {
+      // per_channel=True: one scale per output column (axis 1 of MatMul's B), zero points int8 [N] zeros
+      scales = new Float32Array(cols);
+      for (let i = 0; i < v.length; i++) scales[i % cols] = Math.max(scales[i % cols], Math.abs(v[i]));
+      scales = scales.map((m) => Math.fround(m / 127));
+      const i8 = Int8Array.from(v, (a, i) => Math.max(-127, Math.min(127, roundEven(a / scales![i % cols]))));
+      q = new Uint8Array(i8.buffer);
+      scale = 0;
+      zp = 0;
+      type = DataType.INT8;
+    } else if (weightType === 'QInt8') {
       let mx = 0;
       for (const a of v) mx = Math.max(mx, Math.abs(a));
       scale = Math.fround(mx / 127);
@@ -77,8 +90,12 @@ function ortQuantizeDynamic(input: string, output: string, weightType: 'QInt8' |
       type = DataType.UINT8;
     }
     const wq = `${w.name}_quantized`, ws = `${w.name}_scale`, wz = `${w.name}_zero_point`;
-    g.initializer.push(tensorOf(wq, [...w.dims], type, q), makeFloatTensor(ws, [], Float32Array.of(scale)),
-      tensorOf(wz, [], type, Uint8Array.of(zp & 0xff)));
+    if (scales) {
+      g.initializer.push(tensorOf(wq, [...w.dims], type, q), makeFloatTensor(ws, [cols], scales), tensorOf(wz, [cols], type, new Uint8Array(cols)));
+    } else {
+      g.initializer.push(tensorOf(wq, [...w.dims], type, q), makeFloatTensor(ws, [], Float32Array.of(scale)),
+        tensorOf(wz, [], type, Uint8Array.of(zp & 0xff)));
+    }
     const out = n.output[0];
     nodes.push(makeNode('MatMulInteger', [xq[0], wq, xq[2], wz], [`${out}_output_quantized`], `${n.name}_quant`));
     nodes.push(makeNode('Cast', [`${out}_output_quantized`], [`${out}_output_quantized_cast_output`], `${out}_output_quantized_cast`, [makeAttrInt('to', DataType.FLOAT)]));
@@ -164,6 +181,17 @@ describe('Encoder.load(quantized ONNX): the file\'s int8 weights on our kernels,
       ortQuantizeDynamic(path.join(FIXTURES, `${name}.onnx`), q, 'QInt8');
       const s = inspect(q);
       expect(s.weights.filter((w) => w.precision === 'int8 per-tensor').length).toBeGreaterThanOrEqual(12);
+      const worst = await compareWithOrt(q, name, 2.5e-2);
+      expect(worst).toBeGreaterThan(0);
+    });
+  }
+
+  for (const name of ['bert-tiny-mlm-op14', 'bert-tiny-cls-op14']) {
+    it(`${name} in onnxruntime's quantize_dynamic form with per_channel=True: within 2.5e-2, inspect lists it`, async () => {
+      const q = path.join(tmpDir(), 'ort-pc.onnx');
+      ortQuantizeDynamic(path.join(FIXTURES, `${name}.onnx`), q, 'QInt8', true);
+      const s = inspect(q);
+      expect(s.weights.filter((w) => w.precision === 'int8 per-channel').length).toBeGreaterThanOrEqual(12);
       const worst = await compareWithOrt(q, name, 2.5e-2);
       expect(worst).toBeGreaterThan(0);
     });
