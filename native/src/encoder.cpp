@@ -225,9 +225,8 @@ Encoder::Encoder(const EncoderConfig& cfg, const WeightLookup& w, const Kernels*
                       std::to_string(cfg.threads));
   const size_t H = cfg.hidden, Wd = (size_t)cfg.heads * cfg.headSize, I = cfg.intermediate, V = cfg.vocab;
   pool_.reset(new ThreadPool(cfg_.threads));
-  if (cfg.int8) need_qk();
-
   if (cfg.int8) {
+    need_qk();
     word_q_ = make_qtable(need(w, "word_emb", V * H), V, (int)H);
     pos_q_ = make_qtable(need(w, "pos_emb", (size_t)cfg.maxPositions * H), cfg.maxPositions, (int)H);
     packed_bytes_ += word_q_.bytes() + pos_q_.bytes();
