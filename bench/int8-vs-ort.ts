@@ -6,7 +6,7 @@
  * runs with a pause before each block (onnxruntime's threads spin after a run; see native/README.md);
  * medians over all blocks. Also the resident memory after loading each model int8 vs its fp32 weights.
  *
- *   npm run build && npx tsx bench/int8-vs-ort.ts [--threads 2] [--runs 10] [--blocks 3] [--models bort,base]
+ *   npm run build && npx tsx bench/int8-vs-ort.ts [--threads 2] [--runs 10] [--blocks 3] [--models bort,base] [--memory-only]
  */
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -27,6 +27,7 @@ const runs = Number(opt('runs', '10'));
 const blocks = Number(opt('blocks', '3'));
 const pauseMs = 200;
 const wanted = opt('models', 'bort,base').split(',');
+const memoryOnly = args.includes('--memory-only');
 const MODELS = [
   { key: 'bort', label: 'Bort (4,8,1024,768)', arch: '4,8,1024,768' },
   { key: 'base', label: 'BERT-base (12,12,768,3072)', arch: '12,12,768,3072' },
@@ -46,7 +47,7 @@ function loadMemory(model: string, int8: boolean): { growth: number; after: numb
       const before = process.memoryUsage().rss;
       const enc = await Encoder.load(process.argv[1], { threads: ${threads}, int8: ${int8} });
       global.gc(); global.gc();
-      await new Promise((r) => setTimeout(r, 200));
+      await new Promise((r) => setTimeout(r, 1500)); // past the model-reading thread's 1 s idle stop
       global.gc();
       const after = process.memoryUsage().rss;
       console.log(JSON.stringify({ growth: after - before, after, paramBytes: inspect(process.argv[1]).params * 4 }));
@@ -65,8 +66,10 @@ async function main(): Promise<void> {
     const fp32 = path.join(dir, `${m.key}.onnx`), int8 = path.join(dir, `${m.key}.int8.onnx`);
     synth({ arch: m.arch, vocab: 30522, output: fp32 });
     quantize(fp32, { output: int8 });
-    const mf = loadMemory(fp32, false), mq = loadMemory(fp32, true);
-    console.log(`${m.label}: fp32 weights ${(mf.paramBytes / 1e6).toFixed(0)} MB; RSS growth at load: fp32 ${(mf.growth / 1e6).toFixed(0)} MB (${(mf.growth / mf.paramBytes).toFixed(2)}×), int8 ${(mq.growth / 1e6).toFixed(0)} MB (${(mq.growth / mf.paramBytes).toFixed(2)}× the fp32 weights)`);
+    const mf = loadMemory(fp32, false), mq = loadMemory(fp32, true), mfile = loadMemory(int8, true);
+    const x = (b: number) => `${(b / 1e6).toFixed(0)} MB (${(b / mf.paramBytes).toFixed(2)}×)`;
+    console.log(`${m.label}: fp32 weights ${(mf.paramBytes / 1e6).toFixed(0)} MB; RSS growth at load: fp32 ${x(mf.growth)}, int8 at load ${x(mq.growth)}, int8 ONNX file with { int8: true } ${x(mfile.growth)} (× the fp32 weights)`);
+    if (memoryOnly) continue;
     const so: ort.InferenceSession.SessionOptions = { intraOpNumThreads: threads, interOpNumThreads: 1, graphOptimizationLevel: 'all' };
     const ortFp32 = await ort.InferenceSession.create(fp32, so);
     const ortInt8 = await ort.InferenceSession.create(int8, so);

@@ -1,5 +1,6 @@
-// Encoder.load(fp32, { int8: true }): the native engine quantizes the layer projections at load (the
-// same per-column rule as `quantize`) and runs them on its int8 kernels. Compared with onnxruntime
+// Encoder.load(fp32, { int8: true }): the native engine quantizes the layer projections and the
+// masked-LM decoder at load (the same per-column rule as `quantize`) and runs them on its int8 kernels;
+// the word-embedding table is int8 per row, dequantized on gather. Compared with onnxruntime
 // running the int8 ONNX that `quantize` writes for the same model: both are within the quantization
 // error of float32, so of each other. Activations differ by design (ours: symmetric int8 per row;
 // onnxruntime's DynamicQuantizeLinear: uint8 per tensor), so the two are not bit-identical.
@@ -18,15 +19,20 @@ function relDiff(a: Float32Array, b: Float32Array): number {
   return d / m;
 }
 
-// Measured on these fixtures: ours int8 vs float32 0.4e-3 to 1.0e-3 of the largest output, ours vs
-// onnxruntime int8 0.5e-3 to 0.7e-3 (onnxruntime int8 vs float32: 0.6e-3 to 0.8e-3). Bound: 3e-3, the
-// bound test/quantize.test.ts derives for one int8 model against float32 (two int8 models may each be
-// that far on opposite sides, but measured they are not).
-const BOUND = 3e-3;
+// Measured on these fixtures before the embeddings and decoder were int8: ours int8 vs float32 0.4e-3
+// to 1.0e-3 of the largest output, ours vs onnxruntime int8 0.5e-3 to 0.7e-3 (onnxruntime int8 vs
+// float32: 0.6e-3 to 0.8e-3), inside the 3e-3 test/quantize.test.ts derives for one int8 model. The
+// int8 word table adds up to 1/254 of each row's largest value to every embedding (measured: hidden
+// states 3.9e-3 from onnxruntime int8, which keeps float32 embeddings): bound 6e-3. Masked-LM logits
+// (int8 decoder on int8 LayerNorm outputs, 1,000 logits): measured 1.0e-2; pooled output and
+// classifier (int8 pooler, tanh after): 1.3e-2. Heads' bound 2.5e-2, the one test/quantize.test.ts
+// gives `quantize --all`'s int8 heads against float32.
+const BOUND = 6e-3;
+const HEAD_BOUND = 2.5e-2;
 
 describe('Encoder int8: close to onnxruntime running the same model quantized by `quantize`', () => {
   for (const name of ['bert-tiny-op14', 'bert-tiny-mlm-op14', 'bert-tiny-cls-op14']) {
-    it(`${name}: every output within ${BOUND} of onnxruntime int8 and of float32, and not float32 itself`, async () => {
+    it(`${name}: every output within ${BOUND} (heads ${HEAD_BOUND}) of onnxruntime int8 and of float32, and not float32 itself`, async () => {
       const input = path.join(FIXTURES, `${name}.onnx`);
       const q = path.join(tmpDir(), 'q.onnx');
       quantize(input, { output: q });
@@ -48,8 +54,9 @@ describe('Encoder int8: close to onnxruntime running the same model quantized by
             for (const o of [ortInt8[k].data, ortFp32[k].data]) for (let i = 0; i < o.length; i++) if (mask[Math.floor(i / width)] === 0) o[i] = 0;
             expect(maxAbsDiffAtTokens(ours[k].data, ortFp32[k].data, ours[k].dims, mask)).toBeLessThan(Infinity);
           }
-          expect(relDiff(ortInt8[k].data, ours[k].data)).toBeLessThan(BOUND);
-          expect(relDiff(ortFp32[k].data, ours[k].data)).toBeLessThan(BOUND);
+          const bound = enc.outputRoles.find((o) => o.name === k)!.from === 'hidden' ? BOUND : HEAD_BOUND;
+          expect(relDiff(ortInt8[k].data, ours[k].data)).toBeLessThan(bound);
+          expect(relDiff(ortFp32[k].data, ours[k].data)).toBeLessThan(bound);
           expect(relDiff(oursFp32[k].data, ours[k].data)).toBeGreaterThan(1e-5); // the int8 path really ran
         }
       } finally {

@@ -18,7 +18,7 @@ import { TextTokenizer } from '../text/tokenizer.js';
 import { Trainer } from '../train/trainer.js';
 import { readCheckpoint, writeCheckpoint } from './checkpoint.js';
 import { readEvalCases, score, topWords, type EvalScore, type MlmRunner } from './evaluate.js';
-import { engineSpec } from '../runtime/spec.js';
+import { engineSpec, floatWeights } from '../runtime/spec.js';
 import { native } from '../runtime/native.js';
 import { MaskedLmBatches, SeededRandom } from './masked-batches.js';
 import { REPLACE_SCHEDULES, RouteSampler, gaussian, layerGroups, replaceRate, type ReplaceSchedule, type ReplacementSchedule } from './module-replacing.js';
@@ -213,7 +213,7 @@ export async function distill(o: DistillOptions): Promise<DistillSummary> {
       const spec = engineSpec(student);
       const evalThreads = o.threads ?? teacher.threads;
       evaluate = async () => {
-        const weights: Record<string, Float32Array> = { ...spec.weights };
+        const weights: Record<string, Float32Array> = floatWeights(spec);
         for (const n of trainer.weightNames()) weights[n] = trainer.weight(n);
         if (trainer.tiedDecoder) {
           const w = weights['word_emb'], H = student.arch.hidden, dec = new Float32Array(H * V);

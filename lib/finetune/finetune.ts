@@ -202,7 +202,7 @@ export async function finetune(o: FinetuneOptions): Promise<FinetuneSummary> {
     }
     const toNative = (b: ClassBatch) => ({ ids: b.ids, mask: b.mask, types: useTypes ? b.types : null, batch: b.batch, seq: b.seq });
     const evaluate = async (): Promise<number> => {
-      const weights: Record<string, Float32Array> = { ...spec.weights };
+      const weights: Record<string, Float32Array | Int8Array> = { ...spec.weights };
       for (const n of tr.weightNames()) weights[n] = tr.weight(n);
       const enc = native().createEncoder({ ...spec.config, threads }, weights);
       try {

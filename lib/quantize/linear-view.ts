@@ -110,6 +110,10 @@ export function quantizedLinearAt(ix: GraphIndex, mul: NodeProto): Linear | unde
   const w = ix.initializers.get(wname);
   if (!w) throw new BortError(`the weight of MatMulInteger ${nodeName(mm)} is computed, not an initializer`, damaged);
   const dims = tensorDims(w);
+  if (w.dataType === DataType.UINT8) {
+    throw new BortError(`the weight ${quoteName(wname)} of MatMulInteger ${nodeName(mm)} is uint8 (asymmetric weights with a zero point)`,
+      'bort-compress reads symmetric int8 weights: quantize the float32 model with bort-compress quantize, or with onnxruntime quantize_dynamic(weight_type=QuantType.QInt8)');
+  }
   if (w.dataType !== DataType.INT8 || dims.length !== 2 || dims[0] === 0 || dims[1] === 0) {
     throw new BortError(`the weight ${quoteName(wname)} of MatMulInteger ${nodeName(mm)} is ${typeName(w.dataType)} [${dims.join(', ')}], not an int8 matrix`, damaged);
   }

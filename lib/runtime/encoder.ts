@@ -58,9 +58,16 @@ export interface EncoderOptions {
   /** Threads for this encoder: an integer in [1, 256] (default: the number of CPU cores, at most 256). */
   threads?: number;
   /**
-   * true: quantize the layer projections (Q, K, V, O, feed-forward) to int8 at load, symmetric per
-   * output column as `quantize` does, and run them on the int8 kernels (activations quantized per row
-   * at run time). Embeddings, LayerNorms, attention scores and heads stay float32. Default false.
+   * true: quantize at load, symmetric per output column as `quantize` does, the layer projections (Q,
+   * K, V, O, feed-forward), the pooler and the masked-LM decoder (its own int8 GEMM, not shared with
+   * the word table), and run them on the int8 kernels (activations quantized per row at run time);
+   * the word- and position-embedding tables become int8 per row, dequantized on gather. LayerNorms,
+   * attention scores, the masked-LM transform, classifiers and token-type rows stay float32. No
+   * float32 copy of a quantized weight is kept. Default false.
+   *
+   * A quantized model (`bort-compress quantize`, or onnxruntime's `quantize_dynamic` with int8
+   * weights) runs its int8 linears on the int8 kernels with the file's own weights and scales whatever
+   * this says; `int8: true` then also quantizes what the file keeps in float32 (embeddings, heads).
    */
   int8?: boolean;
 }

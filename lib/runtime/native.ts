@@ -26,9 +26,9 @@ export interface NativeEncoder {
 
 export interface NativeAddon {
   /** Packs on the calling thread. */
-  createEncoder(config: Record<string, unknown>, weights: Record<string, Float32Array>): NativeEncoder;
+  createEncoder(config: Record<string, unknown>, weights: Record<string, Float32Array | Int8Array>): NativeEncoder;
   /** Packs on a libuv thread; the weights must stay untouched until the promise settles. */
-  createEncoderAsync(config: Record<string, unknown>, weights: Record<string, Float32Array>): Promise<NativeEncoder>;
+  createEncoderAsync(config: Record<string, unknown>, weights: Record<string, Float32Array | Int8Array>): Promise<NativeEncoder>;
   isa(): string;
   isas(): string[];
   /** The largest thread count an encoder accepts (256). */

@@ -22,6 +22,12 @@ export interface PreparedModel {
 
 let pool: WorkerPool<string, PreparedModel> | undefined;
 
+/**
+ * An idle reading thread is stopped after this long: its heap and isolate (~20 MB resident, more than
+ * an int8 Bort's layers) are not kept for the life of the process; a later load starts a new one.
+ */
+const IDLE_MS = 1000;
+
 function preparePool(): WorkerPool<string, PreparedModel> {
   if (pool) return pool;
   const entry = workerEntry(__dirname, 'prepare-worker');
@@ -30,6 +36,7 @@ function preparePool(): WorkerPool<string, PreparedModel> {
     entry,
     resourceLimits: WORKER_LIMITS,
     maxWorkers: 1,
+    idleMs: IDLE_MS,
     failure: (why, file) => {
       switch (why.kind) {
         case 'start':

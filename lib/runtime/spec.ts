@@ -11,7 +11,8 @@ import { BortError, quoteName } from '../errors.js';
 import type { BertModel, Linear, LayerNorm } from '../bert/model.js';
 import type { MaskReading } from '../bert/normalize/view.js';
 import { initializerData, inOutMatrix } from '../bert/weights.js';
-import { firstNonFinite } from '../onnx/tensor.js';
+import { firstNonFinite, floatData } from '../onnx/tensor.js';
+import { int8Values } from '../quantize/linear-view.js';
 
 export type EngineOutput = 'hidden' | 'pooled' | 'mlm' | 'cls' | 'tok';
 
@@ -25,7 +26,8 @@ export interface EngineSpec {
     embLnEps: number; lnEps: number[]; pooler: boolean; poolerActivation: 'tanh' | 'relu';
     mlm: null | { lnEps: number }; classifier: null | { labels: number }; tokenClassifier: null | { labels: number };
   };
-  weights: Record<string, Float32Array>;
+  /** Float32Array; an int8 linear of the file: Int8Array `<part>_w` [in, out] with Float32Array `<part>_ws` [out]. */
+  weights: Record<string, Float32Array | Int8Array>;
   /** Model input names by role. */
   inputs: { ids: string; mask?: string; tokenTypes?: string };
   /** The longest sequence the model reads. */
@@ -64,8 +66,24 @@ export function engineOutputs(m: BertModel): EngineSpec['outputs'] {
   });
 }
 
+/**
+ * An int8 linear's weight and per-column scales (a per-tensor scale repeated), as the file stores them.
+ * -128 is refused: the int8 kernels negate weights (qgemm.h), so they take [-127, 127].
+ */
+function int8Weight(m: BertModel, l: Linear, role: string): { values: Int8Array; scales: Float32Array } {
+  const values = int8Values(m.index.initializers.get(l.weight)!);
+  const at = values.indexOf(-128);
+  if (at >= 0) {
+    throw unsupported(`the ${role} weight ${quoteName(l.weight)} holds -128 at index ${at}; the int8 kernels take weights in [-127, 127]`,
+      'quantize symmetrically to [-127, 127] (bort-compress quantize does), or run this model with onnxruntime');
+  }
+  const s = floatData(m.index.initializers.get(l.quant!.scale)!);
+  const scales = s.length === 1 ? new Float32Array(l.outDim).fill(s[0]) : Float32Array.from(s);
+  return { values, scales };
+}
+
 export function engineSpec(m: BertModel): EngineSpec {
-  const w: Record<string, Float32Array> = {};
+  const w: Record<string, Float32Array | Int8Array> = {};
   /** Stores an engine weight after checking its size and values, naming the part and the model's tensor. */
   const put = (key: string, data: Float32Array, expected: number, role: string, tensor?: string) => {
     const what = tensor ? `the ${role} ${quoteName(tensor)}` : `the ${role}`;
@@ -77,7 +95,15 @@ export function engineSpec(m: BertModel): EngineSpec {
   const H = m.arch.hidden;
   // engine names: <part>_w / <part>_b, and <part>_w.<layer> inside layers
   const lin = (key: string, l: Linear, role: string, inDim: number, outDim: number, layer = '') => {
-    put(`${key}_w${layer}`, scaled(inOutMatrix(m, l), l.alpha), inDim * outDim, `${role} weight`, l.weight);
+    if (l.quant) {
+      // the file's own int8 weight and scales (recognition checked them), run as they are
+      const q = int8Weight(m, l, role);
+      if (q.values.length !== inDim * outDim) throw unsupported(`the ${role} weight ${quoteName(l.weight)} has ${q.values.length} values where the engine needs ${inDim * outDim}`);
+      w[`${key}_w${layer}`] = q.values;
+      w[`${key}_ws${layer}`] = q.scales;
+    } else {
+      put(`${key}_w${layer}`, scaled(inOutMatrix(m, l), l.alpha), inDim * outDim, `${role} weight`, l.weight);
+    }
     put(`${key}_b${layer}`, l.bias ? scaled(initializerData(m, l.bias), l.beta) : new Float32Array(outDim), outDim, `${role} bias`, l.bias);
   };
   const ln = (key: string, n: LayerNorm, role: string, layer = '') => {
@@ -170,4 +196,14 @@ export function engineSpec(m: BertModel): EngineSpec {
     maskReading: m.maskReading,
     fixedLength: m.inputs.fixedLength,
   };
+}
+
+/** The spec's weights when all are float32 (training reads those); an int8 model is refused. */
+export function floatWeights(spec: EngineSpec): Record<string, Float32Array> {
+  const out: Record<string, Float32Array> = {};
+  for (const [k, v] of Object.entries(spec.weights)) {
+    if (!(v instanceof Float32Array)) throw new BortError(`the model's weight ${quoteName(k)} is int8-quantized`, 'train and distil the float32 model; quantize afterwards');
+    out[k] = v;
+  }
+  return out;
 }

@@ -12,7 +12,7 @@ import { BortError, quoteName } from '../errors.js';
 import type { BertModel, Linear } from '../bert/model.js';
 import { floatData } from '../onnx/tensor.js';
 import { native } from '../runtime/native.js';
-import { engineSpec, type EngineSpec } from '../runtime/spec.js';
+import { engineSpec, floatWeights, type EngineSpec } from '../runtime/spec.js';
 import { checkThreads, defaultThreads } from '../runtime/threads.js';
 
 export interface TrainOptions {
@@ -160,7 +160,7 @@ export class Trainer {
     const targets = writeTargets(model, classifier);
     const mlm = model.mlm;
     const tied = !classifier && !!mlm && mlm.tiedToWordEmbeddings && mlm.decoder.alpha === 1;
-    const weights = { ...spec.weights };
+    const weights = floatWeights(spec);
     if (tied) delete weights['decoder_w'];
     const threads = options.threads === undefined ? defaultThreads() : checkThreads(options.threads, 'threads');
     const Ctor = (native() as unknown as { NativeTrainer: TrainerCtor }).NativeTrainer;
@@ -306,7 +306,7 @@ function predecessorLayers(s: EngineSpec['config'], pred: BertModel, weights: Re
   if (p.config.maskValue !== s.maskValue || p.config.maskSelect !== s.maskSelect) {
     throw new BortError('the teacher masks attention differently from the student', 'extract the student from this teacher, or distil with --method kd');
   }
-  for (const [name, data] of Object.entries(p.weights)) if (/\.\d+$/.test(name)) weights[`pred.${name}`] = data;
+  for (const [name, data] of Object.entries(floatWeights(p))) if (/\.\d+$/.test(name)) weights[`pred.${name}`] = data;
   return {
     layers: p.config.layers, heads: p.config.heads, headSize: p.config.headSize, intermediate: p.config.intermediate,
     scoreScale: p.config.scoreScale, lnEps: p.config.lnEps,

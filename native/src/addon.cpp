@@ -162,10 +162,11 @@ bort::EncoderConfig parse_config(Napi::Env env, Napi::Value cv) {
 // that it outlives a packing that runs on another thread.
 struct WeightTable {
   std::unordered_map<std::string, std::pair<const float*, size_t>> arrays;
+  std::unordered_map<std::string, std::pair<const int8_t*, size_t>> int8s;  // a quantized file's int8 weights
   std::vector<Napi::ObjectReference> refs;
 
   WeightTable(Napi::Env env, Napi::Value wv) {
-    if (!wv.IsObject()) throw Napi::TypeError::New(env, "createEncoder(config, weights): weights must be an object of Float32Array");
+    if (!wv.IsObject()) throw Napi::TypeError::New(env, "createEncoder(config, weights): weights must be an object of Float32Array (or Int8Array for int8 weights)");
     Napi::Object w = wv.As<Napi::Object>();
     Napi::Array names = w.GetPropertyNames();
     for (uint32_t i = 0; i < names.Length(); ++i) {
@@ -173,8 +174,14 @@ struct WeightTable {
       const std::string name = js_text(key);
       Napi::Value v = w.Get(key);
       if (v.IsUndefined() || v.IsNull()) continue;
+      if (v.IsTypedArray() && v.As<Napi::TypedArray>().TypedArrayType() == napi_int8_array) {
+        Napi::Int8Array a = v.As<Napi::Int8Array>();
+        int8s[name] = {a.Data(), a.ElementLength()};
+        refs.push_back(Napi::Persistent(static_cast<Napi::Object>(a)));
+        continue;
+      }
       if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
-        throw Napi::TypeError::New(env, "weight '" + name + "' must be a Float32Array");
+        throw Napi::TypeError::New(env, "weight '" + name + "' must be a Float32Array (or an Int8Array for an int8 weight)");
       Napi::Float32Array a = v.As<Napi::Float32Array>();
       arrays[name] = {a.Data(), a.ElementLength()};
       refs.push_back(Napi::Persistent(static_cast<Napi::Object>(a)));
@@ -185,6 +192,15 @@ struct WeightTable {
     return [this](const std::string& name, size_t* len) -> const float* {
       auto it = arrays.find(name);
       if (it == arrays.end()) return nullptr;
+      *len = it->second.second;
+      return it->second.first;
+    };
+  }
+  bort::Int8Lookup int8_lookup() const {
+    if (int8s.empty()) return nullptr;
+    return [this](const std::string& name, size_t* len) -> const int8_t* {
+      auto it = int8s.find(name);
+      if (it == int8s.end()) return nullptr;
       *len = it->second.second;
       return it->second.first;
     };
@@ -206,7 +222,7 @@ struct Failure {
 std::shared_ptr<Encoder> build_encoder(const bort::EncoderConfig& cfg, const WeightTable& w, const bort::Kernels* k,
                                        Failure* f) {
   try {
-    return std::make_shared<Encoder>(cfg, w.lookup(), k);
+    return std::make_shared<Encoder>(cfg, w.lookup(), k, w.int8_lookup());
   } catch (const bort::ConfigError& e) {
     *f = {Failure::Type, e.what()};
   } catch (const std::bad_alloc&) {

@@ -1,5 +1,9 @@
 #include "encoder.h"
 
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
+
 #include <algorithm>
 #include <cmath>
 #include "packing.h"
@@ -98,12 +102,17 @@ FloatBuf Encoder::copy_vec(const WeightLookup& w, const std::string& name, size_
   return b;
 }
 
-// int8: quantize + pack the weights (qlinear.cpp); the bias stays float, padded like the float path's.
-Encoder::Linear Encoder::pack_qlinear(Linear& L, const std::vector<PackSeg>& segs, const WeightLookup& w,
-                                      const std::vector<std::string>& bnames, const std::vector<int>& ns) {
-  std::vector<QSeg> qs;
-  for (const PackSeg& p : segs) qs.push_back({p.p, p.n});
-  L.q = make_qlinear(qk_, L.K, qs.data(), (int)qs.size());
+const QKernels* Encoder::need_qk() {
+  if (!qk_) {
+    const char* qerr = "no int8 kernels";
+    if (!(qk_ = qkernels_active(&qerr))) throw ConfigError(qerr);
+  }
+  return qk_;
+}
+
+// The bias stays float, padded to a whole panel like the float path's.
+Encoder::Linear Encoder::pack_bias(Linear& L, const WeightLookup& w, const std::vector<std::string>& bnames,
+                                   const std::vector<int>& ns) {
   L.b = alloc_floats(round_up(L.N, k_->NR));
   int off = 0;
   for (size_t i = 0; i < bnames.size(); ++i) {
@@ -115,10 +124,47 @@ Encoder::Linear Encoder::pack_qlinear(Linear& L, const std::vector<PackSeg>& seg
   return std::move(L);
 }
 
+// int8: quantize + pack the weights (qlinear.cpp).
+Encoder::Linear Encoder::pack_qlinear(Linear& L, const std::vector<PackSeg>& segs, const WeightLookup& w,
+                                      const std::vector<std::string>& bnames, const std::vector<int>& ns) {
+  std::vector<QSeg> qs;
+  for (const PackSeg& p : segs) qs.push_back({p.p, p.n});
+  L.q = make_qlinear(need_qk(), L.K, qs.data(), (int)qs.size());
+  return pack_bias(L, w, bnames, ns);
+}
+
 Encoder::Linear Encoder::pack_linear(const WeightLookup& w, const std::vector<std::string>& wnames,
                                      const std::vector<std::string>& bnames, int K, const std::vector<int>& ns, bool int8) {
   Linear L;
   L.K = K;
+  // int8 weights given (a quantized file's): all of the linear's parts, each with its scales
+  size_t given = 0;
+  for (const std::string& n : wnames) {
+    size_t len = 0;
+    if (i8_ && i8_(n, &len)) ++given;
+  }
+  if (given > 0) {
+    if (given != wnames.size()) throw ConfigError("weight '" + wnames[0] + "': int8 and float32 parts in one fused projection");
+    std::vector<QSegI8> qs;
+    for (size_t i = 0; i < wnames.size(); ++i) {
+      size_t len = 0;
+      const int8_t* q = i8_(wnames[i], &len);
+      if (len != (size_t)K * ns[i])
+        throw ConfigError("weight '" + wnames[i] + "' has " + std::to_string(len) + " int8 values, expected " + std::to_string((size_t)K * ns[i]));
+      std::string sname = wnames[i];
+      const size_t u = sname.find("_w");
+      sname.replace(u, 2, "_ws");
+      qs.push_back({q, need(w, sname, ns[i]), ns[i]});
+      param_bytes_ += len;
+      L.N += ns[i];
+    }
+    try {
+      L.q = make_qlinear_int8(need_qk(), K, qs.data(), (int)qs.size());
+    } catch (const std::invalid_argument& e) {
+      throw ConfigError("weight '" + wnames[0] + "': " + e.what());
+    }
+    return pack_bias(L, w, bnames, ns);
+  }
   std::vector<PackSeg> segs;
   for (size_t i = 0; i < wnames.size(); ++i) {
     const float* p = need(w, wnames[i], (size_t)K * ns[i]);
@@ -152,7 +198,8 @@ Encoder::Linear Encoder::pack_linear(const WeightLookup& w, const std::vector<st
   return L;
 }
 
-Encoder::Encoder(const EncoderConfig& cfg, const WeightLookup& w, const Kernels* kernels) : cfg_(cfg), k_(kernels) {
+Encoder::Encoder(const EncoderConfig& cfg, const WeightLookup& w, const Kernels* kernels, const Int8Lookup& i8)
+    : cfg_(cfg), k_(kernels), i8_(i8) {
   auto pos = [](const char* n, int v) {
     if (v <= 0) throw ConfigError(std::string("config.") + n + " must be a positive integer, got " + std::to_string(v));
   };
@@ -179,12 +226,14 @@ Encoder::Encoder(const EncoderConfig& cfg, const WeightLookup& w, const Kernels*
   const size_t H = cfg.hidden, Wd = (size_t)cfg.heads * cfg.headSize, I = cfg.intermediate, V = cfg.vocab;
   pool_.reset(new ThreadPool(cfg_.threads));
   if (cfg.int8) {
-    const char* qerr = "no int8 kernels";
-    if (!(qk_ = qkernels_active(&qerr))) throw ConfigError(qerr);
+    need_qk();
+    word_q_ = make_qtable(need(w, "word_emb", V * H), V, (int)H);
+    pos_q_ = make_qtable(need(w, "pos_emb", (size_t)cfg.maxPositions * H), cfg.maxPositions, (int)H);
+    packed_bytes_ += word_q_.bytes() + pos_q_.bytes();
+  } else {
+    word_ = copy_vec(w, "word_emb", V * H);
+    pos_ = copy_vec(w, "pos_emb", (size_t)cfg.maxPositions * H);
   }
-
-  word_ = copy_vec(w, "word_emb", V * H);
-  pos_ = copy_vec(w, "pos_emb", (size_t)cfg.maxPositions * H);
   if (cfg.typeVocab > 0) type_ = copy_vec(w, "type_emb", (size_t)cfg.typeVocab * H);
   emb_g_ = copy_vec(w, "emb_ln_g", H);
   emb_b_ = copy_vec(w, "emb_ln_b", H);
@@ -201,21 +250,57 @@ Encoder::Encoder(const EncoderConfig& cfg, const WeightLookup& w, const Kernels*
     L.ln2g = copy_vec(w, at_layer("ln2_g", l), H);
     L.ln2b = copy_vec(w, at_layer("ln2_b", l), H);
   }
-  if (cfg.pooler) pooler_ = pack_linear(w, {"pooler_w"}, {"pooler_b"}, (int)H, {(int)H});
+  if (cfg.pooler) pooler_ = pack_linear(w, {"pooler_w"}, {"pooler_b"}, (int)H, {(int)H}, cfg.int8);
   if (cfg.mlm) {
     mlm_dense_ = pack_linear(w, {"mlm_w"}, {"mlm_b"}, (int)H, {(int)H});
     mlm_g_ = copy_vec(w, "mlm_ln_g", H);
     mlm_b_ = copy_vec(w, "mlm_ln_b", H);
-    decoder_ = pack_linear(w, {"decoder_w"}, {"decoder_b"}, (int)H, {(int)V});
+    decoder_ = pack_linear(w, {"decoder_w"}, {"decoder_b"}, (int)H, {(int)V}, cfg.int8);
   }
   if (cfg.classifierLabels > 0) cls_ = pack_linear(w, {"cls_w"}, {"cls_b"}, (int)H, {cfg.classifierLabels});
   if (cfg.tokenLabels > 0) tok_ = pack_linear(w, {"tok_w"}, {"tok_b"}, (int)H, {cfg.tokenLabels});
-  key_bound_ = key_norm_bounds(cfg_, w);
+  // an int8 key projection: the bound from its dequantized int8 weights (packing.h)
+  key_bound_ = key_norm_bounds(cfg_, w, [&](int l, int h) -> double {
+    const Linear& qkv = layers_[l].qkv;
+    if (!qkv.q) return -1.0;
+    const int d = cfg_.headSize;
+    double s = 0;
+    for (int j = 0; j < d; ++j) {
+      const int n = (int)Wd + h * d + j;
+      const double sc = qkv.q->scale[n];
+      for (int k = 0; k < (int)H; ++k) {
+        const double v = sc * qlinear_weight(*qkv.q, k, n);
+        s += v * v;
+      }
+    }
+    return std::sqrt(s);
+  });
+  i8_ = nullptr;
+#if defined(__GLIBC__)
+  // packing's transient buffers (quantized copies, a fused projection's int8 side by side) sit in
+  // malloc's arenas once freed; hand them back so that resident memory after load is the weights'
+  malloc_trim(0);
+#endif
   if (const char* p = std::getenv("BORT_PACK")) packing = std::strcmp(p, "0") != 0;
   want_threads_.store(cfg_.threads);
 }
 
 Encoder::~Encoder() = default;
+
+void Encoder::embed_row(float* y, int id, int pos, const float* type_row) const {
+  const int H = cfg_.hidden;
+  if (word_q_.cols == 0) {
+    k_->add3(y, word_.get() + (size_t)id * H, pos_.get() + (size_t)pos * H, type_row, H);
+    return;
+  }
+  const int8_t* q = word_q_.row(id);
+  const int8_t* p = pos_q_.row(pos);
+  const float s = word_q_.scale[id], ps = pos_q_.scale[pos];
+  if (type_row)
+    for (int i = 0; i < H; ++i) y[i] = s * (float)q[i] + ps * (float)p[i] + type_row[i];
+  else
+    for (int i = 0; i < H; ++i) y[i] = s * (float)q[i] + ps * (float)p[i];
+}
 
 bool Encoder::closed() const { return closed_.load(); }
 
@@ -246,6 +331,8 @@ void Encoder::release_locked() {
   }
   pool_.reset();
   word_.reset(); pos_.reset(); type_.reset(); emb_g_.reset(); emb_b_.reset();
+  word_q_ = QTable();
+  pos_q_ = QTable();
   layers_.clear();
   layers_.shrink_to_fit();
   pooler_ = Linear(); mlm_dense_ = Linear(); decoder_ = Linear(); cls_ = Linear(); tok_ = Linear();
@@ -346,7 +433,10 @@ void Encoder::gemm_raw(const GemmArgs& g) {
 void Encoder::gemm(const float* A, size_t lda, const Linear& L, float* C, size_t ldc, int M, Epi epi, const float* R,
                    size_t ldr) {
   if (L.q) {
-    qlinear_run(*pool_, *L.q, A, lda, C, ldc, M, epi, L.b.get(), R, ldr, k_->gelu, qs_);
+    // tanh (the pooler's) has no int8 epilogue: bias in the tile, then tanh over the rows
+    qlinear_run(*pool_, *L.q, A, lda, C, ldc, M, epi == Epi::BiasTanh ? Epi::Bias : epi, L.b.get(), R, ldr, k_->gelu, qs_);
+    if (epi == Epi::BiasTanh)
+      for (int i = 0; i < M; ++i) k_->tanh(C + (size_t)i * ldc, L.N);
     return;
   }
   GemmArgs g;
@@ -554,8 +644,6 @@ void Encoder::forward_padded(const RunInputs& in, const RunOutputs& out) {
     const int T = pool_->size();
     const int chunks = M < 2 * T ? M : 2 * T;
     const int per = (M + chunks - 1) / chunks;
-    const float* word = word_.get();
-    const float* posn = pos_.get();
     const float* type = type_.get();
     pool_->parallel_for(chunks, [&](int t, int) {
       const int r1 = (t + 1) * per < M ? (t + 1) * per : M;
@@ -563,7 +651,7 @@ void Encoder::forward_padded(const RunInputs& in, const RunOutputs& out) {
         const int s = in.positions ? in.positions[r] : r % S;
         float* y = x + (size_t)r * H;
         const float* tv = type ? type + (size_t)(in.types ? in.types[r] : 0) * H : nullptr;
-        k->add3(y, word + (size_t)in.ids[r] * H, posn + (size_t)s * H, tv, H);
+        embed_row(y, in.ids[r], s, tv);
         k->layernorm(y, y, emb_g_.get(), emb_b_.get(), H, cfg_.embLnEps);
       }
     });

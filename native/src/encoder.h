@@ -35,7 +35,11 @@ struct EncoderConfig {
   int classifierLabels = 0;  // 0 = no classifier
   int tokenLabels = 0;       // per-token classifier on the final hidden states (0 = none)
   int threads = 1;
-  bool int8 = false;  // layer projections quantized at load and run on the int8 kernels (qlinear.h)
+  // Quantize at load (qlinear.h): the layer projections and the masked-LM decoder become int8 GEMMs
+  // (per output column; the pooler too), the word- and position-embedding tables int8 per row
+  // (dequantized on gather; the few token-type rows stay float32). Weights given
+  // as int8 (Int8Lookup) run int8 whatever this says, with their own scales.
+  bool int8 = false;
 };
 
 // Thrown for a bad configuration or weight (-> TypeError) or bad inputs (-> RangeError).
@@ -51,6 +55,9 @@ struct InputTypeError : std::runtime_error {
 
 // Looks a weight up by name; returns its data and sets *len, or returns null when absent.
 using WeightLookup = std::function<const float*(const std::string& name, size_t* len)>;
+// Looks an int8 weight up by name (a quantized file's own weights: "<linear>_w..." int8 [K][N] with
+// float scales "<linear>_ws..." [N] in the float lookup); null when absent.
+using Int8Lookup = std::function<const int8_t*(const std::string& name, size_t* len)>;
 
 // Buffers of 1 MiB and more are mapped directly (page exact, returned to the OS on free, transparent
 // huge pages requested: the weights stream through the TLB every run); smaller ones are aligned malloc.
@@ -89,7 +96,7 @@ class Encoder {
  public:
   // Validates the configuration, packs every weight (copying from the lookup's memory, which may be
   // released afterwards). Throws ConfigError.
-  Encoder(const EncoderConfig& cfg, const WeightLookup& weights, const Kernels* kernels);
+  Encoder(const EncoderConfig& cfg, const WeightLookup& weights, const Kernels* kernels, const Int8Lookup& int8 = nullptr);
   ~Encoder();
 
   const EncoderConfig& config() const { return cfg_; }
@@ -137,6 +144,10 @@ class Encoder {
                      const std::vector<std::string>& bnames, int K, const std::vector<int>& ns, bool int8 = false);
   Linear pack_qlinear(Linear& L, const std::vector<PackSeg>& segs, const WeightLookup& w,
                       const std::vector<std::string>& bnames, const std::vector<int>& ns);
+  Linear pack_bias(Linear& L, const WeightLookup& w, const std::vector<std::string>& bnames, const std::vector<int>& ns);
+  const QKernels* need_qk();
+  // Word + position (+ type) embedding of one token into y (the word row dequantized when int8).
+  void embed_row(float* y, int id, int pos, const float* type_row) const;
   void gemm(const float* A, size_t lda, const Linear& L, float* C, size_t ldc, int M, Epi epi,
             const float* R = nullptr, size_t ldr = 0);
   void gemm_raw(const GemmArgs& g);
@@ -162,6 +173,8 @@ class Encoder {
   std::atomic<int> want_threads_{1};
 
   FloatBuf word_, pos_, type_, emb_g_, emb_b_;
+  QTable word_q_, pos_q_;  // cfg_.int8: the word and position tables int8 per row (word_, pos_ then unused)
+  Int8Lookup i8_;  // during construction only
   std::vector<Layer> layers_;
   Linear pooler_, mlm_dense_, decoder_, cls_, tok_;
   FloatBuf mlm_g_, mlm_b_;

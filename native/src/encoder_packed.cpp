@@ -94,8 +94,6 @@ bool Encoder::forward_packed(const RunInputs& in, const RunOutputs& out, const P
     const int T = pool_->size();
     const int chunks = M < 2 * T ? M : 2 * T;
     const int per = (M + chunks - 1) / chunks;
-    const float* word = word_.get();
-    const float* posn = pos_.get();
     const float* type = type_.get();
     const int32_t* flat = plan.flat.data();
     pool_->parallel_for(chunks, [&](int t, int) {
@@ -104,7 +102,7 @@ bool Encoder::forward_packed(const RunInputs& in, const RunOutputs& out, const P
         const int r = flat[p], s = r % S;
         float* y = x + (size_t)p * H;
         const float* tv = type ? type + (size_t)(in.types ? in.types[r] : 0) * H : nullptr;
-        k->add3(y, word + (size_t)in.ids[r] * H, posn + (size_t)s * H, tv, H);
+        embed_row(y, in.ids[r], s, tv);
         k->layernorm(y, y, emb_g_.get(), emb_b_.get(), H, cfg_.embLnEps);
       }
     });

@@ -78,7 +78,8 @@ const float* get(const WeightLookup& w, const std::string& name) {
 }
 }  // namespace
 
-std::vector<double> key_norm_bounds(const EncoderConfig& c, const WeightLookup& w) {
+std::vector<double> key_norm_bounds(const EncoderConfig& c, const WeightLookup& w,
+                                    const std::function<double(int layer, int head)>& int8_key_fro) {
   const int H = c.hidden, d = c.headSize, Wd = c.heads * c.headSize;
   std::vector<double> out((size_t)c.layers * c.heads);
   for (int l = 0; l < c.layers; ++l) {
@@ -93,12 +94,19 @@ std::vector<double> key_norm_bounds(const EncoderConfig& c, const WeightLookup& 
       if (a > gmax || a != a) gmax = a;  // NaN sticks (then the bound is NaN and never proves anything)
     }
     const double xmax = gmax * std::sqrt((double)H) + std::sqrt(norm2(b, H));
-    const float* kw = get(w, "k_w." + std::to_string(l));  // [H, Wd] row-major
+    const bool q8 = int8_key_fro && int8_key_fro(l, 0) >= 0;
+    const float* kw = q8 ? nullptr : get(w, "k_w." + std::to_string(l));  // [H, Wd] row-major
     const float* kb = get(w, "k_b." + std::to_string(l));
     for (int h = 0; h < c.heads; ++h) {
-      double fro = 0;
-      for (int k = 0; k < H; ++k) fro += norm2(kw + (size_t)k * Wd + (size_t)h * d, d);
-      const double bound = std::sqrt(fro) * xmax + std::sqrt(norm2(kb + (size_t)h * d, d));
+      double fro = 0, xm = xmax;
+      if (q8) {
+        const double f = int8_key_fro(l, h);
+        fro = f * f;
+        xm = xmax * (1.0 + std::sqrt((double)H) / 254.0);
+      } else {
+        for (int k = 0; k < H; ++k) fro += norm2(kw + (size_t)k * Wd + (size_t)h * d, d);
+      }
+      const double bound = std::sqrt(fro) * xm + std::sqrt(norm2(kb + (size_t)h * d, d));
       out[(size_t)l * c.heads + h] = bound * 1.01;
     }
   }

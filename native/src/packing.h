@@ -5,6 +5,8 @@
 // but the order of a few float sums). Portable; no ISA flags, no N-API.
 #pragma once
 
+#include <functional>
+
 #include <cstddef>
 #include <cstdint>
 #include <vector>
@@ -36,7 +38,11 @@ void zero_masked_rows(float* buf, size_t width, const int32_t* mask, size_t rows
 // input, from the weights alone. A layer's input is a LayerNorm output g*z + b with |z| <= sqrt(H),
 // so |x| <= max|g|*sqrt(H) + |b|, and |W_k x + b_k| <= |W_k|_F |x| + |b_k|. Returned [layers*heads],
 // widened by 1% for float rounding. `w` must hold every weight the encoder checked.
-std::vector<double> key_norm_bounds(const EncoderConfig& cfg, const WeightLookup& w);
+// `int8_key_fro(layer, head)`, when given and >= 0: the layer's key projection runs int8, and this is
+// |W_k|_F of the head's dequantized int8 weights; its input is then quantized per row (symmetric,
+// max -> 127), which moves each element by at most max|x|/254 <= |x|/254, so |x_q| <= |x| (1 + sqrt(H)/254).
+std::vector<double> key_norm_bounds(const EncoderConfig& cfg, const WeightLookup& w,
+                                    const std::function<double(int layer, int head)>& int8_key_fro = nullptr);
 
 // Margin below which exp() of a float is exactly 0 in float32 (e^-104 < the smallest denormal),
 // with room to spare: a masked key contributes exactly 0 when its score minus the row's real maximum

@@ -2,9 +2,60 @@
 #include "qlinear.h"
 
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <new>
 #include <stdexcept>
 
+#if defined(__unix__) || defined(__APPLE__)
+#include <sys/mman.h>
+#define BORT_QMMAP 1
+#endif
+
 namespace bort {
+
+void QBytes::release() {
+  if (!p_) return;
+#if defined(BORT_QMMAP)
+  if (mapped_) munmap(p_, n_);
+  else
+#endif
+    std::free(p_);
+  p_ = nullptr;
+  n_ = 0;
+  mapped_ = false;
+}
+
+QBytes& QBytes::operator=(QBytes&& o) noexcept {
+  if (this != &o) {
+    release();
+    p_ = o.p_; n_ = o.n_; mapped_ = o.mapped_;
+    o.p_ = nullptr; o.n_ = 0; o.mapped_ = false;
+  }
+  return *this;
+}
+
+void QBytes::resize(size_t n) {
+  release();
+  if (n == 0) return;
+#if defined(BORT_QMMAP)
+  if (n >= (1u << 20)) {
+    void* p = mmap(nullptr, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) throw std::bad_alloc();
+#if defined(MADV_HUGEPAGE)
+    madvise(p, n, MADV_HUGEPAGE);
+#endif
+    p_ = static_cast<int8_t*>(p);
+    n_ = n;
+    mapped_ = true;
+    return;
+  }
+#endif
+  void* p = std::aligned_alloc(64, (n + 63) / 64 * 64);
+  if (!p) throw std::bad_alloc();
+  p_ = static_cast<int8_t*>(p);
+  n_ = n;
+}
 
 std::unique_ptr<QLinear> make_qlinear(const QKernels* qk, int K, const QSeg* segs, int nsegs) {
   auto L = std::make_unique<QLinear>();
@@ -38,6 +89,67 @@ std::unique_ptr<QLinear> make_qlinear(const QKernels* qk, int K, const QSeg* seg
   L->colsum.resize((size_t)((N + qk->NR - 1) / qk->NR) * qk->NR);
   qpack_b(L->B.data(), L->colsum.data(), q.data(), N, K, N, qk->NR);
   return L;
+}
+
+std::unique_ptr<QLinear> make_qlinear_int8(const QKernels* qk, int K, const QSegI8* segs, int nsegs) {
+  auto L = std::make_unique<QLinear>();
+  L->qk = qk;
+  L->K = K;
+  for (int i = 0; i < nsegs; ++i) L->N += segs[i].n;
+  const int N = L->N;
+  if (K > kQMaxK) throw std::invalid_argument("int8 layer with K > " + std::to_string(kQMaxK));
+  L->scale.resize(N);
+  int col = 0;
+  for (int s = 0; s < nsegs; ++s) {
+    for (int j = 0; j < segs[s].n; ++j) {
+      const float sc = segs[s].scale[j];
+      if (!(sc > 0.0f) || !std::isfinite(sc))
+        throw std::invalid_argument("int8 weight scale " + std::to_string(sc) + " at column " + std::to_string(j) + " (must be finite and > 0)");
+      L->scale[col + j] = sc;
+    }
+    const size_t n = (size_t)segs[s].n * K;
+    for (size_t i = 0; i < n; ++i)
+      if (segs[s].q[i] == -128) throw std::invalid_argument("int8 weight value -128 at " + std::to_string(i) + " (the int8 kernels take [-127, 127])");
+    col += segs[s].n;
+  }
+  // side by side into one row-major [K][N] for qpack_b
+  std::vector<int8_t> q;
+  const int8_t* src = segs[0].q;
+  if (nsegs > 1) {
+    q.resize((size_t)K * N);
+    col = 0;
+    for (int s = 0; s < nsegs; ++s) {
+      for (int k = 0; k < K; ++k) std::memcpy(&q[(size_t)k * N + col], segs[s].q + (size_t)k * segs[s].n, segs[s].n);
+      col += segs[s].n;
+    }
+    src = q.data();
+  }
+  L->B.resize(qpacked_size(K, N, qk->NR));
+  L->colsum.resize((size_t)((N + qk->NR - 1) / qk->NR) * qk->NR);
+  qpack_b(L->B.data(), L->colsum.data(), src, N, K, N, qk->NR);
+  return L;
+}
+
+QTable make_qtable(const float* x, size_t rows, int cols) {
+  QTable t;
+  t.cols = cols;
+  t.q.resize(rows * (size_t)cols);
+  t.scale.resize(rows);
+  for (size_t r = 0; r < rows; ++r) {
+    const float* p = x + r * (size_t)cols;
+    float mx = 0.0f;
+    for (int c = 0; c < cols; ++c) mx = std::fmax(mx, std::fabs(p[c]));
+    float sc = mx / 127.0f;
+    if (!(sc > 0.0f) || !std::isfinite(sc)) sc = 1.0f;
+    t.scale[r] = sc;
+    int8_t* d = t.q.data() + r * (size_t)cols;
+    for (int c = 0; c < cols; ++c) {
+      const double v = (double)p[c] / (double)sc;
+      double q = v < 0 ? -std::floor(-v + 0.5) : std::floor(v + 0.5);
+      d[c] = (int8_t)(q > 127 ? 127 : q < -127 ? -127 : q);
+    }
+  }
+  return t;
 }
 
 void qlinear_run(ThreadPool& pool, const QLinear& L, const float* A, size_t lda, float* C, size_t ldc, int M, Epi epi,

@@ -15,10 +15,33 @@
 
 namespace bort {
 
+// Bytes for packed int8 weights: 1 MiB and more mapped directly with transparent huge pages requested
+// (as the float weights, encoder.h: they stream through the TLB every run), smaller ones malloc'd.
+class QBytes {
+ public:
+  QBytes() = default;
+  QBytes(const QBytes&) = delete;
+  QBytes& operator=(const QBytes&) = delete;
+  QBytes(QBytes&& o) noexcept : p_(o.p_), n_(o.n_), mapped_(o.mapped_) { o.p_ = nullptr; o.n_ = 0; o.mapped_ = false; }
+  QBytes& operator=(QBytes&& o) noexcept;
+  ~QBytes() { release(); }
+  void resize(size_t n);  // contents undefined
+  int8_t* data() { return p_; }
+  const int8_t* data() const { return p_; }
+  size_t size() const { return n_; }
+  int8_t operator[](size_t i) const { return p_[i]; }
+
+ private:
+  void release();
+  int8_t* p_ = nullptr;
+  size_t n_ = 0;
+  bool mapped_ = false;
+};
+
 struct QLinear {
   const QKernels* qk = nullptr;
   int K = 0, N = 0;
-  std::vector<int8_t> B;        // packed by qpack_b
+  QBytes B;                     // packed by qpack_b
   std::vector<int32_t> colsum;  // from qpack_b
   std::vector<float> scale;     // [N], each > 0
   size_t bytes() const { return B.size() + colsum.size() * 4 + scale.size() * 4; }
@@ -30,6 +53,33 @@ struct QSeg {
   int n;
 };
 std::unique_ptr<QLinear> make_qlinear(const QKernels* qk, int K, const QSeg* segs, int nsegs);
+
+// Already-quantized weights (a quantized ONNX file's own): row-major int8 [K][n_i] side by side, each in
+// [-127, 127], with their per-column scales [n_i] (each finite and > 0), packed as they are. Throws
+// std::invalid_argument naming the first bad value.
+struct QSegI8 {
+  const int8_t* q;
+  const float* scale;
+  int n;
+};
+std::unique_ptr<QLinear> make_qlinear_int8(const QKernels* qk, int K, const QSegI8* segs, int nsegs);
+
+// Weight [k][n] as packed (tests, and the key-norm bound of the padding skip).
+inline int8_t qlinear_weight(const QLinear& L, int k, int n) {
+  const int NR = L.qk->NR, kg = qround4(L.K) / 4;
+  return L.B[(size_t)(n / NR) * NR * kg * 4 + (size_t)(k / 4) * NR * 4 + (size_t)(n % NR) * 4 + (k % 4)];
+}
+
+// Symmetric int8 rows with one scale each (the int8 embedding tables): row r is scale[r] · q[r][0..cols).
+struct QTable {
+  std::vector<int8_t> q;
+  std::vector<float> scale;
+  int cols = 0;
+  size_t bytes() const { return q.size() + scale.size() * 4; }
+  const int8_t* row(size_t r) const { return q.data() + r * (size_t)cols; }
+};
+// Quantizes x[rows][cols] per row (scale = max|row| / 127, 1 for a zero row; half away from zero).
+QTable make_qtable(const float* x, size_t rows, int cols);
 
 // Scratch for the quantized input rows, grown on demand (one per encoder; runs are serialised).
 struct QScratch {

@@ -4,6 +4,7 @@
 // split), and its packed weights smaller.
 #include <cmath>
 #include <cstdio>
+#include <stdexcept>
 #include <vector>
 
 #include "check.h"
@@ -15,8 +16,9 @@ using namespace bort;
 namespace {
 
 std::vector<float> run(const EncoderConfig& c, Weights& w, const std::vector<int32_t>& ids, const std::vector<int32_t>& mask, int B,
-                       int S, size_t* packed) {
+                       int S, size_t* packed, bool packing = true, bool* ran_packed = nullptr) {
   Encoder enc(c, lookup(w), active_kernels(nullptr));
+  enc.packing = packing;
   std::vector<float> hidden((size_t)B * S * c.hidden);
   RunInputs in;
   in.ids = ids.data();
@@ -28,6 +30,7 @@ std::vector<float> run(const EncoderConfig& c, Weights& w, const std::vector<int
   enc.run(in, out);
   enc.run(in, out);  // the second run reuses the scratch
   if (packed) *packed = enc.packed_bytes();
+  if (ran_packed) *ran_packed = enc.last_run_packed();
   return hidden;
 }
 
@@ -67,6 +70,69 @@ int main() {
   }
   std::printf("packed bytes: float32 %zu, int8 %zu\n", fbytes, qbytes);
   CHECK(qbytes < fbytes, "int8 packed weights (%zu bytes) are not smaller than float32 (%zu)", qbytes, fbytes);
+
+  // padding skipped in int8 too: the key bound from the int8 weights (packing.h) still proves the
+  // masked keys add 0, and the real positions equal the padded run's (rows are quantized one by one)
+  {
+    c.threads = 1;
+    bool ran_packed = false;
+    const auto qp = run(c, w, ids, mask, B, S, nullptr, true, &ran_packed);
+    const auto qn = run(c, w, ids, mask, B, S, nullptr, false);
+    CHECK(ran_packed, "the int8 encoder did not skip the padding");
+    double d = 0;
+    for (size_t i = 0; i < qp.size(); ++i)
+      if (mask[i / c.hidden]) d = std::fmax(d, std::fabs(qp[i] - qn[i]));
+    CHECK(d < 1e-4, "int8 packed and padded runs differ by %g at real positions", d);
+  }
+  // a quantized file's weights: packed as given (no re-quantization), scales kept, bad ones refused
+  {
+    const QKernels* qk = qkernels_active(nullptr);
+    const int K = 37, N1 = 20, N2 = 45;
+    std::vector<int8_t> q1((size_t)K * N1), q2((size_t)K * N2);
+    for (auto& v : q1) v = (int8_t)((int)r.below(255) - 127);
+    for (auto& v : q2) v = (int8_t)((int)r.below(255) - 127);
+    std::vector<float> s1(N1, 0.01f), s2(N2, 0.5f);
+    QSegI8 segs[2] = {{q1.data(), s1.data(), N1}, {q2.data(), s2.data(), N2}};
+    auto L = make_qlinear_int8(qk, K, segs, 2);
+    size_t wrong = 0;
+    for (int k = 0; k < K; ++k)
+      for (int n = 0; n < N1 + N2; ++n)
+        wrong += qlinear_weight(*L, k, n) != (n < N1 ? q1[(size_t)k * N1 + n] : q2[(size_t)k * N2 + n - N1]);
+    CHECK(wrong == 0, "make_qlinear_int8 changed %zu weights", wrong);
+    CHECK(L->scale[3] == 0.01f && L->scale[N1 + 4] == 0.5f, "make_qlinear_int8 changed the scales");
+    for (float bad : {0.0f, -1.0f, NAN, INFINITY}) {
+      s2[7] = bad;
+      bool threw = false;
+      try { make_qlinear_int8(qk, K, segs, 2); } catch (const std::invalid_argument&) { threw = true; }
+      CHECK(threw, "weight scale %g accepted", bad);
+    }
+    s2[7] = 0.5f;
+    q2[11] = -128;
+    bool threw = false;
+    try { make_qlinear_int8(qk, K, segs, 2); } catch (const std::invalid_argument&) { threw = true; }
+    CHECK(threw, "weight value -128 accepted");
+  }
+  // the int8 embedding tables: scale = max|row| / 127, every value within scale / 2, a zero row scale 1
+  {
+    const int rows = 5, cols = 33;
+    std::vector<float> x((size_t)rows * cols);
+    for (auto& v : x) v = (float)r.below(2001) / 1000.0f - 1.0f;
+    for (int c = 0; c < cols; ++c) x[(size_t)2 * cols + c] = 0.0f;
+    const QTable t = make_qtable(x.data(), rows, cols);
+    for (int i = 0; i < rows; ++i) {
+      float mx = 0;
+      for (int c = 0; c < cols; ++c) mx = std::fmax(mx, std::fabs(x[(size_t)i * cols + c]));
+      const float want = i == 2 ? 1.0f : mx / 127.0f;
+      CHECK(t.scale[i] == want, "row %d scale %g, expected %g", i, t.scale[i], want);
+      double worst = 0;
+      for (int c = 0; c < cols; ++c) worst = std::fmax(worst, std::fabs(x[(size_t)i * cols + c] - t.scale[i] * t.row(i)[c]));
+      CHECK(worst <= t.scale[i] / 2 * 1.0001, "row %d: |x - s q| = %g > s / 2", i, worst);
+    }
+  }
+  // int8 mode's memory: the embedding tables are int8 too, so the packed weights are near a quarter
+  // of float32 (the float biases, LayerNorms and int32 column sums add a little at these tiny sizes)
+  CHECK(qbytes < 0.4 * fbytes, "int8 packed weights are %.2f of float32", (double)qbytes / fbytes);
+
   std::printf("%d passed, %d failed\n", check::passes(), check::failures());
   return check::failures() ? 1 : 0;
 }

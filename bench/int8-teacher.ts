@@ -1,0 +1,117 @@
+/**
+ * Teacher fidelity of int8 (not a test): on every case of ../shared/teacher/mlm-eval.json, the masked
+ * word's top-1 from the int8 teacher against the float32 teacher's (agreement) and against the label
+ * (accuracy), for our engine quantizing at load, our engine on the int8 ONNX that `quantize` writes
+ * (and with `{ int8: true }` on top: embeddings, pooler and decoder int8 too), and onnxruntime-node on
+ * that int8 ONNX. The float32 reference is onnxruntime-node on the float32 teacher.
+ *
+ *   BORT_TEACHER_DIR=/path/to/shared/teacher npx tsx bench/int8-teacher.ts [--limit N] [--batch 8] [--threads 2]
+ */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import * as ort from 'onnxruntime-node';
+import { quantize } from '../lib/quantize/quantize.js';
+import { Encoder } from '../lib/runtime/encoder.js';
+import { argmax } from '../lib/search/masked-lm.js';
+
+interface EvalCase { input_ids: number[]; masked_index: number; label: number }
+
+const args = process.argv.slice(2);
+const opt = (name: string, dflt: string) => {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 ? args[i + 1] : dflt;
+};
+const teacherDir = process.env.BORT_TEACHER_DIR ?? path.resolve(__dirname, '..', '..', 'shared', 'teacher');
+const batchSize = Number(opt('batch', '8'));
+const threads = Number(opt('threads', '2'));
+const evalSet = JSON.parse(fs.readFileSync(path.join(teacherDir, 'mlm-eval.json'), 'utf8')) as { cases: EvalCase[]; mask_id: number };
+const cases = evalSet.cases.slice(0, Number(opt('limit', String(evalSet.cases.length))));
+
+/** Case indices by sequence length, in chunks of at most batchSize. */
+function batches(): number[][] {
+  const byLen = new Map<number, number[]>();
+  cases.forEach((c, i) => byLen.set(c.input_ids.length, [...(byLen.get(c.input_ids.length) ?? []), i]));
+  const out: number[][] = [];
+  for (const len of [...byLen.keys()].sort((a, b) => a - b)) {
+    const l = byLen.get(len)!;
+    for (let i = 0; i < l.length; i += batchSize) out.push(l.slice(i, i + batchSize));
+  }
+  return out;
+}
+
+type Runner = (ids: BigInt64Array, b: number, len: number) => Promise<{ data: Float32Array; vocab: number }>;
+
+function ortRunner(s: ort.InferenceSession): Runner {
+  return async (ids, b, len) => {
+    const feeds: Record<string, ort.Tensor> = {};
+    for (const n of s.inputNames) {
+      feeds[n] = new ort.Tensor('int64', n === 'input_ids' ? ids : n === 'attention_mask' ? new BigInt64Array(b * len).fill(1n) : new BigInt64Array(b * len), [b, len]);
+    }
+    const r = await s.run(feeds);
+    const t = Object.values(r).find((x) => x.dims.length === 3)!;
+    return { data: t.data as Float32Array, vocab: t.dims[2] };
+  };
+}
+
+function ourRunner(e: Encoder): Runner {
+  const roles = e.inputRoles;
+  return async (ids, b, len) => {
+    const inputs: Record<string, { data: BigInt64Array; dims: number[] }> = { [roles.ids]: { data: ids, dims: [b, len] } };
+    if (roles.mask) inputs[roles.mask] = { data: new BigInt64Array(b * len).fill(1n), dims: [b, len] };
+    if (roles.tokenTypes) inputs[roles.tokenTypes] = { data: new BigInt64Array(b * len), dims: [b, len] };
+    const r = await e.run(inputs);
+    const mlm = e.outputRoles.find((o) => o.from === 'mlm')!;
+    return { data: r[mlm.name].data, vocab: e.info.vocab };
+  };
+}
+
+/** Top-1 at the masked position of every case. */
+async function top1(run: Runner): Promise<Int32Array> {
+  const out = new Int32Array(cases.length);
+  for (const batch of batches()) {
+    const len = cases[batch[0]].input_ids.length;
+    const ids = new BigInt64Array(batch.length * len);
+    batch.forEach((ci, r) => cases[ci].input_ids.forEach((t, j) => { ids[r * len + j] = BigInt(j === cases[ci].masked_index ? evalSet.mask_id : t); }));
+    const { data, vocab } = await run(ids, batch.length, len);
+    batch.forEach((ci, r) => {
+      const at = (r * len + cases[ci].masked_index) * vocab;
+      out[ci] = argmax(data.subarray(at, at + vocab));
+    });
+  }
+  return out;
+}
+
+async function main(): Promise<void> {
+  const fp32 = path.join(teacherDir, 'teacher-mlm.onnx');
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bort-int8-teacher-'));
+  const q8 = path.join(dir, 'teacher.int8.onnx');
+  try {
+    quantize(fp32, { output: q8 });
+    const so: ort.InferenceSession.SessionOptions = { intraOpNumThreads: threads, interOpNumThreads: 1, graphOptimizationLevel: 'all' };
+    const t0 = performance.now();
+    const ref = await top1(ortRunner(await ort.InferenceSession.create(fp32, so)));
+    const engines: [string, () => Promise<Runner>][] = [
+      ['ours float32', async () => ourRunner(await Encoder.load(fp32, { threads }))],
+      ['ours int8 (Encoder.load(fp32, { int8: true }))', async () => ourRunner(await Encoder.load(fp32, { threads, int8: true }))],
+      ['ours on the int8 ONNX (file\'s scales; embeddings, heads float32)', async () => ourRunner(await Encoder.load(q8, { threads }))],
+      ['ours on the int8 ONNX with { int8: true }', async () => ourRunner(await Encoder.load(q8, { threads, int8: true }))],
+      ['onnxruntime on the int8 ONNX', async () => ortRunner(await ort.InferenceSession.create(q8, so))],
+    ];
+    const acc = (p: Int32Array) => (100 * p.reduce((s, v, i) => s + (v === cases[i].label ? 1 : 0), 0)) / cases.length;
+    const agree = (p: Int32Array) => (100 * p.reduce((s, v, i) => s + (v === ref[i] ? 1 : 0), 0)) / cases.length;
+    const rows = [`| onnxruntime float32 (reference) | 100.00 % | ${acc(ref).toFixed(2)} % |`];
+    for (const [name, make] of engines) {
+      const p = await top1(await make());
+      rows.push(`| ${name} | ${agree(p).toFixed(2)} % | ${acc(p).toFixed(2)} % |`);
+      console.log(rows[rows.length - 1]);
+    }
+    console.log(`\n${cases.length} cases, batch ${batchSize}, ${threads} threads, ${((performance.now() - t0) / 1000).toFixed(0)} s; load average ${os.loadavg().map((x) => x.toFixed(1)).join(' ')}`);
+    console.log('| engine | top-1 agreement with the float32 teacher | accuracy |\n|---|---|---|');
+    for (const r of rows) console.log(r);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+void main();
