@@ -4,6 +4,7 @@
 #   test_kernels         every kernel table (scalar, neon) against a naive double-precision reference
 #   test_encoder         the whole encoder on every table against a naive reference
 #   test_train           training kernels and one full step against float64 finite differences
+#   test_cls_head        the classification head and a full classifier step against float64 differences
 #   test_simd_vs_scalar  neon against scalar on identical inputs, 1e-5 relative (--require neon)
 #   test_qgemm           int8 GEMM: neon (smull/sadalp) and neondot (sdot) bit-exact in int32 vs a reference
 #   test_encoder_int8    the int8 encoder (active int8 path: neondot under qemu) vs the float32 one
@@ -38,7 +39,7 @@ fi
 echo "arm64-test: cross-compiling into ${build#$root/}"
 cmake -S "$root/native/cross" -B "$build" -DCMAKE_BUILD_TYPE=Release \
   -DCMAKE_TOOLCHAIN_FILE="$root/native/cross/aarch64-linux-gnu.cmake" > /dev/null
-cmake --build "$build" -j "$(nproc)" --target test_kernels test_encoder test_simd_vs_scalar test_qgemm test_encoder_int8 test_train > /dev/null
+cmake --build "$build" -j "$(nproc)" --target test_kernels test_encoder test_simd_vs_scalar test_qgemm test_encoder_int8 test_train test_cls_head > /dev/null
 
 # The NEON table must be real vector code: fused multiply-adds on 4-lane registers in the binary.
 fmla=$(aarch64-linux-gnu-objdump -d "$build/test_simd_vs_scalar" | grep -c 'fmla.*v[0-9]*\.4s' || true)
@@ -65,6 +66,11 @@ run bort/test_encoder
 run bort/test_train
 if ! grep -q '^neon full step' <<< "$LAST_LOG"; then
   echo "arm64-test: FAIL: test_train did not check the neon training kernels" >&2
+  status=1
+fi
+run bort/test_cls_head
+if ! grep -q '^neon full classifier step' <<< "$LAST_LOG"; then
+  echo "arm64-test: FAIL: test_cls_head did not check the neon classifier step" >&2
   status=1
 fi
 run test_simd_vs_scalar --require neon
