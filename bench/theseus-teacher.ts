@@ -113,7 +113,7 @@ async function main(): Promise<void> {
     await compress(teacherFile, { arch, strategy: 'first', output: student });
     const s0 = scores(await maskedRows(student, cases), teacherLp, teacherTop, cases);
     console.log(`(${arch}) first-k, step 0: agreement ${pct(s0.agreement)}, KL ${s0.kl.toFixed(4)}, accuracy ${pct(s0.accuracy)}`);
-    rows.push(`| (${arch}) | extracted, step 0 | – | – | ${pct(s0.agreement)} | ${s0.kl.toFixed(4)} | ${pct(s0.accuracy)} |`);
+    rows.push(`| (${arch}) | extracted, step 0 | – | – | – | ${pct(s0.agreement)} | ${s0.kl.toFixed(4)} | ${pct(s0.accuracy)} |`);
     const base: DistillOptions = {
       teacher: teacherFile, student, corpus: path.join(T, 'train.txt'), vocab: path.join(T, 'vocab.txt'), output: path.join(dir, 'cal.onnx'),
       batch: Number(a.batch), seq: Number(a.seq), lr: Number(a.lr), threads, seed: 1,
@@ -139,6 +139,7 @@ async function main(): Promise<void> {
       while (steps > 2 && cost(steps) > budget) steps--;
       const out = path.join(dir, `${spec.replace(/:/g, '-')}-${arch}.onnx`);
       let first = 0, last = 0;
+      const cpu0 = process.cpuUsage();
       const r = await distill({
         ...base, output: out, steps,
         ...(method === 'theseus' ? { method, schedule, replaceRate: rate, studentOnlySteps: Math.round(onlyShare * steps), shared } : {}),
@@ -151,13 +152,15 @@ async function main(): Promise<void> {
         },
       });
       const secs = (last - first) / 1000 + tKd; // the loop's time, the first step's counted at a KD step's cost
+      const cpu = process.cpuUsage(cpu0);
+      const cpuSecs = (cpu.user + cpu.system) / 1e6; // every thread of this process, setup included
       const sc = scores(await maskedRows(out, cases), teacherLp, teacherTop, cases);
       const what = method === 'kd' ? 'plain KD' : `Theseus (${schedule}, p ${rate}, ${shared} embeddings and head, student alone last ${Math.round(onlyShare * steps)})`;
-      console.log(`(${arch}) ${what}: ${r.steps} steps in ${secs.toFixed(0)} s: agreement ${pct(sc.agreement)}, KL ${sc.kl.toFixed(4)}, accuracy ${pct(sc.accuracy)}; uptime ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}`);
-      rows.push(`| (${arch}) | ${what} | ${r.steps} | ${secs.toFixed(0)} s | ${pct(sc.agreement)} | ${sc.kl.toFixed(4)} | ${pct(sc.accuracy)} |`);
+      console.log(`(${arch}) ${what}: ${r.steps} steps in ${secs.toFixed(0)} s (CPU ${cpuSecs.toFixed(0)} s): agreement ${pct(sc.agreement)}, KL ${sc.kl.toFixed(4)}, accuracy ${pct(sc.accuracy)}; uptime ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}`);
+      rows.push(`| (${arch}) | ${what} | ${r.steps} | ${secs.toFixed(0)} s | ${cpuSecs.toFixed(0)} s | ${pct(sc.agreement)} | ${sc.kl.toFixed(4)} | ${pct(sc.accuracy)} |`);
     }
   }
-  console.log('\n| student | method | steps | training time | agreement | KL(teacher ‖ student) | accuracy |\n|---|---|---|---|---|---|---|');
+  console.log('\n| student | method | steps | training time | CPU time | agreement | KL(teacher ‖ student) | accuracy |\n|---|---|---|---|---|---|---|---|');
   for (const r of rows) console.log(r);
   fs.rmSync(dir, { recursive: true, force: true });
 }
