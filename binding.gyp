@@ -33,6 +33,7 @@
         "native/src/train/trainer.cpp",
         "native/src/train/cls_head.cpp",
         "native/src/encoder_packed.cpp",
+        "native/src/output_pool.cpp",
         "native/src/packing.cpp"
       ]
     },

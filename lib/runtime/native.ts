@@ -35,6 +35,8 @@ export interface NativeAddon {
   readonly maxThreads: number;
   /** Tests only: the next run fails when allocating its outputs ('alloc') or when resolving ('resolve'). */
   _testFault(kind: 'alloc' | 'resolve' | 'none'): void;
+  /** Tests and benches: the slabs run outputs are carved from (native/src/output_pool.h). */
+  _outputPool(): { slabsMapped: number; slabsReused: number; spare: number; live: number };
 }
 
 let addon: NativeAddon | undefined;

@@ -10,6 +10,7 @@
 //   isas() -> the ISAs this CPU and build can run
 //   maxThreads -> the largest thread count an encoder accepts (bort::kMaxThreads)
 //   _testFault("alloc" | "resolve") -> the next run fails there (tests of the failure paths only)
+//   _outputPool() -> { slabsMapped, slabsReused, spare, live }: where run outputs come from (output_pool.h)
 #include <napi.h>
 
 #include <cmath>
@@ -23,6 +24,7 @@
 #include <vector>
 
 #include "encoder.h"
+#include "output_pool.h"
 
 // the training binding (train/train_addon.cpp) reads configurations and picks kernels as createEncoder does
 namespace bort_train {
@@ -237,6 +239,9 @@ enum class Fault { None, Alloc, Resolve };
 
 struct Instance {
   Napi::FunctionReference encoderCtor;
+  // Memory for run outputs (output_pool.h). Shared with the ArrayBuffers' finalizers, which may
+  // outlive the instance data.
+  std::shared_ptr<bort::OutputPool> outputs = std::make_shared<bort::OutputPool>();
   Fault fault = Fault::None;  // _testFault: the next run fails at this point (JS thread only)
   Fault take_fault(Fault f) {
     if (fault != f) return Fault::None;
@@ -251,10 +256,17 @@ const napi_type_tag kEncoderTag = {0x6b0e2c3f5a7d4e91ull, 0x8c1f3b2a9d4e6f70ull}
 // ---------------------------------------------------------------- outputs
 // One output buffer, allocated by the engine's allocator when its run starts (not when it is queued)
 // and handed to JS as an external ArrayBuffer when the run has filled it.
+struct PoolGive {
+  std::shared_ptr<bort::OutputPool> pool;
+  void operator()(float* p) const {
+    if (pool) pool->give(p);
+  }
+};
+using OutBuf = std::unique_ptr<float[], PoolGive>;
 struct Output {
   const char* name;
   size_t floats;
-  bort::FloatBuf buf;
+  OutBuf buf;
 };
 
 // The outputs a run of this shape produces, with their sizes; an output too large for a Float32Array
@@ -280,15 +292,21 @@ std::vector<Output> output_plan(const bort::EncoderConfig& c, size_t B, size_t S
   return outs;
 }
 
-// The buffer as a Float32Array that owns it from now on.
+// The buffer as a Float32Array that owns it from now on; when V8 collects it, the memory goes back to
+// its pool. Its size is reported to V8 as external memory, so that garbage outputs count toward V8's
+// decisions to collect.
 Napi::Float32Array to_js(Napi::Env env, Output& o) {
   const size_t bytes = o.floats * sizeof(float);
   float* data = o.buf.get();
-  const size_t mapped = o.buf.get_deleter().mapped;
+  std::shared_ptr<bort::OutputPool> pool = o.buf.get_deleter().pool;
   Napi::ArrayBuffer ab;
   try {
-    ab = Napi::ArrayBuffer::New(env, data, bytes, [mapped](Napi::Env, void* p) { bort::AlignedFree{mapped}(static_cast<float*>(p)); });
+    ab = Napi::ArrayBuffer::New(env, data, bytes, [pool, bytes](Napi::Env e, void* p) {
+      Napi::MemoryManagement::AdjustExternalMemory(e, -(int64_t)bytes);
+      pool->give(static_cast<float*>(p));
+    });
     o.buf.release();  // the ArrayBuffer frees it now
+    Napi::MemoryManagement::AdjustExternalMemory(env, (int64_t)bytes);
   } catch (const Napi::Error&) {
     // external buffers not allowed in this runtime: copy into one V8 allocates
     ab = Napi::ArrayBuffer::New(env, bytes);
@@ -352,7 +370,8 @@ class RunWorker : public Napi::AsyncWorker {
       for (Output& o : outs_) {
         try {
           if (inst && inst->take_fault(Fault::Alloc) != Fault::None) throw std::bad_alloc();
-          o.buf = bort::alloc_floats(o.floats);
+          std::shared_ptr<bort::OutputPool> pool = inst ? inst->outputs : std::make_shared<bort::OutputPool>();
+          o.buf = OutBuf(pool->take(o.floats), PoolGive{pool});
         } catch (const std::bad_alloc&) {
           for (Output& x : outs_) x.buf.reset();
           deferred_.Reject(Napi::RangeError::New(env, std::string("output '") + o.name + "' of " +
@@ -691,6 +710,19 @@ Napi::Value TestFault(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// _outputPool() -> { slabsMapped, slabsReused, spare, live }: the output slabs (output_pool.h; tests, benches).
+Napi::Value OutputPoolStats(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Instance* inst = env.GetInstanceData<Instance>();
+  Napi::Object r = Napi::Object::New(env);
+  const bort::OutputPool::Stats st = inst->outputs->stats();
+  r.Set("slabsMapped", Napi::Number::New(env, (double)st.slabs_mapped));
+  r.Set("slabsReused", Napi::Number::New(env, (double)st.slabs_reused));
+  r.Set("spare", Napi::Number::New(env, (double)st.spare));
+  r.Set("live", Napi::Number::New(env, (double)st.live));
+  return r;
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   Napi::Function ctor = NativeEncoder::Define(env);
   Instance* inst = new Instance();
@@ -703,6 +735,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("isas", Napi::Function::New(env, Isas, "isas"));
   exports.Set("maxThreads", Napi::Number::New(env, bort::kMaxThreads));
   exports.Set("_testFault", Napi::Function::New(env, TestFault, "_testFault"));
+  exports.Set("_outputPool", Napi::Function::New(env, OutputPoolStats, "_outputPool"));
   bort_train::init_binding(env, exports, parse_config, kernels_or_throw);
   return exports;
 }

@@ -15,11 +15,18 @@ static inline void run_rows(int m, int kg, const int8_t* A, size_t lda, const in
 
 static void k_qgemm_tile(const QGemmArgs& g, int m0, int m1, int n0, int n1) {
   alignas(64) int32_t acc[MR * NR];
+  alignas(64) float sb[NR], bb[NR];  // this panel's weight scales and bias (0 past N or without bias)
   const int kg = qround4(g.K) / 4;
   for (int n = n0; n < n1; n += NR) {
     const int8_t* bp = g.B + (size_t)(n / NR) * NR * (size_t)kg * 4;
     const int32_t* cs = g.colsum ? g.colsum + n : nullptr;
     const int nc = g.N - n < NR ? g.N - n : NR;
+    if (!g.Ci) {
+      for (int j = 0; j < NR; ++j) {
+        sb[j] = j < nc ? (g.b_per_channel ? g.b_scale[n + j] : g.b_scale[0]) : 0.0f;
+        bb[j] = j < nc && g.bias ? g.bias[n + j] : 0.0f;
+      }
+    }
     for (int m = m0; m < m1; m += MR) {
       const int mr = m1 - m < MR ? m1 - m : MR;
       run_rows<MR>(mr, kg, g.A + (size_t)m * g.lda, g.lda, bp, cs, acc);
@@ -27,18 +34,25 @@ static void k_qgemm_tile(const QGemmArgs& g, int m0, int m1, int n0, int n1) {
         for (int i = 0; i < mr; ++i)
           for (int j = 0; j < nc; ++j) g.Ci[(size_t)(m + i) * g.ldc + n + j] = acc[i * NR + j];
       } else {
+        // dequantize + bias without a branch per element (so it vectorises): acc · (a_scale · b_scale) + bias
         for (int i = 0; i < mr; ++i) {
           const float as = g.a_scale[m + i];
           float* c = g.C + (size_t)(m + i) * g.ldc + n;
-          for (int j = 0; j < nc; ++j) {
-            const float s = as * (g.b_per_channel ? g.b_scale[n + j] : g.b_scale[0]);
-            c[j] = (float)acc[i * NR + j] * s + (g.bias ? g.bias[n + j] : 0.0f);
+          const int32_t* a = acc + i * NR;
+          if (nc == NR) {
+            for (int j = 0; j < NR; ++j) c[j] = (float)a[j] * (as * sb[j]) + bb[j];
+          } else {
+            for (int j = 0; j < nc; ++j) c[j] = (float)a[j] * (as * sb[j]) + bb[j];
           }
           if (g.gelu) {
             g.gelu(c, (size_t)nc);
           } else if (g.R) {
             const float* r = g.R + (size_t)(m + i) * g.ldr + n;
-            for (int j = 0; j < nc; ++j) c[j] += r[j];
+            if (nc == NR) {
+              for (int j = 0; j < NR; ++j) c[j] += r[j];
+            } else {
+              for (int j = 0; j < nc; ++j) c[j] += r[j];
+            }
           }
         }
       }
