@@ -17,7 +17,7 @@ static constexpr int MR = 4;
 static constexpr int NR = 16;  // two ymm of 8 int32 columns
 
 template <int M>
-__attribute__((noinline)) static void ukernel(int kg, const int8_t* A, size_t lda, const int8_t* Bp, const int32_t*, int32_t* out) {
+static inline void ukernel(int kg, const int8_t* A, size_t lda, const int8_t* Bp, const int32_t*, int32_t* out) {
   __m256i acc[M][2];
   for (int i = 0; i < M; ++i) acc[i][0] = acc[i][1] = _mm256_setzero_si256();
   const __m256i ones = _mm256_set1_epi16(1);
