@@ -101,6 +101,8 @@ export function engineSpec(m: BertModel): EngineSpec {
       if (q.values.length !== inDim * outDim) throw unsupported(`the ${role} weight ${quoteName(l.weight)} has ${q.values.length} values where the engine needs ${inDim * outDim}`);
       w[`${key}_w${layer}`] = q.values;
       w[`${key}_ws${layer}`] = q.scales;
+      // static: the input scale from calibration (the column scales above already include it)
+      if (l.quant.inputScale) w[`${key}_as${layer}`] = Float32Array.of(floatData(m.index.initializers.get(l.quant.inputScale)!)[0]);
     } else {
       put(`${key}_w${layer}`, scaled(inOutMatrix(m, l), l.alpha), inDim * outDim, `${role} weight`, l.weight);
     }
