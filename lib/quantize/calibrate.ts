@@ -42,6 +42,8 @@ export interface Calibration {
 
 export const DEFAULT_CALIBRATION_SAMPLES = 256;
 export const DEFAULT_CALIBRATION_TOKENS = 128;
+/** The statistic `quantize --calibration` uses by default (100: the max |x| seen; chosen by measurement, README). */
+export const DEFAULT_CALIBRATION_PERCENTILE = 100;
 
 /** The calibration text's non-empty lines; one-line BortErrors for a missing, unreadable or empty file. */
 export function readCalibrationText(file: string): string[] {
