@@ -8,7 +8,7 @@
  * the evaluation set), one file per --percentiles value, each run by our engine and onnxruntime.
  *
  *   BORT_TEACHER_DIR=/path/to/shared/teacher npx tsx bench/int8-teacher.ts [--limit N] [--batch 8] [--threads 2]
- *     [--percentiles 100,99.99,99.9] [--calibration-samples 256] [--dynamic-only]
+ *     [--percentiles 100,99.99,99.9] [--calibration-samples 256] [--dynamic-only | --static-only]
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -123,7 +123,7 @@ async function main(): Promise<void> {
     const so: ort.InferenceSession.SessionOptions = { intraOpNumThreads: threads, interOpNumThreads: 1, graphOptimizationLevel: 'all' };
     const t0 = performance.now();
     const ref = await top1(ortRunner(await ort.InferenceSession.create(fp32, so)), true);
-    const engines: [string, () => Promise<Runner>][] = [
+    const engines: [string, () => Promise<Runner>][] = args.includes('--static-only') ? [] : [
       ['ours float32', async () => ourRunner(await Encoder.load(fp32, { threads }))],
       ['ours int8 (Encoder.load(fp32, { int8: true }))', async () => ourRunner(await Encoder.load(fp32, { threads, int8: true }))],
       ['ours on the int8 ONNX (file\'s scales; embeddings, heads float32)', async () => ourRunner(await Encoder.load(q8, { threads }))],

@@ -10,6 +10,14 @@
  * activations uint8 asymmetric per tensor (DynamicQuantizeLinear's definition). Embeddings,
  * LayerNorms, softmax and the heads stay float32; `all` also quantizes the linear heads (pooler,
  * masked-LM transform and decoder, classifiers); embeddings, LayerNorms and softmax stay float32 always.
+ *
+ * With `inputMax` (static activation scales from calibration, lib/quantize/calibrate.ts), each input
+ * tensor x gets one constant scale s = max / 127 instead, and the int8 input is exactly what the native
+ * kernels use (symmetric int8 in [-127, 127]):
+ *
+ *   Clip(x, -127·s, 127·s) → QuantizeLinear(s, int8 0) → MatMulInteger(x_q, W_q, 0, W_zp) → Cast(float) → Mul(s · W_scale) → Add(bias)
+ *
+ * (s · W_scale folded into one constant; the Clip keeps QuantizeLinear off -128).
  */
 import * as path from 'node:path';
 import { loadModel, saveModel } from '../onnx/io.js';
