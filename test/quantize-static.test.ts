@@ -190,6 +190,23 @@ describe('the static int8 file: onnxruntime runs it and the native engine agrees
     expect(r.stderr).toMatch(/^bort-compress: error: the input of QuantizeLinear .* is not clipped to \[-127·scale, 127·scale\]/);
     await expect(Encoder.load(bad)).rejects.toThrow(/not clipped/);
   });
+
+  it('query, key and value with different static scales are refused by the engine (it runs them as one GEMM)', async () => {
+    const loaded = loadModel(path.join(dir, 'run-false.onnx'));
+    const g = loaded.model.graph!;
+    const k = recognize(loaded.model).layers[0].attention.k;
+    const q = k.quant!.quantizeInput, clip = k.quant!.clip!;
+    const scale = floatData(g.initializer.find((t) => t.name === k.quant!.inputScale)!)[0];
+    const f32 = (name: string, v: number) => ({ ...g.initializer.find((t) => t.name === k.quant!.inputScale)!, name, rawData: new Uint8Array(Float32Array.of(v).buffer), floatData: [] });
+    g.initializer.push(f32('k_scale2', 2 * scale), f32('k_lo2', -254 * scale), f32('k_hi2', 254 * scale));
+    g.node.splice(g.node.indexOf(q) + 1, 0,
+      { ...clip, name: 'k_Clip2', input: [clip.input[0], 'k_lo2', 'k_hi2'], output: ['k_clipped2'] },
+      { ...q, name: 'k_QuantizeLinear2', input: ['k_clipped2', 'k_scale2', q.input[2]], output: ['k_quantized2'] });
+    k.node.input[0] = 'k_quantized2';
+    const bad = path.join(tmpDir(), 'two-scales.onnx');
+    saveModel(loaded.model, bad);
+    await expect(Encoder.load(bad)).rejects.toThrow(/layer 0's query, key and value quantize their one input with different static scales/);
+  });
 });
 
 describe('quantize --calibration refuses bad input in one line', () => {

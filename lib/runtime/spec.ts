@@ -153,6 +153,12 @@ export function engineSpec(m: BertModel): EngineSpec {
     lin('q', a.q, `layer ${i} attention query`, H, W, at);
     lin('k', a.k, `layer ${i} attention key`, H, W, at);
     lin('v', a.v, `layer ${i} attention value`, H, W, at);
+    // the engine runs Q, K and V as one GEMM over one quantized input: one static scale (or none) for all three
+    const inScales = [a.q, a.k, a.v].map((x) => (x.quant?.inputScale ? floatData(m.index.initializers.get(x.quant.inputScale)!)[0] : 0));
+    if (inScales.some((v) => v !== inScales[0])) {
+      throw unsupported(`layer ${i}'s query, key and value quantize their one input with different static scales (${inScales.join(', ')})`,
+        'quantize the float32 model with bort-compress quantize --calibration (one scale per input tensor), or run this file with onnxruntime');
+    }
     lin('o', a.o, `layer ${i} attention output`, W, H, at);
     ln('ln1', l.ln1, `layer ${i} attention LayerNorm`, at);
     lin('ffn_in', l.ffn.in, `layer ${i} feed-forward input`, H, I, at);
