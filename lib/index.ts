@@ -12,6 +12,7 @@
 export { compress, defaultOutput, type CompressOptions, type CompressSummary } from './compress.js';
 export { inspect, type InspectSummary } from './inspect.js';
 export { quantize, type QuantizeOptions, type QuantizeSummary } from './quantize/quantize.js';
+export { calibrate, inputStatistic, readCalibrationText, type Calibration, type CalibrateOptions, type CalibrateProgress } from './quantize/calibrate.js';
 export type { WeightPrecision, WeightPrecisionEntry } from './quantize/precision.js';
 export { synth, buildSynthModel, type SynthOptions, type SynthSummary } from './synth/bert.js';
 export type { Family, SynthHead, TokenTypeForm, PositionForm, FusedForm } from './synth/options.js';

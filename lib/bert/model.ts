@@ -45,16 +45,25 @@ export interface Linear {
 
 /**
  * An int8 linear as onnxruntime's dynamic quantization writes it: DynamicQuantizeLinear(x) →
- * MatMulInteger(x_q, W_q, x_zp, W_zp) → Cast(float) → Mul(x_scale · W_scale), then the bias Add.
+ * MatMulInteger(x_q, W_q, x_zp, W_zp) → Cast(float) → Mul(x_scale · W_scale), then the bias Add; or
+ * with a static input scale from calibration (`quantize --calibration`): Clip(x, ±127·s) →
+ * QuantizeLinear(s, int8 0) → MatMulInteger → Cast(float) → Mul(s · W_scale, one constant) → bias Add.
  */
 export interface QuantizedWeight {
-  /** float32 scale initializer: one value (per tensor) or one per output column (per channel). */
+  /**
+   * float32 scale initializer: one value (per tensor) or one per output column (per channel). The
+   * weight's scale (dynamic), or the input scale times the weight's (static: `inputScale` is set).
+   */
   scale: string;
   perChannel: boolean;
   /** int8 zero-point initializer (all zeros: symmetric), if the MatMulInteger names one. */
   zeroPoint?: string;
-  /** The DynamicQuantizeLinear node quantizing the input (may be shared by several layers). */
+  /** The DynamicQuantizeLinear (dynamic) or QuantizeLinear (static) node quantizing the input (may be shared by several layers). */
   quantizeInput: NodeProto;
+  /** Static: the float32 scalar initializer of the input's scale s (QuantizeLinear's). */
+  inputScale?: string;
+  /** Static: the Clip before QuantizeLinear (keeps the int8 input in [-127, 127]). */
+  clip?: NodeProto;
   /** The nodes of this layer: MatMulInteger, Cast, the scale product Mul, the output Mul. */
   nodes: NodeProto[];
 }

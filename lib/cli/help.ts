@@ -10,7 +10,7 @@ Usage:
   bort-compress bench MODEL.onnx [--batch B] [--seq S] [--threads T] [--runs N] [--json]
   bort-compress search MODEL.onnx --corpus TEXT --vocab V [--space S] [--steps N] [--shape 1x128] [-o DIR]
   bort-compress demo
-  bort-compress quantize MODEL.onnx [-o OUT.onnx] [--per-tensor] [--all] [--json]
+  bort-compress quantize MODEL.onnx [-o OUT.onnx] [--per-tensor] [--all] [--calibration TEXT [--vocab V]] [--json]
   bort-compress distill TEACHER.onnx STUDENT.onnx --corpus TEXT --vocab V -o OUT.onnx [--steps N] …
   bort-compress finetune MODEL.onnx --train TRAIN.jsonl --dev DEV.jsonl --task cls [--vocab V] -o OUT.onnx …
   bort-compress --version
@@ -101,19 +101,30 @@ on a random-weight masked-LM before and after a compression. Needs nothing but t
 Options:
   -h, --help    this text`;
 
-const QUANTIZE = `bort-compress quantize MODEL.onnx [-o OUT.onnx] [--per-tensor] [--all] [--json]
+const QUANTIZE = `bort-compress quantize MODEL.onnx [-o OUT.onnx] [--per-tensor] [--all] [--calibration TEXT [--vocab V]] [--json]
 
 Writes MODEL.onnx with int8 weights for every attention projection (Q, K, V, O) and feed-forward matrix,
 activations quantized at run time: DynamicQuantizeLinear + MatMulInteger, the operators onnxruntime's
 dynamic quantization writes, so onnxruntime runs the result. Weights are symmetric (zero point 0).
 Embeddings, LayerNorms, softmax and the heads stay float32.
 
+With --calibration TEXT, activations get static scales instead: the float32 model runs on the native
+engine over lines of TEXT (one sequence a line, up to 128 tokens), and each linear input's scale is its
+max |x| there / 127, written as Clip(±127·scale) + QuantizeLinear to int8 (zero point 0) +
+MatMulInteger, which onnxruntime and the native engine both run. Measured on a trained teacher, dynamic
+keeps it better (KL to float32 4x lower; BENCHMARKS.md, int8): use static where a runtime needs constant
+scales. Calibrate on training text, never on evaluation text.
+
 Options:
-  -o, --output OUT.onnx   output path (default: MODEL.int8.onnx)
-      --per-tensor        one scale per weight matrix (default: one per output column)
-      --all               also quantize the linear heads (pooler, masked-LM transform and decoder, classifiers)
-      --json              print the summary as JSON
-  -h, --help              this text`;
+  -o, --output OUT.onnx            output path (default: MODEL.int8.onnx)
+      --per-tensor                 one scale per weight matrix (default: one per output column)
+      --all                        also quantize the linear heads (pooler, masked-LM transform and decoder, classifiers)
+      --calibration TEXT           static activation scales from this text (one paragraph a line)
+      --vocab V                    the model's vocab.txt or tokenizer.json (default: the one beside MODEL)
+      --calibration-samples N      lines of TEXT to run, spread over the file (default 256)
+      --calibration-percentile P   scale from the P-th percentile of the token rows' max |x| (default 100: the max)
+      --json                       print the summary as JSON
+  -h, --help                       this text`;
 
 const DISTILL = `bort-compress distill TEACHER.onnx STUDENT.onnx --corpus TEXT --vocab V -o OUT.onnx [options]
 

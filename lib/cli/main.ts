@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { compress, type CompressSummary } from '../compress.js';
 import { inspect, type InspectSummary } from '../inspect.js';
-import { quantize, type QuantizeSummary } from '../quantize/quantize.js';
+import { quantizeCommand } from './quantize.js';
 import { precisionSummary } from '../quantize/precision.js';
 import { synth } from '../synth/bert.js';
 import { synthHead, synthVariantOptions } from '../synth/cli-flags.js';
@@ -62,13 +62,6 @@ function printInspect(s: InspectSummary, out: Out): void {
   out(`  inputs      ids=${quoteName(s.inputs.ids)}${s.inputs.mask ? ` mask=${quoteName(s.inputs.mask)}` : ''}${s.inputs.tokenTypes ? ` token types=${quoteName(s.inputs.tokenTypes)}` : ''}`);
   out(`  outputs     ${s.outputs.map((o) => `${quoteName(o.name)} (${o.role})`).join(', ')}`);
   out(`  format      opset ${s.opset}, IR ${s.irVersion}, producer ${s.producer ? quoteName(s.producer) : 'unknown'}`);
-}
-
-function printQuantize(s: QuantizeSummary, out: Out): void {
-  out(`bort-compress quantize: ${path.basename(s.input)} → ${s.output}`);
-  out(`  int8    ${s.quantized.length} linear weights, symmetric ${s.scheme}; activations dynamic (DynamicQuantizeLinear)`);
-  out(`  bytes   ${formatBytes(s.floatBytes)} of float32 weights → ${formatBytes(s.int8Bytes)} int8 + scales; file ${formatBytes(s.fileBytes)}`);
-  out(`  time    ${s.seconds.toFixed(2)} s`);
 }
 
 function printBench(r: BenchResult, out: Out): void {
@@ -147,10 +140,7 @@ async function run(argv: string[], out: Out): Promise<void> {
   }
   if (sub === 'quantize') {
     onePositional(positionals, 'quantize');
-    const s = quantize(need(positionals[0], 'the model path', 'quantize'), { output: str('output'), perTensor: o['per-tensor'] === true, all: o.all === true });
-    if (o.json) out(JSON.stringify(s, null, 2));
-    else printQuantize(s, out);
-    return;
+    return quantizeCommand(need(positionals[0], 'the model path', 'quantize'), o, out);
   }
   if (sub === 'synth') {
     const head = synthHead(str('head'));

@@ -56,6 +56,10 @@ export const OPTIONS: Record<Command, Record<string, OptionSpec>> = {
     output: { type: 'string', short: 'o' },
     'per-tensor': { type: 'boolean' },
     all: { type: 'boolean' },
+    calibration: { type: 'string' },
+    vocab: { type: 'string' },
+    'calibration-samples': { type: 'string' },
+    'calibration-percentile': { type: 'string' },
   },
   distill: {
     ...help, ...json,
@@ -117,6 +121,7 @@ export const RANGES = {
   epochs: [1, 10_000],
   patience: [0, 10_000],
   'student-only-steps': [0, 100_000_000],
+  'calibration-samples': [1, 10_000_000],
 } as const satisfies Record<string, readonly [number, number]>;
 
 /** Tokens per bench run (batch × seq) at most. */

@@ -10,6 +10,14 @@
  * activations uint8 asymmetric per tensor (DynamicQuantizeLinear's definition). Embeddings,
  * LayerNorms, softmax and the heads stay float32; `all` also quantizes the linear heads (pooler,
  * masked-LM transform and decoder, classifiers); embeddings, LayerNorms and softmax stay float32 always.
+ *
+ * With `inputMax` (static activation scales from calibration, lib/quantize/calibrate.ts), each input
+ * tensor x gets one constant scale s = max / 127 instead, and the int8 input is exactly what the native
+ * kernels use (symmetric int8 in [-127, 127]):
+ *
+ *   Clip(x, -127·s, 127·s) → QuantizeLinear(s, int8 0) → MatMulInteger(x_q, W_q, 0, W_zp) → Cast(float) → Mul(s · W_scale) → Add(bias)
+ *
+ * (s · W_scale folded into one constant; the Clip keeps QuantizeLinear off -128).
  */
 import * as path from 'node:path';
 import { loadModel, saveModel } from '../onnx/io.js';
@@ -20,7 +28,7 @@ import { DataType, type ModelProto, type NodeProto, type TensorProto } from '../
 import { removeDeadCode } from '../rewrite/prune.js';
 import { BortError, quoteName } from '../errors.js';
 import type { BertModel, Linear } from '../bert/model.js';
-import { quantizeMatrix } from './weights.js';
+import { INT8_MAX, quantizeMatrix } from './weights.js';
 
 export interface QuantizeOptions {
   /** Output path (default: IN.int8.onnx beside the input). */
@@ -29,12 +37,20 @@ export interface QuantizeOptions {
   perTensor?: boolean;
   /** Also quantize the linear heads (pooler, masked-LM, classifiers). */
   all?: boolean;
+  /**
+   * Static activation scales: for each float input tensor of a quantized linear (by its ONNX name), the
+   * |x| that maps to 127 (from calibration: lib/quantize/calibrate.ts). Unset: dynamic
+   * (DynamicQuantizeLinear). Every quantized linear's input must be listed.
+   */
+  inputMax?: Map<string, number>;
 }
 
 export interface QuantizeSummary {
   input: string;
   output: string;
   scheme: 'per-channel' | 'per-tensor';
+  /** How activations are quantized: at run time (DynamicQuantizeLinear) or with static scales (QuantizeLinear). */
+  activations: 'dynamic' | 'static';
   /** Linear layers made int8, by role ("layer 0 attention query", ...). */
   quantized: string[];
   /** float32 bytes of the weights made int8, and the int8 + scale bytes replacing them. */
@@ -89,8 +105,23 @@ class Names {
   }
 }
 
-/** Rewrites the model in place: the listed linears become int8. Returns the weight bytes before and after. */
-export function quantizeModel(m: BertModel, targets: { role: string; linear: Linear }[], perChannel: boolean): { floatBytes: number; int8Bytes: number } {
+/** The static scale for an input whose calibrated max |x| is `max`: max / 127 in float32 (1 when that is 0). */
+export function staticScale(max: number): number {
+  const s = Math.fround(max / INT8_MAX);
+  return s > 0 && Number.isFinite(s) ? s : 1;
+}
+
+function int8Scalar(name: string, v: number): TensorProto {
+  return int8Tensor(name, [], Int8Array.of(v));
+}
+
+/**
+ * Rewrites the model in place: the listed linears become int8. Returns the weight bytes before and
+ * after. `inputMax` (static): each input is clipped to ±127·s and quantized by QuantizeLinear to int8
+ * (zero point 0) with s = staticScale(max); the output Mul then multiplies by the folded constant
+ * s · W_scale.
+ */
+export function quantizeModel(m: BertModel, targets: { role: string; linear: Linear }[], perChannel: boolean, inputMax?: Map<string, number>): { floatBytes: number; int8Bytes: number } {
   const model = m.model;
   const g = model.graph!;
   const opset = Number(model.opsetImport.find((o) => !o.domain || o.domain === 'ai.onnx')?.version ?? 0);
@@ -102,7 +133,7 @@ export function quantizeModel(m: BertModel, targets: { role: string; linear: Lin
     byNode.set(linear.node, linear);
     if (linear.biasNode) removed.add(linear.biasNode);
   }
-  const quantizedInputs = new Map<string, { q: string; scale: string; zp: string }>();
+  const quantizedInputs = new Map<string, { q: string; scale: string; zp: string; staticScale?: number }>();
   const nodes: NodeProto[] = [];
   const inits: TensorProto[] = [];
   const replacedWeights = new Set<string>();
@@ -113,6 +144,18 @@ export function quantizeModel(m: BertModel, targets: { role: string; linear: Lin
     if (!l) { nodes.push(n); continue; }
     const base = l.weight;
     let xq = quantizedInputs.get(l.input);
+    if (!xq && inputMax) {
+      const max = inputMax.get(l.input);
+      if (max === undefined) throw new Error(`internal: no calibrated range for ${l.input}`);
+      const sc = staticScale(max);
+      xq = { q: names.fresh(`${l.input}_quantized`), scale: names.fresh(`${l.input}_scale`), zp: names.fresh(`${l.input}_zero_point`), staticScale: sc };
+      const lo = names.fresh(`${l.input}_clip_min`), hi = names.fresh(`${l.input}_clip_max`), clipped = names.fresh(`${l.input}_clipped`);
+      inits.push(makeFloatTensor(xq.scale, [], Float32Array.of(sc)), int8Scalar(xq.zp, 0),
+        makeFloatTensor(lo, [], Float32Array.of(-INT8_MAX * sc)), makeFloatTensor(hi, [], Float32Array.of(INT8_MAX * sc)));
+      quantizedInputs.set(l.input, xq);
+      nodes.push(makeNode('Clip', [l.input, lo, hi], [clipped], names.fresh(`${l.input}_Clip`)));
+      nodes.push(makeNode('QuantizeLinear', [clipped, xq.scale, xq.zp], [xq.q], names.fresh(`${l.input}_QuantizeLinear`)));
+    }
     if (!xq) {
       xq = { q: names.fresh(`${l.input}_quantized`), scale: names.fresh(`${l.input}_scale`), zp: names.fresh(`${l.input}_zero_point`) };
       quantizedInputs.set(l.input, xq);
@@ -131,13 +174,19 @@ export function quantizeModel(m: BertModel, targets: { role: string; linear: Lin
     int8Bytes += l.inDim * l.outDim + qm.scales.length * 4 + qm.scales.length;
     const wq = names.fresh(`${base}_quantized`), ws = names.fresh(`${base}_scale`), wz = names.fresh(`${base}_zero_point`);
     const scaleDims = perChannel ? [l.outDim] : [];
-    inits.push(int8Tensor(wq, [l.inDim, l.outDim], qm.q), makeFloatTensor(ws, scaleDims, qm.scales), int8Tensor(wz, scaleDims, new Int8Array(qm.scales.length)));
+    const inScale = xq.staticScale;
+    // static: one constant s · W_scale (folded here), what the cast int32 sums are multiplied by
+    const scales = inScale === undefined ? qm.scales : qm.scales.map((v) => Math.fround(inScale * v));
+    inits.push(int8Tensor(wq, [l.inDim, l.outDim], qm.q), makeFloatTensor(ws, scaleDims, scales), int8Tensor(wz, scaleDims, new Int8Array(qm.scales.length)));
     const mmOut = names.fresh(`${base}_MatMulInteger_output`);
     const castOut = names.fresh(`${base}_cast_output`);
-    const scalesOut = names.fresh(`${base}_scales`);
     nodes.push(makeNode('MatMulInteger', [xq.q, wq, xq.zp, wz], [mmOut], names.fresh(`${base}_MatMulInteger`)));
     nodes.push(makeNode('Cast', [mmOut], [castOut], names.fresh(`${base}_Cast`), [makeAttrInt('to', DataType.FLOAT)]));
-    nodes.push(makeNode('Mul', [xq.scale, ws], [scalesOut], names.fresh(`${base}_scales_Mul`)));
+    let scalesOut = ws;
+    if (inScale === undefined) {
+      scalesOut = names.fresh(`${base}_scales`);
+      nodes.push(makeNode('Mul', [xq.scale, ws], [scalesOut], names.fresh(`${base}_scales_Mul`)));
+    }
     if (l.bias) {
       let bias = l.bias;
       if (l.beta !== 1) {
@@ -170,7 +219,7 @@ export function quantize(input: string, opts: QuantizeOptions = {}): QuantizeSum
     throw new BortError(`the model is already int8-quantized (${already.role} weight ${quoteName(already.linear.weight)})`, 'quantize the float32 model it was made from');
   }
   const perChannel = opts.perTensor !== true;
-  const { floatBytes, int8Bytes } = quantizeModel(m, targets, perChannel);
+  const { floatBytes, int8Bytes } = quantizeModel(m, targets, perChannel, opts.inputMax);
   const output = opts.output ?? defaultQuantizeOutput(input);
   // the result must read back as the model it claims to be: recognised, with every target int8
   const check = recognize(loaded.model);
@@ -179,6 +228,7 @@ export function quantize(input: string, opts: QuantizeOptions = {}): QuantizeSum
   const saved = saveModel(loaded.model, output, { protect: loaded.sources });
   return {
     input: loaded.path, output: path.resolve(saved.path), scheme: perChannel ? 'per-channel' : 'per-tensor',
+    activations: opts.inputMax ? 'static' : 'dynamic',
     quantized: targets.map((t) => t.role), floatBytes, int8Bytes,
     fileBytes: saved.bytes + (saved.dataBytes ?? 0), seconds: (performance.now() - t0) / 1000,
   };

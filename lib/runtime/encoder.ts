@@ -281,6 +281,26 @@ export class Encoder {
     return out;
   }
 
+  /**
+   * Calibration (`quantize --calibration`): while on, each run records, for every linear layer it
+   * computes, the max |x| of each input row (real tokens only). Call between runs; off by default.
+   */
+  recordInputMaxima(on: boolean): void {
+    if (!this.handle) throw new Error('this Encoder is closed');
+    this.handle.recordInputMaxima(on);
+  }
+
+  /**
+   * The row maxima recorded since the last call, per engine slot: layer l at 4l (Q, K and V: one
+   * input), 4l+1 (attention output), 4l+2 (feed-forward input), 4l+3 (feed-forward output); then, after
+   * the L layers, the pooler, masked-LM transform, masked-LM decoder, classifier and per-token
+   * classifier at 4L … 4L+4. Clears them.
+   */
+  takeInputMaxima(): Float32Array[] {
+    if (!this.handle) throw new Error('this Encoder is closed');
+    return this.handle.takeInputMaxima();
+  }
+
   /** Frees the packed weights; later run() calls fail. */
   close(): void {
     if (!this.handle) return;

@@ -22,6 +22,10 @@ export interface NativeEncoder {
   readonly threads: number;
   readonly isa: string;
   readonly packedBytes: number;
+  /** Calibration: while on, each run records every linear's input row maxima max|x| (call between runs). */
+  recordInputMaxima(on: boolean): void;
+  /** The row maxima recorded since the last take, one array per engine slot (encoder.h); clears them. */
+  takeInputMaxima(): Float32Array[];
 }
 
 export interface NativeAddon {

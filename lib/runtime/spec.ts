@@ -101,6 +101,8 @@ export function engineSpec(m: BertModel): EngineSpec {
       if (q.values.length !== inDim * outDim) throw unsupported(`the ${role} weight ${quoteName(l.weight)} has ${q.values.length} values where the engine needs ${inDim * outDim}`);
       w[`${key}_w${layer}`] = q.values;
       w[`${key}_ws${layer}`] = q.scales;
+      // static: the input scale from calibration (the column scales above already include it)
+      if (l.quant.inputScale) w[`${key}_as${layer}`] = Float32Array.of(floatData(m.index.initializers.get(l.quant.inputScale)!)[0]);
     } else {
       put(`${key}_w${layer}`, scaled(inOutMatrix(m, l), l.alpha), inDim * outDim, `${role} weight`, l.weight);
     }
@@ -151,6 +153,12 @@ export function engineSpec(m: BertModel): EngineSpec {
     lin('q', a.q, `layer ${i} attention query`, H, W, at);
     lin('k', a.k, `layer ${i} attention key`, H, W, at);
     lin('v', a.v, `layer ${i} attention value`, H, W, at);
+    // the engine runs Q, K and V as one GEMM over one quantized input: one static scale (or none) for all three
+    const inScales = [a.q, a.k, a.v].map((x) => (x.quant?.inputScale ? floatData(m.index.initializers.get(x.quant.inputScale)!)[0] : 0));
+    if (inScales.some((v) => v !== inScales[0])) {
+      throw unsupported(`layer ${i}'s query, key and value quantize their one input with different static scales (${inScales.join(', ')})`,
+        'quantize the float32 model with bort-compress quantize --calibration (one scale per input tensor), or run this file with onnxruntime');
+    }
     lin('o', a.o, `layer ${i} attention output`, W, H, at);
     ln('ln1', l.ln1, `layer ${i} attention LayerNorm`, at);
     lin('ffn_in', l.ffn.in, `layer ${i} feed-forward input`, H, I, at);

@@ -543,6 +543,8 @@ class NativeEncoder : public Napi::ObjectWrap<NativeEncoder> {
     return DefineClass(env, "NativeEncoder",
                        {InstanceMethod<&NativeEncoder::Run>("run"), InstanceMethod<&NativeEncoder::Close>("close"),
                         InstanceMethod<&NativeEncoder::SetThreads>("setThreads"),
+                        InstanceMethod<&NativeEncoder::RecordInputMaxima>("recordInputMaxima"),
+                        InstanceMethod<&NativeEncoder::TakeInputMaxima>("takeInputMaxima"),
                         InstanceAccessor<&NativeEncoder::Threads>("threads"), InstanceAccessor<&NativeEncoder::Isa>("isa"),
                         InstanceAccessor<&NativeEncoder::PackedBytes>("packedBytes")});
   }
@@ -650,6 +652,29 @@ class NativeEncoder : public Napi::ObjectWrap<NativeEncoder> {
       throw Napi::Error::New(env, e.what());
     }
     return env.Undefined();
+  }
+
+  // Calibration (Encoder::record_input_maxima): call between runs (waits for a run in flight).
+  Napi::Value RecordInputMaxima(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!info[0].IsBoolean()) throw Napi::TypeError::New(env, "recordInputMaxima(on): on must be a boolean");
+    if (!enc_ || enc_->closed()) throw Napi::Error::New(env, "this encoder is closed");
+    enc_->record_input_maxima(info[0].As<Napi::Boolean>().Value());
+    return env.Undefined();
+  }
+
+  // One Float32Array of row maxima per slot (Encoder::take_input_maxima).
+  Napi::Value TakeInputMaxima(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!enc_ || enc_->closed()) throw Napi::Error::New(env, "this encoder is closed");
+    std::vector<std::vector<float>> m = enc_->take_input_maxima();
+    Napi::Array out = Napi::Array::New(env, m.size());
+    for (size_t i = 0; i < m.size(); ++i) {
+      Napi::Float32Array a = Napi::Float32Array::New(env, m[i].size());
+      if (!m[i].empty()) std::memcpy(a.Data(), m[i].data(), m[i].size() * sizeof(float));
+      out.Set((uint32_t)i, a);
+    }
+    return out;
   }
 
   Napi::Value Threads(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), enc_ ? enc_->threads() : 0); }

@@ -133,6 +133,29 @@ Encoder::Linear Encoder::pack_qlinear(Linear& L, const std::vector<PackSeg>& seg
   return pack_bias(L, w, bnames, ns);
 }
 
+// A static-scale int8 linear's input scale ("<linear>_as..." [1] beside "<linear>_w...", one per part of a
+// fused projection, all equal: the parts read one input), or 0 when the linear quantizes dynamically.
+float Encoder::static_input_scale(const WeightLookup& w, const std::vector<std::string>& wnames) {
+  float sc = 0.0f;
+  size_t given = 0;
+  for (const std::string& n : wnames) {
+    std::string aname = n;
+    aname.replace(aname.find("_w"), 2, "_as");
+    size_t len = 0;
+    const float* p = w(aname, &len);
+    if (!p) continue;
+    if (len != 1) throw ConfigError("weight '" + aname + "' has " + std::to_string(len) + " values, expected 1 (a static input scale)");
+    if (!(p[0] > 0.0f) || !std::isfinite(p[0]))
+      throw ConfigError("weight '" + aname + "': static input scale " + std::to_string(p[0]) + " (must be finite and > 0)");
+    if (given > 0 && p[0] != sc) throw ConfigError("weight '" + aname + "': the parts of one fused projection have different static input scales");
+    sc = p[0];
+    ++given;
+    param_bytes_ += sizeof(float);
+  }
+  if (given > 0 && given != wnames.size()) throw ConfigError("weight '" + wnames[0] + "': static and dynamic parts in one fused projection");
+  return sc;
+}
+
 Encoder::Linear Encoder::pack_linear(const WeightLookup& w, const std::vector<std::string>& wnames,
                                      const std::vector<std::string>& bnames, int K, const std::vector<int>& ns, bool int8) {
   Linear L;
@@ -163,6 +186,7 @@ Encoder::Linear Encoder::pack_linear(const WeightLookup& w, const std::vector<st
     } catch (const std::invalid_argument& e) {
       throw ConfigError("weight '" + wnames[0] + "': " + e.what());
     }
+    L.q->in_scale = static_input_scale(w, wnames);
     return pack_bias(L, w, bnames, ns);
   }
   std::vector<PackSeg> segs;
@@ -259,22 +283,36 @@ Encoder::Encoder(const EncoderConfig& cfg, const WeightLookup& w, const Kernels*
   }
   if (cfg.classifierLabels > 0) cls_ = pack_linear(w, {"cls_w"}, {"cls_b"}, (int)H, {cfg.classifierLabels});
   if (cfg.tokenLabels > 0) tok_ = pack_linear(w, {"tok_w"}, {"tok_b"}, (int)H, {cfg.tokenLabels});
+  for (int l = 0; l < cfg.layers; ++l) {
+    layers_[l].qkv.slot = 4 * l;
+    layers_[l].o.slot = 4 * l + 1;
+    layers_[l].in.slot = 4 * l + 2;
+    layers_[l].out.slot = 4 * l + 3;
+  }
+  const int top = 4 * cfg.layers;
+  pooler_.slot = top;
+  mlm_dense_.slot = top + 1;
+  decoder_.slot = top + 2;
+  cls_.slot = top + 3;
+  tok_.slot = top + 4;
   // an int8 key projection: the bound from its dequantized int8 weights (packing.h)
   key_bound_ = key_norm_bounds(cfg_, w, [&](int l, int h) -> double {
     const Linear& qkv = layers_[l].qkv;
     if (!qkv.q) return -1.0;
     const int d = cfg_.headSize;
+    // a static-scale linear's column scales hold the input scale too (qlinear.h): the weight's own is the quotient
+    const double in_s = qkv.q->in_scale > 0.0f ? (double)qkv.q->in_scale : 1.0;
     double s = 0;
     for (int j = 0; j < d; ++j) {
       const int n = (int)Wd + h * d + j;
-      const double sc = qkv.q->scale[n];
+      const double sc = qkv.q->scale[n] / in_s;
       for (int k = 0; k < (int)H; ++k) {
         const double v = sc * qlinear_weight(*qkv.q, k, n);
         s += v * v;
       }
     }
     return std::sqrt(s);
-  });
+  }, [&](int l) -> double { return layers_[l].qkv.q ? (double)layers_[l].qkv.q->in_scale : 0.0; });
   i8_ = nullptr;
 #if defined(__GLIBC__)
   // packing's transient buffers (quantized copies, a fused projection's int8 side by side) sit in
@@ -432,6 +470,7 @@ void Encoder::gemm_raw(const GemmArgs& g) {
 
 void Encoder::gemm(const float* A, size_t lda, const Linear& L, float* C, size_t ldc, int M, Epi epi, const float* R,
                    size_t ldr) {
+  if (recording_) record_rows(A, lda, M, L.K, L.slot);
   if (L.q) {
     // tanh (the pooler's) has no int8 epilogue: bias in the tile, then tanh over the rows
     qlinear_run(*pool_, *L.q, A, lda, C, ldc, M, epi == Epi::BiasTanh ? Epi::Bias : epi, L.b.get(), R, ldr, k_->gelu, qs_);
@@ -453,6 +492,31 @@ void Encoder::gemm(const float* A, size_t lda, const Linear& L, float* C, size_t
   g.R = R;
   g.ldr = ldr;
   gemm_raw(g);
+}
+
+void Encoder::record_rows(const float* A, size_t lda, int M, int K, int slot) {
+  if (slot < 0) return;
+  std::vector<float>& v = maxima_[slot];
+  for (int i = 0; i < M; ++i) {
+    const float* r = A + (size_t)i * lda;
+    float mx = 0.0f;
+    for (int k = 0; k < K; ++k) mx = std::fmax(mx, std::fabs(r[k]));
+    v.push_back(mx);
+  }
+}
+
+void Encoder::record_input_maxima(bool on) {
+  std::lock_guard<std::mutex> lk(mu_);
+  recording_ = on;
+  if (on && maxima_.empty()) maxima_.resize(input_maxima_slots());
+}
+
+std::vector<std::vector<float>> Encoder::take_input_maxima() {
+  std::lock_guard<std::mutex> lk(mu_);
+  std::vector<std::vector<float>> out(input_maxima_slots());
+  if (!maxima_.empty()) out.swap(maxima_);
+  if (recording_) maxima_.resize(input_maxima_slots());
+  return out;
 }
 
 void Encoder::layernorm_rows(float* y, size_t ldy, const float* x, size_t ldx, int M, const float* g, const float* b,

@@ -117,6 +117,17 @@ class Encoder {
 
   size_t packed_bytes() const { return packed_bytes_; }
 
+  // Calibration recorder (off by default; one flag test per GEMM when off): while on, each run appends,
+  // for every linear it computes, the max |x| of each input row (the rows the GEMM reads: real tokens
+  // only when the run packs, the [CLS] rows for the pooler). Slots: layer l: 4l Q/K/V (one input),
+  // 4l+1 attention output, 4l+2 feed-forward input, 4l+3 feed-forward output; then 4L pooler, 4L+1
+  // masked-LM transform, 4L+2 masked-LM decoder, 4L+3 classifier, 4L+4 per-token classifier.
+  // Both wait for a run in flight.
+  void record_input_maxima(bool on);
+  // The row maxima recorded since the last take, one vector per slot; clears them.
+  std::vector<std::vector<float>> take_input_maxima();
+  int input_maxima_slots() const { return 4 * cfg_.layers + 5; }
+
   // Tests only: called at the end of every run, after the run has decided whether it frees the
   // encoder (a close() seen) and before it lets other calls in; a test can close() meanwhile.
   std::function<void()> run_end_hook_for_tests;
@@ -132,6 +143,7 @@ class Encoder {
     FloatBuf b;  // padded to a whole panel
     int K = 0, N = 0;
     std::unique_ptr<QLinear> q;  // set: int8 (w unused)
+    int slot = -1;               // the calibration recorder's slot (record_input_maxima)
   };
   struct Layer {
     Linear qkv, o, in, out;
@@ -146,6 +158,8 @@ class Encoder {
                       const std::vector<std::string>& bnames, const std::vector<int>& ns);
   Linear pack_bias(Linear& L, const WeightLookup& w, const std::vector<std::string>& bnames, const std::vector<int>& ns);
   const QKernels* need_qk();
+  float static_input_scale(const WeightLookup& w, const std::vector<std::string>& wnames);
+  void record_rows(const float* A, size_t lda, int M, int K, int slot);
   // Word + position (+ type) embedding of one token into y (the word row dequantized when int8).
   void embed_row(float* y, int id, int pos, const float* type_row) const;
   void gemm(const float* A, size_t lda, const Linear& L, float* C, size_t ldc, int M, Epi epi,
@@ -181,6 +195,8 @@ class Encoder {
   size_t packed_bytes_ = 0, param_bytes_ = 0;
   const QKernels* qk_ = nullptr;  // int8 path (cfg_.int8)
   QScratch qs_;
+  bool recording_ = false;                    // record_input_maxima (guarded by mu_)
+  std::vector<std::vector<float>> maxima_;    // per slot, recorded row maxima
   std::vector<double> key_bound_;  // [layers*heads] |key| bounds (packing.h)
   bool last_run_packed_ = false;
 

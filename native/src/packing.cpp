@@ -79,7 +79,8 @@ const float* get(const WeightLookup& w, const std::string& name) {
 }  // namespace
 
 std::vector<double> key_norm_bounds(const EncoderConfig& c, const WeightLookup& w,
-                                    const std::function<double(int layer, int head)>& int8_key_fro) {
+                                    const std::function<double(int layer, int head)>& int8_key_fro,
+                                    const std::function<double(int layer)>& int8_key_static) {
   const int H = c.hidden, d = c.headSize, Wd = c.heads * c.headSize;
   std::vector<double> out((size_t)c.layers * c.heads);
   for (int l = 0; l < c.layers; ++l) {
@@ -102,7 +103,8 @@ std::vector<double> key_norm_bounds(const EncoderConfig& c, const WeightLookup& 
       if (q8) {
         const double f = int8_key_fro(l, h);
         fro = f * f;
-        xm = xmax * (1.0 + std::sqrt((double)H) / 254.0);
+        const double st = int8_key_static ? int8_key_static(l) : 0.0;
+        xm = st > 0 ? xmax + std::sqrt((double)H) * st / 2.0 : xmax * (1.0 + std::sqrt((double)H) / 254.0);
       } else {
         for (int k = 0; k < H; ++k) fro += norm2(kw + (size_t)k * Wd + (size_t)h * d, d);
       }

@@ -41,8 +41,12 @@ void zero_masked_rows(float* buf, size_t width, const int32_t* mask, size_t rows
 // `int8_key_fro(layer, head)`, when given and >= 0: the layer's key projection runs int8, and this is
 // |W_k|_F of the head's dequantized int8 weights; its input is then quantized per row (symmetric,
 // max -> 127), which moves each element by at most max|x|/254 <= |x|/254, so |x_q| <= |x| (1 + sqrt(H)/254).
+// `int8_key_static(layer)`, when given and > 0: that int8 key projection quantizes its input with this
+// static scale s instead (rounding moves an element by at most s/2, clipping only shrinks it), so
+// |x_q| <= |x| + sqrt(H)·s/2.
 std::vector<double> key_norm_bounds(const EncoderConfig& cfg, const WeightLookup& w,
-                                    const std::function<double(int layer, int head)>& int8_key_fro = nullptr);
+                                    const std::function<double(int layer, int head)>& int8_key_fro = nullptr,
+                                    const std::function<double(int layer)>& int8_key_static = nullptr);
 
 // Margin below which exp() of a float is exactly 0 in float32 (e^-104 < the smallest denormal),
 // with room to spare: a masked key contributes exactly 0 when its score minus the row's real maximum

@@ -4,7 +4,8 @@
 //   * weights B: symmetric int8 in [-127, 127] (zero point 0; -128 never used), one scale per output
 //     column (or one per matrix), packed once by qpack_b;
 //   * activations A: symmetric int8 in [-127, 127], one scale per row, quantized per GEMM by
-//     quantize_rows (dynamic).
+//     quantize_rows (dynamic); or one static scale from calibration for every row, quantized by
+//     quantize_rows_static (onnxruntime's QuantizeLinear to int8 behind a Clip to [-127, 127]·scale).
 // Each ISA file (qgemm_scalar.cpp, qgemm_avx2.cpp, qgemm_avx512vnni.cpp, qgemm_neon.cpp) fills one
 // QKernels table; qdispatch.cpp picks one. How each path avoids saturation is stated in its file:
 //   AVX2 (no VNNI): vpmaddubsw(|a|, sign(b, a)) + vpmaddwd — the sign trick: |a| <= 127 and
@@ -36,6 +37,12 @@ void qpack_b(int8_t* dst, int32_t* colsum, const int8_t* W, size_t ldw, int K, i
 // lda >= round4(K). This is the scalar table's; QKernels::quantize_rows is the same per ISA.
 void quantize_rows(const float* x, size_t ldx, int M, int K, int8_t* A, size_t lda, float* scale);
 
+// Quantizes rows of x[M][K] (row stride ldx) with one static scale (finite, > 0), as onnxruntime's
+// QuantizeLinear(x, scale, int8 zero point 0) computes it behind a Clip to [-127·scale, 127·scale]:
+// A[i][k] = round-half-even(x / scale) (a true division) clamped to [-127, 127]; NaN gives 0;
+// A[i][K..round4(K)) = 0. The scalar table's; QKernels::quantize_rows_static is the same per ISA.
+void quantize_rows_static(const float* x, size_t ldx, int M, int K, int8_t* A, size_t lda, float scale);
+
 struct QGemmArgs {
   const int8_t* A = nullptr;  // [M][lda], lda >= round4(K), zero in [K, round4(K))
   size_t lda = 0;
@@ -63,6 +70,8 @@ struct QKernels {
   void (*qgemm_tile)(const QGemmArgs& g, int m0, int m1, int n0, int n1);
   // quantize_rows below, compiled for this ISA (the same results on every path).
   void (*quantize_rows)(const float* x, size_t ldx, int M, int K, int8_t* A, size_t lda, float* scale);
+  // quantize_rows_static above, compiled for this ISA (the same results on every path).
+  void (*quantize_rows_static)(const float* x, size_t ldx, int M, int K, int8_t* A, size_t lda, float scale);
 };
 
 enum class QIsa { Scalar, Avx2, Avx512Vnni, Neon, NeonDot };

@@ -96,4 +96,25 @@ static void k_quantize_rows(const float* x, size_t ldx, int M, int K, int8_t* A,
   }
 }
 
-static const QKernels kQTable = {QISA_NAME, MR, NR, k_qgemm_tile, k_quantize_rows};
+// quantize_rows_static (qgemm.h): one division, a clamp to [-127, 127], then round half to even by
+// adding and subtracting 1.5·2^23 (exact IEEE adds; |v| <= 127 so the sum's ulp is 1), which every
+// ISA computes identically (no multiply to fuse). NaN fails both comparisons of the clamp and is set to 0.
+static void k_quantize_rows_static(const float* x, size_t ldx, int M, int K, int8_t* A, size_t lda, float scale) {
+  const int K4 = qround4(K);
+  const float magic = 12582912.0f;  // 1.5 * 2^23
+  for (int i = 0; i < M; ++i) {
+    const float* r = x + (size_t)i * ldx;
+    int8_t* a = A + (size_t)i * lda;
+    for (int k = 0; k < K; ++k) {
+      float v = r[k] / scale;
+      v = v > 127.0f ? 127.0f : v;
+      v = v < -127.0f ? -127.0f : v;
+      v = v == v ? v : 0.0f;  // NaN -> 0
+      v = (v + magic) - magic;
+      a[k] = (int8_t)(int)v;
+    }
+    for (int k = K; k < K4; ++k) a[k] = 0;
+  }
+}
+
+static const QKernels kQTable = {QISA_NAME, MR, NR, k_qgemm_tile, k_quantize_rows, k_quantize_rows_static};

@@ -167,7 +167,13 @@ void qlinear_run(ThreadPool& pool, const QLinear& L, const float* A, size_t lda,
     const int per = (M + parts - 1) / parts;
     pool.parallel_for(parts, [&](int t, int) {
       const int m0 = t * per, m1 = m0 + per < M ? m0 + per : M;
-      if (m0 < m1) L.qk->quantize_rows(A + (size_t)m0 * lda, lda, m1 - m0, K, qa + (size_t)m0 * la, la, as + m0);
+      if (m0 >= m1) return;
+      if (L.in_scale > 0.0f) {
+        L.qk->quantize_rows_static(A + (size_t)m0 * lda, lda, m1 - m0, K, qa + (size_t)m0 * la, la, L.in_scale);
+        for (int i = m0; i < m1; ++i) as[i] = 1.0f;  // the input scale is folded into L.scale
+      } else {
+        L.qk->quantize_rows(A + (size_t)m0 * lda, lda, m1 - m0, K, qa + (size_t)m0 * la, la, as + m0);
+      }
     });
   }
   const QKernels* qk = L.qk;

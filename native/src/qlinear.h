@@ -44,6 +44,10 @@ struct QLinear {
   QBytes B;                     // packed by qpack_b
   std::vector<int32_t> colsum;  // from qpack_b
   std::vector<float> scale;     // [N], each > 0
+  // 0: inputs quantized per row at run time (dynamic). > 0: a static input scale from calibration: the
+  // rows are quantized with it (quantize_rows_static) and `scale` already holds it times the weight
+  // scales (the file's folded constant), so the epilogue multiplies the int32 sums by `scale` alone.
+  float in_scale = 0.0f;
   size_t bytes() const { return B.size() + colsum.size() * 4 + scale.size() * 4; }
 };
 

@@ -34,6 +34,10 @@ void quantize_rows(const float* x, size_t ldx, int M, int K, int8_t* A, size_t l
   qkernels_scalar()->quantize_rows(x, ldx, M, K, A, lda, scale);
 }
 
+void quantize_rows_static(const float* x, size_t ldx, int M, int K, int8_t* A, size_t lda, float scale) {
+  qkernels_scalar()->quantize_rows_static(x, ldx, M, K, A, lda, scale);
+}
+
 void qgemm(const QKernels* k, const QGemmArgs& g) {
   k->qgemm_tile(g, 0, g.M, 0, g.N);
 }

@@ -149,6 +149,60 @@ void test_quantize_same(const QKernels* q) {
   }
 }
 
+// The static quantizer on hand-checked values: x / s rounded half to even (as onnxruntime's
+// QuantizeLinear), clamped to [-127, 127] (never -128), NaN -> 0, infinities clamp, K padding zeroed.
+void test_quantize_rows_static() {
+  const int M = 2, K = 11;
+  const size_t lda = 16;
+  const float s = 0.5f;
+  // x / s:             0.5   1.5   2.5  -0.5  -1.5  -2.5   127.6   -200    NaN    +inf   -inf
+  std::vector<float> x = {0.25f, 0.75f, 1.25f, -0.25f, -0.75f, -1.25f, 63.8f, -100.0f, NAN, INFINITY, -INFINITY,
+  //                     1.26  -63.4  3.0   0     1e-30 ...
+                          0.63f, -31.7f, 1.5f, 0.0f, 1e-30f, -0.2499f, 0.2501f, 63.25f, -63.25f, 63.75f, -63.75f};
+  const int8_t want[M][K] = {{0, 2, 2, 0, -2, -2, 127, -127, 0, 127, -127}, {1, -63, 3, 0, 0, 0, 1, 126, -126, 127, -127}};
+  std::vector<int8_t> A(M * lda, 99);
+  quantize_rows_static(x.data(), K, M, K, A.data(), lda, s);
+  int bad = 0;
+  for (int i = 0; i < M; ++i) {
+    for (int k = 0; k < K; ++k)
+      if (A[i * lda + k] != want[i][k]) {
+        std::printf("  static row %d k %d: %d, want %d\n", i, k, A[i * lda + k], want[i][k]);
+        ++bad;
+      }
+    for (int k = K; k < qround4(K); ++k) bad += A[i * lda + k] != 0;
+    for (size_t k = qround4(K); k < lda; ++k) bad += A[i * lda + k] != 99;  // past round4(K): untouched
+  }
+  CHECK(bad == 0, "quantize_rows_static: %d bytes differ from the hand-checked values", bad);
+}
+
+// The table's own quantize_rows_static gives the scalar one's bytes exactly (random rows, exact
+// halves, values past the clamp, NaN and infinities, K with tails, odd scales).
+void test_quantize_static_same(const QKernels* q) {
+  check::Rng r(5);
+  for (int K : {1, 15, 16, 33, 768, 1027}) {
+    for (float s : {0.0123f, 1.0f / 127.0f, 0.5f, 3.3f}) {
+      const int M = 5;
+      const size_t lda = qround4(K) + 4;
+      std::vector<float> x((size_t)M * K);
+      for (auto& v : x) v = r.uniform(-200 * s, 200 * s);
+      for (int k = 0; k < K; ++k) x[(size_t)K + k] = (float)(k % 301 - 150) * 0.5f * s;  // row 1: halves (and past 127)
+      x[(size_t)2 * K + K / 2] = NAN;
+      x[(size_t)3 * K] = INFINITY;
+      x[(size_t)4 * K + K - 1] = -INFINITY;
+      std::vector<int8_t> a(M * lda, 55), b(M * lda, 66);
+      quantize_rows_static(x.data(), K, M, K, a.data(), lda, s);
+      q->quantize_rows_static(x.data(), K, M, K, b.data(), lda, s);
+      int bad = 0, low = 0;
+      for (int i = 0; i < M; ++i)
+        for (int k = 0; k < qround4(K); ++k) {
+          bad += a[i * lda + k] != b[i * lda + k];
+          low += b[i * lda + k] == -128;
+        }
+      CHECK(bad == 0 && low == 0, "%s quantize_rows_static K=%d s=%g: %d bytes differ from the scalar table's, %d are -128", q->name, K, s, bad, low);
+    }
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -156,6 +210,7 @@ int main(int argc, char** argv) {
   for (int i = 1; i + 1 < argc; i += 2)
     if (!std::strcmp(argv[i], "--require")) require.push_back(argv[i + 1]);
   test_quantize_rows();
+  test_quantize_rows_static();
   int tested = 0;
   for (QIsa i : {QIsa::Scalar, QIsa::Avx2, QIsa::Avx512Vnni, QIsa::Neon, QIsa::NeonDot}) {
     const QKernels* q = qkernels_for(i);
@@ -172,6 +227,7 @@ int main(int argc, char** argv) {
       for (Fill f : {Random, AllMax, AllMinMax, Alternating}) test_exact(q, s[0], s[1], s[2], f, seed++);
     test_exact(q, 3, 20, kQMaxK, AllMinMax, 7);  // the largest K: -127*127*K still fits int32
     test_quantize_same(q);
+    test_quantize_static_same(q);
     test_epilogue(q, true);
     test_epilogue(q, false);
   }
