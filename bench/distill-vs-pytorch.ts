@@ -85,6 +85,9 @@ async function main() {
   if (py.status !== 0) throw new Error(`PyTorch run failed: ${py.stderr}`);
   const torch = JSON.parse(py.stdout.trim().split('\n').pop()!);
   console.log(`PyTorch ${torch.torch} (${torch.threads} threads): ${torch.stepsPerSecond.toFixed(3)} steps/s, first loss ${torch.firstLoss.toFixed(5)}, peak RSS ${(torch.maxRssKiB / 1024).toFixed(0)} MiB`);
+  if (torch.savedBytes) {
+    console.log(`PyTorch activation memory kept for the backward (first step, student forward + loss, parameters excluded): ${torch.savedBytes} B = ${(torch.savedBytes / torch.tokens).toFixed(0)} B per token over ${torch.tokens} tokens with ${torch.lossPositions} loss positions (ours: native/build/bort_bench_train prints its per-token and per-loss-position figures)`);
+  }
   console.log(`ours / PyTorch: ${(ours.stepsPerSecond / torch.stepsPerSecond).toFixed(2)}× steps/s; first-loss relative difference ${(Math.abs(firstLoss - torch.firstLoss) / torch.firstLoss).toExponential(2)}; load ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}`);
   fs.rmSync(dir, { recursive: true, force: true });
 }

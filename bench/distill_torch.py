@@ -74,6 +74,14 @@ class Bert(torch.nn.Module):
         return h @ self.g('bert.embeddings.word_embeddings.weight').t() + self.g('cls.decoder.bias')
 
 
+class _nothing:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        return False
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument('teacher'); ap.add_argument('student'); ap.add_argument('batches')
@@ -96,6 +104,19 @@ def main():
                                               max(0.0, (spec['totalSteps'] - t - 1) / max(1, spec['totalSteps'] - warm)))
     T = 2.0
     times, first = [], None
+    # Activation memory kept for the backward: the bytes of every tensor autograd saves during the
+    # first step's student forward and loss (each storage counted once; the parameters excluded), the
+    # counterpart of the Trainer's "activation bytes" (bench/distill-vs-pytorch.ts prints both).
+    param_ptrs = {p.data_ptr() for p in student.p.values()}
+    saved = {}
+
+    def pack(t):
+        st = t.storage()
+        if st.data_ptr() not in param_ptrs:
+            saved[st.data_ptr()] = st.nbytes()
+        return t
+
+    saved_bytes = None
     for i in range(steps):
         b = batches[i % len(batches)]
         B, S = spec['batch'], spec['seq']
@@ -107,10 +128,13 @@ def main():
         t0 = time.perf_counter()
         with torch.no_grad():
             tl = teacher(ids, types, mask, pos)
-        sl = student(ids, types, mask, pos)
-        mlm = F.cross_entropy(sl, labels)
-        kl = F.kl_div(F.log_softmax(sl / T, -1), F.log_softmax(tl / T, -1), log_target=True, reduction='batchmean')
-        loss = 0.1 * mlm + 0.9 * T * T * kl
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t) if i == 0 else _nothing():
+            sl = student(ids, types, mask, pos)
+            mlm = F.cross_entropy(sl, labels)
+            kl = F.kl_div(F.log_softmax(sl / T, -1), F.log_softmax(tl / T, -1), log_target=True, reduction='batchmean')
+            loss = 0.1 * mlm + 0.9 * T * T * kl
+        if i == 0:
+            saved_bytes = sum(saved.values())
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
@@ -122,6 +146,7 @@ def main():
     timed = times[2:] if len(times) > 2 else times
     print(json.dumps({'stepsPerSecond': len(timed) / sum(timed), 'firstLoss': first, 'lastLoss': loss.item(),
                       'maxRssKiB': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, 'threads': torch.get_num_threads(),
+                      'savedBytes': saved_bytes, 'tokens': spec['batch'] * spec['seq'], 'lossPositions': len(batches[0]['labels']),
                       'torch': torch.__version__}))
 
 

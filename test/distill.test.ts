@@ -93,6 +93,29 @@ describe('distill()', () => {
     expect(again.logits.data).toEqual(after.logits.data);
   }, 60_000);
 
+  it('weights the loss as asked (--mlm-weight, --kl-weight, --temperature), refuses bad weights, and keeps them in the run identity', async () => {
+    const { dir, base } = await setup();
+    const seen: { loss: number; mlm: number; kl: number }[] = [];
+    // pure distillation at T = 1: the loss is the KL term alone; at T = 3 with both terms, their weighted sum
+    await distill({ ...base, steps: 2, output: path.join(dir, 'kd.onnx'), mlmWeight: 0, klWeight: 1, temperature: 1, onProgress: (p) => seen.push(p) });
+    await distill({ ...base, steps: 2, output: path.join(dir, 'mix.onnx'), mlmWeight: 0.5, klWeight: 2, temperature: 3, onProgress: (p) => seen.push(p) });
+    expect(seen).toHaveLength(4);
+    for (const p of seen.slice(0, 2)) expect(p.loss).toBeCloseTo(p.kl, 5);
+    for (const p of seen.slice(2)) expect(p.loss).toBeCloseTo(0.5 * p.mlm + 2 * 9 * p.kl, 4);
+    expect(seen[0].mlm).toBeGreaterThan(0);
+    const out = path.join(dir, 'w.onnx');
+    await expect(distill({ ...base, output: out, mlmWeight: -1 })).rejects.toThrow(/^--mlm-weight -1 is not a loss weight/);
+    await expect(distill({ ...base, output: out, mlmWeight: 0, klWeight: 0 })).rejects.toThrow(/both 0/);
+    await expect(distill({ ...base, output: out, temperature: 0 })).rejects.toThrow(/^--temperature 0 is not a softmax temperature/);
+    await expect(distill({ ...base, output: out, klWeight: Number.NaN })).rejects.toThrow(/^--kl-weight NaN is not a loss weight/);
+    // a checkpoint of a pure-distillation run does not resume a run with the default weights
+    const ac = new AbortController();
+    ac.abort();
+    await distill({ ...base, output: out, signal: ac.signal, mlmWeight: 0 });
+    await expect(distill({ ...base, output: out, resume: true })).rejects.toThrow(/from another run \(mlmWeight 0 vs undefined\)/);
+    expect(fs.existsSync(out)).toBe(false);
+  }, 60_000);
+
   it('refuses a damaged checkpoint and one from another run, writing nothing', async () => {
     const { dir, base } = await setup();
     const out = path.join(dir, 'x.onnx');
@@ -189,6 +212,17 @@ describe('bort-compress distill', () => {
     expect(r.stderr.trim().split('\n')).toHaveLength(1);
     expect(r.stderr).toMatch(/^bort-compress: error: --lr 'fast' is not a learning rate/);
     expect(fs.existsSync(bad)).toBe(false);
+    for (const [flags, msg] of [
+      [['--mlm-weight', 'x'], /^bort-compress: error: --mlm-weight 'x' is not a number/],
+      [['--mlm-weight', '0', '--kl-weight', '0'], /^bort-compress: error: --mlm-weight and --kl-weight are both 0/],
+      [['--temperature', '0'], /^bort-compress: error: --temperature 0 is not a softmax temperature/],
+    ] as const) {
+      const w = spawnSync(process.execPath, [CLI, ...args, ...flags, '-o', bad], { encoding: 'utf8' });
+      expect(w.status).toBe(1);
+      expect(w.stderr.trim().split('\n')).toHaveLength(1);
+      expect(w.stderr).toMatch(msg);
+      expect(fs.existsSync(bad)).toBe(false);
+    }
     const nodir = spawnSync(process.execPath, [CLI, ...args, '-o', dir], { encoding: 'utf8' });
     expect(nodir.status).toBe(1);
     expect(nodir.stderr.trim().split('\n')).toHaveLength(1);

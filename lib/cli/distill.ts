@@ -34,6 +34,14 @@ export async function distillCommand(positionals: string[], o: Record<string, st
     lr = /^(\d+\.?\d*|\.\d+)(e[-+]?\d+)?$/i.test(lrs) ? Number(lrs) : NaN;
     if (!(lr > 0 && lr <= 1)) throw new BortError(`--lr ${quoteName(lrs)} is not a learning rate`, 'pass --lr X with X a number above 0 and at most 1 (e.g. 5e-4)');
   }
+  // loss weights and temperature: numbers here; their ranges are checked by distill()
+  const num = (k: string) => {
+    const v = str(k);
+    if (v === undefined) return undefined;
+    if (!/^[-+]?(\d+\.?\d*|\.\d+)(e[-+]?\d+)?$/i.test(v)) throw new BortError(`--${k} ${quoteName(v)} is not a number`, `pass --${k} with a number; see bort-compress distill --help`);
+    return Number(v);
+  };
+  const mlmWeight = num('mlm-weight'), klWeight = num('kl-weight'), temperature = num('temperature');
   const steps = intOption(str('steps'), 'steps', 1000);
   const batch = intOption(str('batch'), 'batch', 32);
   const seq = intOption(str('seq'), 'seq', 64);
@@ -78,7 +86,7 @@ export async function distillCommand(positionals: string[], o: Record<string, st
   try {
     const r = await distill({
       teacher, student, corpus, vocab, output, steps, batch, seq, lr, threads, seed, checkpointEvery: every,
-      resume: !!o.resume, signal: ac.signal, evalCases, evalEvery,
+      resume: !!o.resume, signal: ac.signal, evalCases, evalEvery, mlmWeight, klWeight, temperature,
       ...(method === 'theseus' ? { method, replaceRate, schedule: schedule as ReplaceSchedule | undefined, studentOnlySteps, fromScratch: !!o['from-scratch'], shared: shared as 'frozen' | 'trained' | undefined } : {}),
       onEval: (e) => {
         if (tty) process.stderr.write('\r\x1b[K');

@@ -150,6 +150,10 @@ Options:
       --eval CASES             held-out cases (an mlm-eval.json): print the student's top-1 agreement
                                with the teacher and its accuracy at the start and every K steps
       --eval-every K           steps between evaluations (default: a tenth of the steps)
+      --mlm-weight A           weight of the masked-LM cross-entropy against the true words (default 0.1)
+      --kl-weight B            weight of T² · KL(teacher ‖ student) at temperature T (default 0.9); 0 with
+                               --mlm-weight 1 is plain masked-LM training, --mlm-weight 0 pure distillation
+      --temperature T          softmax temperature of the distillation term (default 2)
       --method M               kd (default): the student alone throughout;
                                theseus: BERT-of-Theseus module replacing: the teacher's layers are cut into
                                one group of consecutive layers per student layer, and each update runs each

@@ -122,12 +122,26 @@ function replacingPlan(o: DistillOptions, steps: number): (ReplacementSchedule &
   return { schedule, rate, replacingSteps: steps - only, shared };
 }
 
+/** The loss weights and temperature, checked: finite, weights ≥ 0 and not both 0, temperature > 0. */
+function lossWeights(o: DistillOptions): { mlmWeight: number; klWeight: number; temperature: number } {
+  const mlmWeight = o.mlmWeight ?? 0.1, klWeight = o.klWeight ?? 0.9, temperature = o.temperature ?? 2;
+  for (const [v, flag] of [[mlmWeight, '--mlm-weight'], [klWeight, '--kl-weight']] as const) {
+    if (!(Number.isFinite(v) && v >= 0)) throw new BortError(`${flag} ${v} is not a loss weight`, `pass ${flag} w with w a finite number ≥ 0 (defaults: 0.1 for the masked-LM term, 0.9 for the distillation term)`);
+  }
+  if (mlmWeight === 0 && klWeight === 0) throw new BortError('--mlm-weight and --kl-weight are both 0: there is nothing to train on', 'give at least one of them a weight above 0');
+  if (!(Number.isFinite(temperature) && temperature > 0 && temperature <= 100)) {
+    throw new BortError(`--temperature ${temperature} is not a softmax temperature`, 'pass --temperature T with 0 < T ≤ 100 (default 2)');
+  }
+  return { mlmWeight, klWeight, temperature };
+}
+
 export async function distill(o: DistillOptions): Promise<DistillSummary> {
   const t0 = Date.now();
   const steps = posInt(o.steps, 1000, 'steps');
   const batch = posInt(o.batch, 32, 'batch', 4096);
   const seq = posInt(o.seq, 64, 'seq', 4096);
   const plan = replacingPlan(o, steps);
+  const loss = lossWeights(o);
   const checkpoint = o.checkpoint ?? `${o.output}.ckpt`;
   const tok = TextTokenizer.fromFile(o.vocab);
   let text: string;
@@ -177,6 +191,10 @@ export async function distill(o: DistillOptions): Promise<DistillSummary> {
   if (plan && o.fromScratch) reinitialiseLayers(trainer, ((o.seed ?? 1) ^ 0x5c7a7c4) >>> 0);
   const evalCases = o.evalCases ? readEvalCases(o.evalCases, student.vocab) : undefined;
   const run: Record<string, string | number> = { student: path.resolve(o.student), params: trainer.state().params.length, steps, batch, seq, seed: o.seed ?? 1 };
+  // the loss weights join the run's identity only when changed (checkpoints of default runs stay resumable)
+  if (loss.mlmWeight !== 0.1) run.mlmWeight = loss.mlmWeight;
+  if (loss.klWeight !== 0.9) run.klWeight = loss.klWeight;
+  if (loss.temperature !== 2) run.temperature = loss.temperature;
   if (plan) {
     Object.assign(run, {
       method: 'theseus', teacher: path.resolve(o.teacher), schedule: plan.schedule, replaceRate: plan.rate,
@@ -249,7 +267,7 @@ export async function distill(o: DistillOptions): Promise<DistillSummary> {
       // module replacing: which groups run their successor this update (the student alone after the phase)
       const p = plan ? replaceRate(plan, trainer.steps + 1) : undefined;
       const route = sampler && trainer.steps < plan!.replacingSteps ? sampler.next(p!).route : null;
-      const r = await trainer.step({ ...b, teacher: tl, mlmWeight: o.mlmWeight ?? 0.1, klWeight: o.klWeight ?? 0.9, temperature: o.temperature ?? 2, route });
+      const r = await trainer.step({ ...b, teacher: tl, mlmWeight: loss.mlmWeight, klWeight: loss.klWeight, temperature: loss.temperature, route });
       first ??= r.loss;
       last = r.loss;
       const done = trainer.steps - stepStart;
