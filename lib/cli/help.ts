@@ -151,8 +151,8 @@ Options:
                                with the teacher and its accuracy at the start and every K steps
       --eval-every K           steps between evaluations (default: a tenth of the steps)
       --mlm-weight A           weight of the masked-LM cross-entropy against the true words (default 0.1)
-      --kl-weight B            weight of T² · KL(teacher ‖ student) at temperature T (default 0.9); 0 with
-                               --mlm-weight 1 is plain masked-LM training, --mlm-weight 0 pure distillation
+      --kl-weight B            weight of T² · KL(teacher ‖ student) at temperature T (default 0.9); a masked-LM
+                               weight of 0 is pure distillation, a KL weight of 0 plain masked-LM training
       --temperature T          softmax temperature of the distillation term (default 2)
       --method M               kd (default): the student alone throughout;
                                theseus: BERT-of-Theseus module replacing: the teacher's layers are cut into
