@@ -5,6 +5,7 @@
  *
  *   npx tsx bench/distill-teacher.ts [--arch 3,8,256,512] [--strategy first] [--steps 100] [--batch 32]
  *                                    [--seq 64] [--lr 5e-4] [--limit 500] [--threads 2]
+ *                                    [--mlm-weight A] [--kl-weight B]   (default: distill()'s loss)
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -21,6 +22,8 @@ const { values: a } = parseArgs({
     arch: { type: 'string', default: '3,8,256,512' }, strategy: { type: 'string', default: 'first' },
     steps: { type: 'string', default: '100' }, batch: { type: 'string', default: '32' }, seq: { type: 'string', default: '64' },
     lr: { type: 'string', default: '5e-4' }, limit: { type: 'string', default: '500' }, threads: { type: 'string', default: '2' },
+    // the loss (default: distill()'s, pure distillation; the Bort recipe: --mlm-weight 0.1 --kl-weight 0.9)
+    'mlm-weight': { type: 'string' }, 'kl-weight': { type: 'string' },
   },
 });
 const threads = Number(a.threads);
@@ -81,6 +84,8 @@ async function main(): Promise<void> {
   const out = path.join(dir, 'distilled.onnx');
   let lastLine = 0;
   const r = await distill({
+    ...(a['mlm-weight'] === undefined ? {} : { mlmWeight: Number(a['mlm-weight']) }),
+    ...(a['kl-weight'] === undefined ? {} : { klWeight: Number(a['kl-weight']) }),
     teacher: teacherFile, student, corpus: path.join(T, 'train.txt'), vocab: path.join(T, 'vocab.txt'), output: out,
     steps: Number(a.steps), batch: Number(a.batch), seq: Number(a.seq), lr: Number(a.lr), threads,
     onProgress: (p) => {

@@ -108,11 +108,12 @@ describe('distill()', () => {
     await expect(distill({ ...base, output: out, mlmWeight: 0, klWeight: 0 })).rejects.toThrow(/both 0/);
     await expect(distill({ ...base, output: out, temperature: 0 })).rejects.toThrow(/^--temperature 0 is not a softmax temperature/);
     await expect(distill({ ...base, output: out, klWeight: Number.NaN })).rejects.toThrow(/^--kl-weight NaN is not a loss weight/);
-    // a checkpoint of a pure-distillation run does not resume a run with the default weights
+    // a checkpoint of a run with a masked-LM term does not resume a run with the default (pure distillation)
     const ac = new AbortController();
     ac.abort();
-    await distill({ ...base, output: out, signal: ac.signal, mlmWeight: 0 });
-    await expect(distill({ ...base, output: out, resume: true })).rejects.toThrow(/from another run \(mlmWeight 0 vs undefined\)/);
+    await distill({ ...base, output: out, signal: ac.signal, mlmWeight: 0.1, klWeight: 0.9 });
+    await expect(distill({ ...base, output: out, resume: true })).rejects.toThrow(/from another run \(mlmWeight 0\.1 vs 0\)/);
+    await expect(distill({ ...base, output: out, resume: true, mlmWeight: 0.1 })).rejects.toThrow(/from another run \(klWeight 0\.9 vs 1\)/);
     expect(fs.existsSync(out)).toBe(false);
   }, 60_000);
 
