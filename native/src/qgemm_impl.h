@@ -39,20 +39,12 @@ static void k_qgemm_tile(const QGemmArgs& g, int m0, int m1, int n0, int n1) {
           const float as = g.a_scale[m + i];
           float* c = g.C + (size_t)(m + i) * g.ldc + n;
           const int32_t* a = acc + i * NR;
-          if (nc == NR) {
-            for (int j = 0; j < NR; ++j) c[j] = (float)a[j] * (as * sb[j]) + bb[j];
-          } else {
-            for (int j = 0; j < nc; ++j) c[j] = (float)a[j] * (as * sb[j]) + bb[j];
-          }
+          for (int j = 0; j < nc; ++j) c[j] = (float)a[j] * (as * sb[j]) + bb[j];
           if (g.gelu) {
             g.gelu(c, (size_t)nc);
           } else if (g.R) {
             const float* r = g.R + (size_t)(m + i) * g.ldr + n;
-            if (nc == NR) {
-              for (int j = 0; j < NR; ++j) c[j] += r[j];
-            } else {
-              for (int j = 0; j < nc; ++j) c[j] += r[j];
-            }
+            for (int j = 0; j < nc; ++j) c[j] += r[j];
           }
         }
       }
