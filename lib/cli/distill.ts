@@ -2,7 +2,7 @@
 import * as fs from 'node:fs';
 import { distill, type DistillProgress } from '../distill/distill.js';
 import { BortError, quoteName } from '../errors.js';
-import { intOption } from './options.js';
+import { decimalNumber, intOption } from './options.js';
 import { REPLACE_SCHEDULES, type ReplaceSchedule } from '../distill/module-replacing.js';
 
 type Out = (line: string) => void;
@@ -31,15 +31,16 @@ export async function distillCommand(positionals: string[], o: Record<string, st
   let lr = 5e-4;
   const lrs = str('lr');
   if (lrs !== undefined) {
-    lr = /^(\d+\.?\d*|\.\d+)(e[-+]?\d+)?$/i.test(lrs) ? Number(lrs) : NaN;
+    lr = decimalNumber(lrs);
     if (!(lr > 0 && lr <= 1)) throw new BortError(`--lr ${quoteName(lrs)} is not a learning rate`, 'pass --lr X with X a number above 0 and at most 1 (e.g. 5e-4)');
   }
   // loss weights and temperature: numbers here; their ranges are checked by distill()
   const num = (k: string) => {
     const v = str(k);
     if (v === undefined) return undefined;
-    if (!/^[-+]?(\d+\.?\d*|\.\d+)(e[-+]?\d+)?$/i.test(v)) throw new BortError(`--${k} ${quoteName(v)} is not a number`, `pass --${k} with a number; see bort-compress distill --help`);
-    return Number(v);
+    const x = decimalNumber(v, true);
+    if (Number.isNaN(x)) throw new BortError(`--${k} ${quoteName(v)} is not a number`, `pass --${k} with a number; see bort-compress distill --help`);
+    return x;
   };
   const mlmWeight = num('mlm-weight'), klWeight = num('kl-weight'), temperature = num('temperature');
   const steps = intOption(str('steps'), 'steps', 1000);
@@ -55,7 +56,7 @@ export async function distillCommand(positionals: string[], o: Record<string, st
   const rs = str('replace-rate');
   let replaceRate: number | undefined;
   if (rs !== undefined) {
-    replaceRate = /^(\d+\.?\d*|\.\d+)(e[-+]?\d+)?$/i.test(rs) ? Number(rs) : NaN;
+    replaceRate = decimalNumber(rs);
     if (!(replaceRate > 0 && replaceRate <= 1)) throw new BortError(`--replace-rate ${quoteName(rs)} is not a probability above 0`, 'pass --replace-rate p with 0 < p ≤ 1 (e.g. 0.5)');
   }
   const schedule = str('schedule');

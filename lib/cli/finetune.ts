@@ -2,7 +2,7 @@
 import * as fs from 'node:fs';
 import { finetune, type FinetuneProgress } from '../finetune/finetune.js';
 import { BortError, quoteName } from '../errors.js';
-import { intOption } from './options.js';
+import { decimalNumber, intOption } from './options.js';
 
 type Out = (line: string) => void;
 
@@ -20,7 +20,7 @@ function fileArg(v: string | undefined, what: string, flag: string): string {
 
 function rate(v: string | undefined, flag: string, dflt: number): number {
   if (v === undefined) return dflt;
-  const x = /^(\d+\.?\d*|\.\d+)(e[-+]?\d+)?$/i.test(v) ? Number(v) : NaN;
+  const x = decimalNumber(v);
   if (!(x > 0 && x <= 1)) throw new BortError(`${flag} ${quoteName(v)} is not a learning rate`, `pass ${flag} X with X a number above 0 and at most 1 (e.g. ${dflt})`);
   return x;
 }

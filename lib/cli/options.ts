@@ -130,6 +130,14 @@ export const RANGES = {
 /** Tokens per bench run (batch × seq) at most. */
 export const MAX_BENCH_TOKENS = 65536;
 
+/**
+ * A decimal number as typed (digits, an optional fraction and exponent; a leading sign only when
+ * `signed`), else NaN: "0x10", "1_000", "Infinity" and "" are not numbers here, unlike Number().
+ */
+export function decimalNumber(v: string, signed = false): number {
+  return (signed ? /^[-+]?(\d+\.?\d*|\.\d+)(e[-+]?\d+)?$/i : /^(\d+\.?\d*|\.\d+)(e[-+]?\d+)?$/i).test(v) ? Number(v) : NaN;
+}
+
 /** A whole-number option within its range, or `dflt` when absent. */
 export function intOption(v: string | undefined, name: keyof typeof RANGES, dflt: number): number {
   if (v === undefined) return dflt;

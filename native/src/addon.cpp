@@ -370,8 +370,7 @@ class RunWorker : public Napi::AsyncWorker {
       for (Output& o : outs_) {
         try {
           if (inst && inst->take_fault(Fault::Alloc) != Fault::None) throw std::bad_alloc();
-          std::shared_ptr<bort::OutputPool> pool = inst ? inst->outputs : std::make_shared<bort::OutputPool>();
-          o.buf = OutBuf(pool->take(o.floats), PoolGive{pool});
+          o.buf = OutBuf(inst->outputs->take(o.floats), PoolGive{inst->outputs});
         } catch (const std::bad_alloc&) {
           for (Output& x : outs_) x.buf.reset();
           deferred_.Reject(Napi::RangeError::New(env, std::string("output '") + o.name + "' of " +

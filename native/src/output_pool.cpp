@@ -44,23 +44,13 @@ void unmap_slab(char* a) {
 
 }  // namespace
 
+// Runs when the last holder lets go: the addon instance and every output's finalizer share the pool,
+// so no output is live by then and every slab is the current one or a spare.
 OutputPool::~OutputPool() {
-  std::lock_guard<std::mutex> lock(mu_);
-  dying_ = true;
-  for (Slab* s : spare_) {
-    slabs_.erase(reinterpret_cast<uintptr_t>(s->base));
-    unmap_slab(s->base);
-    delete s;
+  for (const auto& e : slabs_) {
+    unmap_slab(e.second->base);
+    delete e.second;
   }
-  spare_.clear();
-  if (cur_ && cur_->live == 0) {
-    slabs_.erase(reinterpret_cast<uintptr_t>(cur_->base));
-    unmap_slab(cur_->base);
-    delete cur_;
-  }
-  cur_ = nullptr;
-  // slabs still holding outputs, and big outputs, are leaked on purpose if never given back (their
-  // ArrayBuffers outlive the addon only at process exit)
 }
 
 OutputPool::Slab* OutputPool::new_slab() {
@@ -87,7 +77,7 @@ OutputPool::Slab* OutputPool::new_slab() {
 
 void OutputPool::retire(Slab* s) {
   if (s->live > 0) return;  // unmapped or kept when its last output comes back
-  if (spare_.size() < kSpareSlabs && !dying_) {
+  if (spare_.size() < kSpareSlabs) {
     try {
       spare_.push_back(s);
       return;

@@ -28,7 +28,7 @@ class OutputPool {
   OutputPool() = default;
   OutputPool(const OutputPool&) = delete;
   OutputPool& operator=(const OutputPool&) = delete;
-  ~OutputPool();  // unmaps spare slabs; slabs with live outputs are unmapped when their last output is given back
+  ~OutputPool();  // unmaps every slab (by then no output is live: each one holds the pool)
 
   // Memory for `floats` floats, 64-byte aligned; give it back with give(p). Throws std::bad_alloc.
   float* take(size_t floats);
@@ -58,7 +58,6 @@ class OutputPool {
   Slab* cur_ = nullptr;
   std::vector<Slab*> spare_;
   Stats st_;
-  bool dying_ = false;
 };
 
 }  // namespace bort
