@@ -123,19 +123,24 @@ static void test_ops(const Kernels* k, const TrainKernels* tk) {
     CHECK(rel_err(y, yd) < 1e-6, "%s axpy", isa);
     CHECK(std::fabs(tk->sumsq(x.data(), n) - ss) < 1e-5 * ss, "%s sumsq %g vs %g", isa, tk->sumsq(x.data(), n), ss);
   }
-  // attention of one head: forward against double, backward against finite differences of
-  // f = sum c o ctx with respect to every q, k, v entry; the last key masked out
+  // attention of one head: forward (and its probabilities) against double, backward against finite
+  // differences of f = sum c o ctx + sum e o P with respect to every q, k, v entry (e: a loss on the
+  // probabilities, passed as dprobs); the last key masked out
   for (int S : {1, 6, 19}) {
     const int d = 5;
     const size_t ld = 3 * d + 2, ldc = d + 1;
     const float scale = 1.0f / std::sqrt((float)d);
     std::vector<float> qkv(S * ld), madd(S, 0.0f), ctx(S * ldc), c(S * ldc), dq(S * ld, 0.0f), ws(attn_ws_floats(S, d));
+    std::vector<float> probs(S * S), e(S * S);
     for (auto& v : qkv) v = r.uniform(-1.5f, 1.5f);
     for (auto& v : c) v = r.uniform(-1, 1);
+    for (auto& v : e) v = r.uniform(-1, 1);
     if (S > 1) madd[S - 1] = -10000.0f;
     D q(qkv.begin(), qkv.end());
+    D pd;  // the double probabilities of the last ref() call
     auto ref = [&](D& out) {
       out.assign(S * ldc, 0.0);
+      pd.assign((size_t)S * S, 0.0);
       for (int i = 0; i < S; ++i) {
         D s(S);
         double mx = -1e300;
@@ -147,13 +152,16 @@ static void test_ops(const Kernels* k, const TrainKernels* tk) {
         }
         double sum = 0;
         for (auto& v : s) sum += (v = std::exp(v - mx));
-        for (int j = 0; j < S; ++j)
+        for (int j = 0; j < S; ++j) {
+          pd[(size_t)i * S + j] = s[j] / sum;
           for (int t = 0; t < d; ++t) out[i * ldc + t] += s[j] / sum * q[j * ld + 2 * d + t];
+        }
       }
     };
     D cd;
     ref(cd);
-    tk->attn_fwd(qkv.data(), qkv.data() + d, qkv.data() + 2 * d, ld, ctx.data(), ldc, madd.data(), scale, S, d, ws.data());
+    tk->attn_fwd(qkv.data(), qkv.data() + d, qkv.data() + 2 * d, ld, ctx.data(), ldc, madd.data(), scale, S, d, ws.data(), probs.data());
+    CHECK(rel_err(probs, pd) < 1e-5, "%s attn_fwd S=%d probabilities: rel err %g", isa, S, rel_err(probs, pd));
     std::vector<float> ctx_used(S * d);
     D cd_used(S * d);
     for (int i = 0; i < S; ++i)
@@ -163,13 +171,14 @@ static void test_ops(const Kernels* k, const TrainKernels* tk) {
       }
     CHECK(rel_err(ctx_used, cd_used) < 1e-5, "%s attn_fwd S=%d: rel err %g", isa, S, rel_err(ctx_used, cd_used));
     tk->attn_bwd(qkv.data(), qkv.data() + d, qkv.data() + 2 * d, ld, c.data(), ldc, dq.data(), dq.data() + d, dq.data() + 2 * d,
-                 ld, madd.data(), scale, S, d, ws.data());
+                 ld, madd.data(), scale, S, d, ws.data(), e.data());
     D fd = numeric_grad(q, [&] {
       D o;
       ref(o);
       double s = 0;
       for (int i = 0; i < S; ++i)
         for (int t = 0; t < d; ++t) s += c[i * ldc + t] * o[i * ldc + t];
+      for (int i = 0; i < S * S; ++i) s += e[i] * pd[i];
       return s;
     }, 1e-6);
     std::vector<float> got;
@@ -178,6 +187,25 @@ static void test_ops(const Kernels* k, const TrainKernels* tk) {
       for (int t = 0; t < 3 * d; ++t) {
         got.push_back(dq[i * ld + t]);
         want.push_back(fd[i * ld + t]);
+      }
+    CHECK(rel_err(got, want) < 1e-4, "%s attn_bwd S=%d (with dprobs): rel err %g", isa, S, rel_err(got, want));
+    // without dprobs: the gradient of sum c o ctx alone
+    tk->attn_bwd(qkv.data(), qkv.data() + d, qkv.data() + 2 * d, ld, c.data(), ldc, dq.data(), dq.data() + d, dq.data() + 2 * d,
+                 ld, madd.data(), scale, S, d, ws.data(), nullptr);
+    D fd0 = numeric_grad(q, [&] {
+      D o;
+      ref(o);
+      double s = 0;
+      for (int i = 0; i < S; ++i)
+        for (int t = 0; t < d; ++t) s += c[i * ldc + t] * o[i * ldc + t];
+      return s;
+    }, 1e-6);
+    got.clear();
+    want.clear();
+    for (int i = 0; i < S; ++i)
+      for (int t = 0; t < 3 * d; ++t) {
+        got.push_back(dq[i * ld + t]);
+        want.push_back(fd0[i * ld + t]);
       }
     CHECK(rel_err(got, want) < 1e-4, "%s attn_bwd S=%d: rel err %g", isa, S, rel_err(got, want));
   }
@@ -209,6 +237,11 @@ struct Batch {
   std::vector<int32_t> ids, types, mask, pos, labels, route;
   std::vector<float> teacher;
   float alpha = 0.1f, beta = 0.9f, T = 2.0f;
+  // intermediate terms (TrainBatch::match): Ht = the teacher rows' hidden size
+  std::vector<int32_t> match;
+  std::vector<float> tHidden, tAttn;
+  float hw = 0.0f, aw = 0.0f;
+  int Ht = 0;
   TrainBatch view() const {
     TrainBatch t;
     t.ids = ids.data();
@@ -225,6 +258,12 @@ struct Batch {
     t.temperature = T;
     t.route = route.empty() ? nullptr : route.data();
     t.nroute = (int)route.size();
+    t.match = match.empty() ? nullptr : match.data();
+    t.nmatch = (int)match.size();
+    t.teacherHidden = tHidden.empty() ? nullptr : tHidden.data();
+    t.teacherAttention = tAttn.empty() ? nullptr : tAttn.data();
+    t.hiddenWeight = hw;
+    t.attentionWeight = aw;
     return t;
   }
 };
@@ -285,7 +324,16 @@ static double model_loss_d(const EncoderConfig& c, WD& w, bool tied, const Batch
       x[(size_t)r * H + j] = w["word_emb"][(size_t)bt.ids[r] * H + j] + w["pos_emb"][(size_t)(r % S) * H + j] +
                              (c.typeVocab ? w["type_emb"][(size_t)bt.types[r] * H + j] : 0.0);
   ln_rows_d(x, M, H, w["emb_ln_g"], w["emb_ln_b"], c.embLnEps);
+  int real = 0;
+  for (int i = 0; i < M; ++i) real += bt.mask[i] != 0;
+  double hid = 0, att = 0;  // the intermediate terms, summed over the match entries
+  int li = -1;
   for (const StackLayer& sl : stack) {
+    ++li;
+    int ent = -1;
+    for (size_t i = 0; i < bt.match.size(); ++i)
+      if (bt.match[i] == li) ent = (int)i;
+    D pbar((size_t)B * S * S, 0.0);
     const std::string s = "." + std::to_string(sl.l);
     const int d = sl.sh.headSize, heads = sl.sh.heads, Wd = heads * d, I = sl.sh.intermediate;
     auto w_ = [&](const char* n) -> D& { return w[sl.pre + n + s]; };
@@ -305,10 +353,25 @@ static double model_loss_d(const EncoderConfig& c, WD& w, bool tied, const Batch
           }
           double sum = 0;
           for (auto& e : sc) sum += (e = std::exp(e - mx));
-          for (int j = 0; j < S; ++j)
+          for (int j = 0; j < S; ++j) {
+            pbar[((size_t)b * S + i) * S + j] += sc[j] / sum / heads;
             for (int t = 0; t < d; ++t)
               ctx[((size_t)b * S + i) * Wd + h * d + t] += sc[j] / sum * v[((size_t)b * S + j) * Wd + h * d + t];
+          }
         }
+    if (ent >= 0 && !bt.tAttn.empty()) {
+      double a = 0;
+      for (int b = 0; b < B; ++b)
+        for (int i = 0; i < S; ++i) {
+          if (!bt.mask[b * S + i]) continue;
+          for (int j = 0; j < S; ++j) {
+            const size_t o = ((size_t)ent * B * S + (size_t)b * S + i) * S + j;
+            const double t = bt.tAttn[o];
+            if (t > 0) a += t * (std::log(t) - std::log(pbar[((size_t)b * S + i) * S + j] + 1e-12));
+          }
+        }
+      att += a / real;
+    }
     D a = lin_d(ctx, M, Wd, w_("o_w"), w_("o_b"), H);
     for (size_t i = 0; i < a.size(); ++i) a[i] += x[i];
     ln_rows_d(a, M, H, w_("ln1_g"), w_("ln1_b"), sl.sh.lnEps1);
@@ -318,6 +381,19 @@ static double model_loss_d(const EncoderConfig& c, WD& w, bool tied, const Batch
     for (size_t i = 0; i < o.size(); ++i) o[i] += a[i];
     ln_rows_d(o, M, H, w_("ln2_g"), w_("ln2_b"), sl.sh.lnEps2);
     x = o;
+    if (ent >= 0 && !bt.tHidden.empty()) {
+      const int Ht = bt.Ht ? bt.Ht : H;
+      D y = bt.Ht && bt.Ht != H ? lin_d(o, M, H, w["hidden_proj"], D(Ht, 0.0), Ht) : o;
+      double e2 = 0;
+      for (int r = 0; r < M; ++r) {
+        if (!bt.mask[r]) continue;
+        for (int j = 0; j < Ht; ++j) {
+          const double e = y[(size_t)r * Ht + j] - bt.tHidden[((size_t)ent * M + r) * Ht + j];
+          e2 += e * e;
+        }
+      }
+      hid += e2 / ((double)real * Ht);
+    }
   }
   const int P = (int)bt.pos.size();
   D hs((size_t)P * H);
@@ -362,6 +438,8 @@ static double model_loss_d(const EncoderConfig& c, WD& w, bool tied, const Batch
   double loss = 0;
   if (!bt.labels.empty()) loss += bt.alpha * mlm / P;
   if (!bt.teacher.empty()) loss += bt.beta * bt.T * bt.T * kl / P;
+  if (!bt.tHidden.empty()) loss += bt.hw * hid / bt.match.size();
+  if (!bt.tAttn.empty()) loss += bt.aw * att / bt.match.size();
   return loss;
 }
 
@@ -450,6 +528,107 @@ static void test_full_gradients(const Kernels* k, bool tied, bool labels, bool t
   }
   std::printf("%s full step (%s decoder, %s): %zu parameter gradients, worst rel err %.2e (%s)\n", k->name,
               tied ? "tied" : "untied", labels && teacher ? "MLM+KL" : labels ? "MLM" : "KL", checked, worst, worst_name.c_str());
+}
+
+// The intermediate distillation terms (hidden states, with and without the learned projection, and
+// head-averaged attention maps) on top of the KL term: the loss against the double model, and every
+// parameter's gradient (the projection's included) against its finite differences. The match pairs the
+// route's layers out of order; sequence 1 ends with padding, whose rows and keys must not count.
+static void test_intermediate_gradients(const Kernels* k, bool project) {
+  EncoderConfig c = tiny_config(2);
+  Weights wf = make_weights(c, 17);
+  wf.erase("decoder_w");
+  TrainOptions opt;
+  const int H = c.hidden, Ht = project ? 6 : H;
+  if (project) {
+    opt.hiddenTarget = Ht;
+    Rng r(23);
+    std::vector<float> pw((size_t)H * Ht);
+    for (auto& v : pw) v = r.uniform(-0.5f, 0.5f);
+    wf["hidden_proj"] = pw;
+  }
+  Trainer tr(c, lookup(wf), k, opt);
+  Batch bt = tiny_batch(c, 9, false, true);
+  const int B = bt.B, S = bt.S, M = B * S;
+  bt.match = {1, 0};
+  bt.hw = 0.7f;
+  bt.aw = 0.3f;
+  bt.Ht = project ? Ht : 0;
+  Rng r(29);
+  for (size_t i = 0; i < bt.match.size() * M * Ht; ++i) bt.tHidden.push_back(r.uniform(-1.5f, 1.5f));
+  for (size_t e = 0; e < bt.match.size(); ++e)
+    for (int b = 0; b < B; ++b)
+      for (int i = 0; i < S; ++i) {
+        std::vector<float> row(S, 0.0f);
+        float sum = 0;
+        for (int j = 0; j < S; ++j)
+          if (bt.mask[b * S + j]) sum += (row[j] = r.uniform(0.05f, 1.0f));
+        for (int j = 0; j < S; ++j) bt.tAttn.push_back(row[j] / sum);
+      }
+  const StepResult res = tr.compute_gradients(bt.view());
+  WD wd;
+  for (auto& kv : wf) wd[kv.first] = D(kv.second.begin(), kv.second.end());
+  const double ref = model_loss_d(c, wd, true, bt);
+  CHECK(std::fabs(res.loss - ref) < 1e-5 * std::fmax(1.0, std::fabs(ref)), "%s intermediate loss %.9g vs double %.9g", k->name, res.loss, ref);
+  CHECK(res.hidden > 0 && res.attention > 0, "%s intermediate terms reported: hidden %g attention %g", k->name, res.hidden, res.attention);
+  // the terms on their own: the KL part of the loss is what remains
+  Batch kl_only = bt;
+  kl_only.match.clear();
+  kl_only.tHidden.clear();
+  kl_only.tAttn.clear();
+  const double ref_kl = model_loss_d(c, wd, true, kl_only);
+  CHECK(std::fabs(res.loss - (ref_kl + bt.hw * res.hidden + bt.aw * res.attention)) < 1e-5 * std::fmax(1.0, std::fabs(ref)),
+        "%s loss = KL + weighted terms", k->name);
+  std::map<std::string, D> fds;
+  double global = 0;
+  for (const std::string& n : tr.weight_names()) {
+    fds[n] = numeric_grad(wd[n], [&] { return model_loss_d(c, wd, true, bt); }, 1e-5);
+    for (double v : fds[n]) global = std::fmax(global, std::fabs(v));
+  }
+  double worst = 0;
+  std::string worst_name;
+  for (const std::string& n : tr.weight_names()) {
+    std::vector<float> g(tr.weight_size(n));
+    tr.read_grad(n, g.data());
+    const D& fd = fds[n];
+    double diff = 0, scale = 1e-3 * global;
+    for (size_t i = 0; i < g.size(); ++i) {
+      diff = std::fmax(diff, std::fabs(g[i] - fd[i]));
+      scale = std::fmax(scale, std::fabs(fd[i]));
+    }
+    const double e = diff / scale;
+    CHECK(e < 1e-4, "%s intermediate%s grad %s: rel err %g", k->name, project ? "+proj" : "", n.c_str(), e);
+    if (e > worst) {
+      worst = e;
+      worst_name = n;
+    }
+  }
+  CHECK(!project || fds.count("hidden_proj"), "%s the projection is a trained weight", k->name);
+  auto expect = [&](const char* what, const Batch& b, const char* needle) {
+    std::string msg;
+    try {
+      tr.compute_gradients(b.view());
+    } catch (const std::exception& e) {
+      msg = e.what();
+    }
+    CHECK(msg.find(needle) != std::string::npos, "%s %s: msg='%s'", k->name, what, msg.c_str());
+  };
+  Batch bad = bt;
+  bad.match = {1, 2};
+  expect("match past the route", bad, "match[1] = 2");
+  bad.match = {0, 0};
+  expect("match twice", bad, "a second time");
+  bad = bt;
+  bad.tAttn[3] = 1.5f;
+  expect("attention not a probability", bad, "teacherAttention[3]");
+  bad = bt;
+  bad.tHidden[5] = NAN;
+  expect("hidden not finite", bad, "teacherHidden[5]");
+  bad = bt;
+  bad.match.clear();
+  expect("terms without match", bad, "need match");
+  std::printf("%s intermediate terms (hidden%s + attention maps): worst rel err %.2e (%s)\n", k->name, project ? " projected" : "", worst,
+              worst_name.c_str());
 }
 
 // One AdamW step of the trainer against the update computed by hand from its own gradients (read after
@@ -762,6 +941,8 @@ int main() {
     test_full_gradients(k, false, true, true);
     test_full_gradients(k, true, true, false);
     test_full_gradients(k, true, false, true);
+    test_intermediate_gradients(k, false);
+    test_intermediate_gradients(k, true);
     test_step(k);
     test_threads_and_validation(k);
     test_route_gradients(k, false);

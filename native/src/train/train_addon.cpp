@@ -3,13 +3,16 @@
 //   new NativeTrainer(config, weights, options)  config and weights as createEncoder takes them
 //       (config.mlm required; decoder_w only when options.tiedDecoder is false); the weights are
 //       copied at once. options: { lr, beta1, beta2, eps, weightDecay, clipNorm, warmupSteps,
-//       totalSteps, tiedDecoder, headLr, threads, sharedFrozenUntil, predecessors } (all optional; headLr:
+//       totalSteps, tiedDecoder, headLr, threads, sharedFrozenUntil, predecessors, hiddenTarget } (all optional; headLr:
 //       the classification head's peak). predecessors: { layers, heads, headSize, intermediate, scoreScale,
 //       lnEps (2 per layer) }: frozen layers appended to the stack, their weights in `weights` as pred.q_w.0, ...
-//   t.step(batch) -> Promise<{ loss, mlm, kl, gradNorm, lr, step }>   forward, backward, AdamW (libuv thread)
+//   t.step(batch) -> Promise<{ loss, mlm, kl, hidden, attention, gradNorm, lr, step }>   forward, backward, AdamW (libuv thread)
 //   t.gradients(batch) -> Promise<same>                              forward and backward only
 //       batch: { ids, types?, mask?, batch, seq, positions, labels?, teacher?, mlmWeight?, klWeight?, temperature?,
-//                route? (Int32Array of stack layers: 0..layers-1 trainable, layers + j predecessor j) }
+//                route? (Int32Array of stack layers: 0..layers-1 trainable, layers + j predecessor j),
+//                match?, teacherHidden?, teacherAttention?, hiddenWeight?, attentionWeight? (intermediate
+//                terms, trainer.h: match Int32Array of route positions; teacherHidden Float32Array
+//                [match, batch*seq, hiddenTarget or hidden]; teacherAttention Float32Array [match, batch, seq, seq]) }
 //       or, for a classifier (config.classifier): { ids, types?, mask?, batch, seq, classes?, classTeacher?,
 //       ceWeight?, klWeight?, temperature? } (classes: Int32Array [batch]; classTeacher: Float32Array [batch, labels])
 //       (Int32Array / Float32Array; copied when the call is made)
@@ -68,11 +71,12 @@ std::vector<T> array_of(Napi::Object o, const char* key, bool required, size_t w
 
 // A batch copied out of JS, so the caller may reuse its arrays at once.
 struct BatchCopy {
-  std::vector<int32_t> ids, types, mask, positions, labels, classes, route;
-  std::vector<float> teacher, classTeacher;
+  std::vector<int32_t> ids, types, mask, positions, labels, classes, route, match;
+  std::vector<float> teacher, classTeacher, teacherHidden, teacherAttention;
   bort::TrainBatch view;
 
-  BatchCopy(Napi::Env env, Napi::Value bv, int vocab, int classLabels) {
+  // hiddenTarget: the size of each teacherHidden row (the trainer's hiddenTarget, else its hidden size)
+  BatchCopy(Napi::Env env, Napi::Value bv, int vocab, int classLabels, int hiddenTarget) {
     if (!bv.IsObject()) throw Napi::TypeError::New(env, "step(batch): batch must be an object");
     Napi::Object b = bv.As<Napi::Object>();
     const int B = (int)number_of(b, "batch", "batch", 0, 1, 1 << 20, true);
@@ -113,6 +117,20 @@ struct BatchCopy {
       view.route = route.data();
       view.nroute = (int)route.size();
     }
+    match = array_of<int32_t, napi_int32_array>(b, "match", false, 0, "Int32Array of route positions");
+    const size_t nm = match.size();
+    teacherHidden = array_of<float, napi_float32_array>(b, "teacherHidden", false, nm * M * (size_t)hiddenTarget,
+                                                        "Float32Array of match*batch*seq*hidden teacher layer outputs");
+    teacherAttention = array_of<float, napi_float32_array>(b, "teacherAttention", false, nm * M * (size_t)S,
+                                                           "Float32Array of match*batch*seq*seq attention probabilities");
+    if (nm == 0 && (!teacherHidden.empty() || !teacherAttention.empty()))
+      throw Napi::TypeError::New(env, "batch.teacherHidden and batch.teacherAttention need batch.match (the route positions they pair with)");
+    view.match = match.empty() ? nullptr : match.data();
+    view.nmatch = (int)nm;
+    view.teacherHidden = teacherHidden.empty() ? nullptr : teacherHidden.data();
+    view.teacherAttention = teacherAttention.empty() ? nullptr : teacherAttention.data();
+    view.hiddenWeight = (float)number_of(b, "batch", "hiddenWeight", 0, 0, 1e6, false);
+    view.attentionWeight = (float)number_of(b, "batch", "attentionWeight", 0, 0, 1e6, false);
   }
 };
 
@@ -162,6 +180,8 @@ class StepWorker : public Napi::AsyncWorker {
     o.Set("loss", r_.loss);
     o.Set("mlm", r_.mlm);
     o.Set("kl", r_.kl);
+    o.Set("hidden", r_.hidden);
+    o.Set("attention", r_.attention);
     o.Set("gradNorm", r_.gradNorm);
     o.Set("lr", r_.lr);
     o.Set("step", (double)r_.step);
@@ -224,6 +244,7 @@ class NativeTrainer : public Napi::ObjectWrap<NativeTrainer> {
         opt.tiedDecoder = tied.As<Napi::Boolean>().Value();
       }
       opt.sharedFrozenUntil = (int64_t)number_of(o, "options", "sharedFrozenUntil", 0, 0, 2147483647.0, true);
+      opt.hiddenTarget = (int)number_of(o, "options", "hiddenTarget", 0, 0, 1 << 20, true);
       Napi::Value pv = o.Get("predecessors");
       if (!pv.IsUndefined() && !pv.IsNull()) {
         if (!pv.IsObject()) throw Napi::TypeError::New(env, "options.predecessors must be an object");
@@ -278,7 +299,8 @@ class NativeTrainer : public Napi::ObjectWrap<NativeTrainer> {
     Napi::Env env = info.Env();
     try {
       bort::Trainer& t = live(env);
-      auto b = std::make_unique<BatchCopy>(env, info[0], t.config().vocab, t.classifier() ? t.config().classifierLabels : 0);
+      const int ht = t.options().hiddenTarget > 0 ? t.options().hiddenTarget : t.config().hidden;
+      auto b = std::make_unique<BatchCopy>(env, info[0], t.config().vocab, t.classifier() ? t.config().classifierLabels : 0, ht);
       StepWorker* w = new StepWorker(env, t_, std::move(b), update, &busy_, Value());
       Napi::Promise p = w->Promise();
       busy_ = true;

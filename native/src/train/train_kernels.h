@@ -45,14 +45,17 @@ struct TrainKernels {
 
   // Attention of one (batch, head) with its keys' additive mask madd[S] and score scale:
   // P = softmax(scale * Q K^T + madd), ctx = P V. Q, K, V rows have stride ld (the fused qkv buffer),
-  // ctx rows stride ldc. ws: at least attn_ws_floats(S, d) floats.
+  // ctx rows stride ldc. ws: at least attn_ws_floats(S, d) floats. probs: null, or P [S,S] out (rows
+  // stride S; the attention-map distillation loss reads it).
   void (*attn_fwd)(const float* q, const float* k, const float* v, size_t ld, float* ctx, size_t ldc, const float* madd,
-                   float scale, int S, int d, float* ws);
+                   float scale, int S, int d, float* ws, float* probs);
   // Its backward: recomputes P from Q, K (nothing of the forward is kept but qkv), then
   // dV = P^T dctx, dP = dctx V^T, dZ = scale * P o (dP - rowsum(P o dP)), dQ = dZ K, dK = dZ^T Q.
-  // dq/dk/dv rows stride ldd (overwritten).
+  // dq/dk/dv rows stride ldd (overwritten). dprobs: null, or a further dL/dP [S,S] (rows stride S) added to
+  // dP = dctx V^T (a loss on the probabilities themselves).
   void (*attn_bwd)(const float* q, const float* k, const float* v, size_t ld, const float* dctx, size_t ldc,
-                   float* dq, float* dk, float* dv, size_t ldd, const float* madd, float scale, int S, int d, float* ws);
+                   float* dq, float* dk, float* dv, size_t ldd, const float* madd, float scale, int S, int d, float* ws,
+                   const float* dprobs);
 };
 
 // Workspace of attn_fwd / attn_bwd in floats.

@@ -182,10 +182,12 @@ static void attn_probs(const float* q, const float* k, size_t ld, const float* m
 }
 
 static void t_attn_fwd(const float* q, const float* k, const float* v, size_t ld, float* ctx, size_t ldc, const float* madd,
-                       float scale, int S, int d, float* ws) {
+                       float scale, int S, int d, float* ws, float* probs) {
   float* P = ws;
   float* Kt = ws + (size_t)S * S;
   attn_probs(q, k, ld, madd, scale, S, d, P, Kt);
+  if (probs)
+    for (size_t i = 0; i < (size_t)S * S; ++i) probs[i] = P[i];
   for (int i = 0; i < S; ++i) {
     float* ci = ctx + (size_t)i * ldc;
     for (int t = 0; t < d; ++t) ci[t] = 0.0f;
@@ -195,7 +197,8 @@ static void t_attn_fwd(const float* q, const float* k, const float* v, size_t ld
 }
 
 static void t_attn_bwd(const float* q, const float* k, const float* v, size_t ld, const float* dctx, size_t ldc, float* dq,
-                       float* dk, float* dv, size_t ldd, const float* madd, float scale, int S, int d, float* ws) {
+                       float* dk, float* dv, size_t ldd, const float* madd, float scale, int S, int d, float* ws,
+                       const float* dprobs) {
   float* P = ws;
   float* Kt = ws + (size_t)S * S;
   float* dP = Kt + (size_t)d * S;
@@ -215,6 +218,7 @@ static void t_attn_bwd(const float* q, const float* k, const float* v, size_t ld
     float* dpi = dP + (size_t)i * S;
     for (int j = 0; j < S; ++j) dpi[j] = 0.0f;
     for (int t = 0; t < d; ++t) t_axpy(dpi, gi[t], Vt + (size_t)t * S, S);
+    if (dprobs) t_axpy(dpi, 1.0f, dprobs + (size_t)i * S, S);
     for (int j = 0; j < S; ++j) t_axpy(dv + (size_t)j * ldd, pi[j], gi, d);
     float dot = 0.0f;
     for (int j = 0; j < S; ++j) dot += pi[j] * dpi[j];

@@ -132,7 +132,14 @@ Trainer::Trainer(const EncoderConfig& cfg, const WeightLookup& w, const Kernels*
     decoder_.K = H;
     decoder_.N = V;
   }
+  if (opt.hiddenTarget < 0 || opt.hiddenTarget > (1 << 20)) throw ConfigError("hiddenTarget must be in [0, 2^20]");
+  if (opt.hiddenTarget > 0 && opt.hiddenTarget != H) {
+    if (cls_) throw ConfigError("the hidden-state projection (hiddenTarget) is for masked-LM distillation, not a classifier");
+    proj_ = add_slot("hidden_proj", H, opt.hiddenTarget, true);
+    proj_on_ = true;
+  }
   for (auto& kv : slots_) kv.second.shared = kv.first.find('.') == std::string::npos;  // no layer index
+  if (proj_on_) slots_["hidden_proj"].shared = false;  // a distillation aid, trained from the first update
   // the predecessors after every trainable parameter: the optimizer state is the first nparams_ floats
   nparams_ = nalloc_;
   const size_t ntrain_names = order_.size();
@@ -282,6 +289,29 @@ void Trainer::validate(const TrainBatch& b) const {
       if (b.types[i] < 0 || b.types[i] >= cfg_.typeVocab)
         throw InputRangeError("types[" + std::to_string(i) + "] = " + std::to_string(b.types[i]) + " is outside [0, " +
                               std::to_string(cfg_.typeVocab) + ")");
+  }
+  if (b.match || b.nmatch || b.teacherHidden || b.teacherAttention) {
+    if (cls_) throw InputTypeError("the intermediate distillation terms (match, teacherHidden, teacherAttention) are for masked-LM training");
+    if (!b.match || b.nmatch < 1) throw InputTypeError("teacherHidden and teacherAttention need match: the route positions they pair with");
+    if (!b.teacherHidden && !b.teacherAttention) throw InputTypeError("match needs teacherHidden, teacherAttention or both");
+    const int L = b.route ? b.nroute : cfg_.layers;
+    std::vector<char> seen(L > 0 ? L : 1, 0);
+    for (int i = 0; i < b.nmatch; ++i) {
+      if (b.match[i] < 0 || b.match[i] >= L)
+        throw InputRangeError("match[" + std::to_string(i) + "] = " + std::to_string(b.match[i]) + " is outside the route's layers [0, " +
+                              std::to_string(L) + ")");
+      if (seen[b.match[i]]++) throw InputRangeError("match[" + std::to_string(i) + "] = " + std::to_string(b.match[i]) + " pairs a layer a second time");
+    }
+    if (!(b.hiddenWeight >= 0) || !(b.attentionWeight >= 0) || !std::isfinite(b.hiddenWeight) || !std::isfinite(b.attentionWeight))
+      throw InputRangeError("intermediate loss weights must be finite and >= 0");
+    const size_t Ht = proj_on_ ? (size_t)opt_.hiddenTarget : (size_t)cfg_.hidden;
+    if (b.teacherHidden)
+      for (size_t i = 0, n = (size_t)b.nmatch * M * Ht; i < n; ++i)
+        if (!std::isfinite(b.teacherHidden[i])) throw InputRangeError("teacherHidden[" + std::to_string(i) + "] is not a finite number");
+    if (b.teacherAttention)
+      for (size_t i = 0, n = (size_t)b.nmatch * M * b.seq; i < n; ++i)
+        if (!(b.teacherAttention[i] >= 0.0f && b.teacherAttention[i] <= 1.0f))
+          throw InputRangeError("teacherAttention[" + std::to_string(i) + "] is not a probability");
   }
   if (cls_) {
     const int L = cfg_.classifierLabels;
@@ -518,7 +548,7 @@ void Trainer::affine_rows(float* y, const float* xhat, int M, size_t g, size_t b
 
 // ---------------------------------------------------------------- forward + backward
 
-double Trainer::forward_backward(const TrainBatch& bt, double* mlm_out, double* kl_out) {
+double Trainer::forward_backward(const TrainBatch& bt, double* mlm_out, double* kl_out, double* hid_out, double* att_out) {
   const int B = bt.batch, S = bt.seq, M = B * S;
   const int H = cfg_.hidden, Vv = cfg_.vocab;
   // the route: the stack layers this batch runs, in order (default: the trainable layers)
@@ -568,6 +598,13 @@ double Trainer::forward_backward(const TrainBatch& bt, double* mlm_out, double* 
   float* xhat_e = xhat_e_.get((size_t)M * H);
   float* r_e = r_e_.get(M);
   for (int i = 0; i < M; ++i) madd[i] = (1.0f - (bt.mask ? (float)bt.mask[i] : 1.0f)) * cfg_.maskValue;
+  // intermediate terms: the match entry of each route position (-1 none), the real tokens they average over
+  std::vector<int> mi(L, -1);
+  for (int i = 0; i < bt.nmatch; ++i) mi[bt.match[i]] = i;
+  int real = 0;
+  for (int i = 0; i < M; ++i) real += bt.mask ? (bt.mask[i] != 0) : 1;
+  double att_sum = 0, hid_sum = 0;
+  if (bt.teacherAttention && (int)attd_.size() < bt.nmatch) attd_.resize(bt.nmatch);
 
   // embeddings
   {
@@ -594,12 +631,32 @@ double Trainer::forward_backward(const TrainBatch& bt, double* mlm_out, double* 
     float* r2 = sv.r2.get(M);
     linear_fwd(x, H, M, ly.qkv, qkv, Epi::Bias);
     const float scale = ly.shape.scoreScale;
-    pool_->parallel_for(B * heads, [&](int task, int tid) {
-      const int b = task / heads, h = task % heads;
-      const float* q = qkv + (size_t)b * S * 3 * Wd + (size_t)h * d;
-      tk->attn_fwd(q, q + Wd, q + 2 * Wd, 3 * (size_t)Wd, ctx + (size_t)b * S * Wd + (size_t)h * d, Wd, madd + (size_t)b * S,
-                   scale, S, d, aws_[tid].p.get());
-    });
+    const int ai = bt.teacherAttention ? mi[l] : -1;
+    if (ai < 0) {
+      pool_->parallel_for(B * heads, [&](int task, int tid) {
+        const int b = task / heads, h = task % heads;
+        const float* q = qkv + (size_t)b * S * 3 * Wd + (size_t)h * d;
+        tk->attn_fwd(q, q + Wd, q + 2 * Wd, 3 * (size_t)Wd, ctx + (size_t)b * S * Wd + (size_t)h * d, Wd, madd + (size_t)b * S,
+                     scale, S, d, aws_[tid].p.get(), nullptr);
+      });
+    } else {
+      // a matched layer: each sequence's heads on one thread, their probabilities averaged into pbar_
+      float* pbar = pbar_.get((size_t)B * S * S);
+      probs_.resize(T);
+      const float inv = 1.0f / (float)heads;
+      pool_->parallel_for(B, [&](int b, int tid) {
+        float* pr = probs_[tid].get((size_t)S * S);
+        float* pb = pbar + (size_t)b * S * S;
+        std::memset(pb, 0, sizeof(float) * (size_t)S * S);
+        for (int h = 0; h < heads; ++h) {
+          const float* q = qkv + (size_t)b * S * 3 * Wd + (size_t)h * d;
+          tk->attn_fwd(q, q + Wd, q + 2 * Wd, 3 * (size_t)Wd, ctx + (size_t)b * S * Wd + (size_t)h * d, Wd, madd + (size_t)b * S,
+                       scale, S, d, aws_[tid].p.get(), pr);
+          for (int r = 0; r < S; ++r) tk->axpy(pb + (size_t)r * S, inv, pr + (size_t)r * S, S);
+        }
+      });
+      att_sum += attention_probs_loss(bt, ai, l, real);
+    }
     linear_fwd(ctx, Wd, M, ly.o, t1, Epi::BiasResid, x);
     ln_rows_fwd(x, xhat1, r1, t1, M, ly.ln1g, ly.ln1b, ly.shape.lnEps1);
     linear_fwd(x, H, M, ly.in, u, Epi::Bias);
@@ -609,7 +666,11 @@ double Trainer::forward_backward(const TrainBatch& bt, double* mlm_out, double* 
   }
 
   float* dx = dx_.get((size_t)M * H);
-  const double loss = cls_ ? cls_head(bt, x, dx, mlm_out, kl_out) : mlm_head(bt, x, dx, shared, mlm_out, kl_out);
+  double loss = cls_ ? cls_head(bt, x, dx, mlm_out, kl_out) : mlm_head(bt, x, dx, shared, mlm_out, kl_out);
+  if (bt.teacherAttention) {
+    *att_out = att_sum / bt.nmatch;
+    loss += bt.attentionWeight * *att_out;
+  }
   if (lowest == L) return loss;  // nothing on this route trains
 
   float* dt = dt_.get((size_t)M * H);
@@ -622,6 +683,7 @@ double Trainer::forward_backward(const TrainBatch& bt, double* mlm_out, double* 
     const bool wg = !ly.frozen;  // weight gradients: not for a frozen predecessor, whose dX still flows
     Saved& sv = saved_[l];
     const float* qkv = sv.qkv.p.get();
+    if (bt.teacherHidden && mi[l] >= 0) hid_sum += hidden_state_loss(bt, mi[l], l, real, dx);
     // LN2: dx -> dt (grad of ffn_out + residual)
     ln_rows_bwd(dt, dx, sv.xhat2.p.get(), sv.r2.p.get(), M, ly.ln2g, ly.ln2b, wg);
     // FFN out: input gelu(u), recomputed (only its weight gradient reads it)
@@ -640,8 +702,9 @@ double Trainer::forward_backward(const TrainBatch& bt, double* mlm_out, double* 
       const size_t ld = 3 * (size_t)Wd;
       const float* q = qkv + (size_t)b * S * ld + (size_t)h * d;
       float* dq = dqkv + (size_t)b * S * ld + (size_t)h * d;
+      const float* dprobs = bt.teacherAttention && mi[l] >= 0 ? attd_[mi[l]].p.get() + (size_t)b * S * S : nullptr;
       tk->attn_bwd(q, q + Wd, q + 2 * Wd, ld, dctx + (size_t)b * S * Wd + (size_t)h * d, Wd, dq, dq + Wd, dq + 2 * Wd, ld,
-                   madd + (size_t)b * S, scale, S, d, aws_[tid].p.get());
+                   madd + (size_t)b * S, scale, S, d, aws_[tid].p.get(), dprobs);
     });
     // layer input, recomputed from the previous LayerNorm; dX of the lowest layer only when the embeddings train
     if (wg) {
@@ -649,6 +712,10 @@ double Trainer::forward_backward(const TrainBatch& bt, double* mlm_out, double* 
       else affine_rows(x, saved_[l - 1].xhat2.p.get(), M, layers_[route_[l - 1]].ln2g, layers_[route_[l - 1]].ln2b);
     }
     linear_bwd(x, M, ly.qkv, dqkv, l > lowest || shared ? dx : nullptr, dt, wg);
+  }
+  if (bt.teacherHidden) {
+    *hid_out = hid_sum / bt.nmatch;
+    loss += bt.hiddenWeight * *hid_out;
   }
   if (!shared) return loss;
   // embedding LN, then the sparse row sums into the tables (split by columns: no two threads share a row part)
@@ -674,6 +741,96 @@ double Trainer::forward_backward(const TrainBatch& bt, double* mlm_out, double* 
     });
   }
   return loss;
+}
+
+// KL(teacher row || student row) of the head-averaged probabilities (pbar_, from the forward) of route
+// position l against match entry i, over the real query rows; dL/dP of each head into attd_[i]:
+// -w t / (s + eps) / heads, w = attentionWeight / (nmatch * real). Keys where the teacher's probability
+// is 0 (masked) add nothing. Sums per sequence, then in order: the same for any thread count.
+double Trainer::attention_probs_loss(const TrainBatch& bt, int i, int l, int real) {
+  const int B = bt.batch, S = bt.seq;
+  const size_t SS = (size_t)S * S;
+  const float* pbar = pbar_.p.get();
+  const float* tch = bt.teacherAttention + (size_t)i * B * SS;
+  float* dP = attd_[i].get((size_t)B * SS);
+  const int heads = layers_[route_[l]].shape.heads;
+  const double w = (double)bt.attentionWeight / ((double)bt.nmatch * (real > 0 ? real : 1));
+  const float eps = 1e-12f;
+  std::vector<double> part(B, 0.0);
+  pool_->parallel_for(B, [&](int b, int) {
+    double acc = 0;
+    for (int r = 0; r < S; ++r) {
+      const size_t o = (size_t)b * SS + (size_t)r * S;
+      float* d = dP + o;
+      if (bt.mask && bt.mask[(size_t)b * S + r] == 0) {
+        std::memset(d, 0, sizeof(float) * S);
+        continue;
+      }
+      const float* t = tch + o;
+      const float* s = pbar + o;
+      for (int j = 0; j < S; ++j) {
+        if (t[j] > 0.0f) {
+          const double sj = (double)s[j] + eps;
+          acc += (double)t[j] * (std::log((double)t[j]) - std::log(sj));
+          d[j] = (float)(-w * t[j] / sj / heads);
+        } else {
+          d[j] = 0.0f;
+        }
+      }
+    }
+    part[b] = acc;
+  });
+  double sum = 0;
+  for (double v : part) sum += v;
+  return sum / (real > 0 ? real : 1);
+}
+
+// MSE of route position l's output (through hidden_proj when there is one) against match entry i, over
+// the real tokens' values; adds dL/dh into dx and accumulates the projection's gradient. Runs in the
+// backward (the gradients are zeroed by then), recomputing the output from its LayerNorm.
+double Trainer::hidden_state_loss(const TrainBatch& bt, int i, int l, int real, float* dx) {
+  const int M = bt.batch * bt.seq, H = cfg_.hidden, Ht = proj_on_ ? opt_.hiddenTarget : H;
+  const LayerSlots& ly = layers_[route_[l]];
+  float* h = hbuf_.get((size_t)M * H);
+  affine_rows(h, saved_[l].xhat2.p.get(), M, ly.ln2g, ly.ln2b);
+  float* y = h;
+  if (proj_on_) {
+    y = ybuf_.get((size_t)M * Ht);
+    matmul(h, H, pack(p_.get() + proj_, H, Ht), y, Ht, M, Ht, H, Epi::None, nullptr, nullptr, 0);
+  }
+  // y becomes dL/dy in place, row by row
+  const float* t = bt.teacherHidden + (size_t)i * M * Ht;
+  const float w = (float)(2.0 * bt.hiddenWeight / ((double)bt.nmatch * (real > 0 ? real : 1) * Ht));
+  double* rl = reinterpret_cast<double*>(hrow_.get((size_t)M * 2));
+  rows_parallel(M, [&](int r, int) {
+    float* yr = y + (size_t)r * Ht;
+    if (bt.mask && bt.mask[r] == 0) {
+      std::memset(yr, 0, sizeof(float) * Ht);
+      rl[r] = 0;
+      return;
+    }
+    const float* tr = t + (size_t)r * Ht;
+    double acc = 0;
+    for (int j = 0; j < Ht; ++j) {
+      const float e = yr[j] - tr[j];
+      acc += (double)e * e;
+      yr[j] = w * e;
+    }
+    rl[r] = acc;
+  });
+  double sum = 0;
+  for (int r = 0; r < M; ++r) sum += rl[r];
+  if (proj_on_) {
+    // dproj += h^T dY (weight_grad overwrites: via projg_); dh = dY proj^T into h (no longer needed)
+    float* pg = projg_.get((size_t)H * Ht);
+    weight_grad(h, M, H, y, Ht, pg);
+    tk_->axpy(g_.get() + proj_, 1.0f, pg, H * Ht);
+    matmul(y, Ht, pack_t(p_.get() + proj_, H, Ht), h, H, M, H, Ht, Epi::None, nullptr, nullptr, 0);
+    y = h;
+  }
+  const TrainKernels* tk = tk_;
+  rows_parallel(M, [&](int r, int) { tk->axpy(dx + (size_t)r * H, 1.0f, y + (size_t)r * H, H); });
+  return sum / ((double)(real > 0 ? real : 1) * Ht);
 }
 
 // MLM head on the loss positions only
@@ -822,7 +979,7 @@ double Trainer::cls_head(const TrainBatch& bt, const float* x, float* dx, double
 StepResult Trainer::compute_gradients(const TrainBatch& b) {
   validate(b);
   StepResult r;
-  r.loss = forward_backward(b, &r.mlm, &r.kl);
+  r.loss = forward_backward(b, &r.mlm, &r.kl, &r.hidden, &r.attention);
   r.gradNorm = std::sqrt(tk_->sumsq(g_.get(), nparams_));
   r.step = step_;
   return r;

@@ -31,6 +31,11 @@ struct TrainOptions {
   // no gradient and no update for updates t <= sharedFrozenUntil; afterwards their Adam bias
   // correction counts their own updates (t - sharedFrozenUntil), as if their optimizer started then.
   int64_t sharedFrozenUntil = 0;
+  // Hidden size of the teacher states the hidden-state distillation term compares with (TrainBatch::
+  // teacherHidden). When it is > 0 and differs from the student's hidden size, a learned projection
+  // hidden_proj [hidden, hiddenTarget] (initialised by the caller, trained with the matrices, part of
+  // params() and weight_names() but not of the model) maps the student's states onto the teacher's.
+  int hiddenTarget = 0;
 };
 
 // The shape of one encoder layer. The trainable layers all have the configuration's; predecessor
@@ -60,10 +65,23 @@ struct TrainBatch {
   // frozen predecessor layer j; each at most once. null = the trainable layers in order.
   const int32_t* route = nullptr;
   int nroute = 0;
+  // Intermediate distillation terms (masked-LM only). Entry i pairs the output of the layer at route
+  // position match[i] (0-based; each at most once) with the teacher's arrays' entry i:
+  //   teacherHidden [nmatch, batch*seq, hiddenTarget or hidden]: that teacher layer's output;
+  //   teacherAttention [nmatch, batch, seq, seq]: its attention probabilities averaged over its heads.
+  // loss += hiddenWeight * mean_i MSE(h_i (hidden_proj), teacher_i) over the real tokens' values
+  //       + attentionWeight * mean_i (mean over real query rows of KL(teacher row || student row)),
+  // the student's row being its probabilities averaged over its own heads (so head counts may differ).
+  const int32_t* match = nullptr;
+  int nmatch = 0;
+  const float* teacherHidden = nullptr;     // null = no hidden-state term
+  const float* teacherAttention = nullptr;  // null = no attention term
+  float hiddenWeight = 0.0f, attentionWeight = 0.0f;
 };
 
 struct StepResult {
   double loss = 0, mlm = 0, kl = 0;  // loss as above; mlm and kl are the unweighted means (mlm: the class CE when classifying)
+  double hidden = 0, attention = 0;  // the intermediate terms' unweighted means (TrainBatch::match)
   double gradNorm = 0;               // global norm before clipping
   float lr = 0;                      // learning rate of this update (0 for compute_gradients)
   int64_t step = 0;                  // updates done after this call
@@ -174,7 +192,13 @@ class Trainer {
   template <class Fn>
   void rows_parallel(int M, Fn&& fn);
 
-  double forward_backward(const TrainBatch& b, double* mlm, double* kl);
+  double forward_backward(const TrainBatch& b, double* mlm, double* kl, double* hid, double* att);
+  // Intermediate terms. attention_probs_loss: the route position l's head-averaged probabilities
+  // against the teacher's entry i; the loss, and its dL/dP (per head) into attd_[i]. hidden_state_loss
+  // (in the backward, once the gradients are zeroed): layer output h against entry i; adds dL/dh to dx
+  // and the projection's gradient. Both return the unweighted term of entry i.
+  double attention_probs_loss(const TrainBatch& b, int i, int l, int real);
+  double hidden_state_loss(const TrainBatch& b, int i, int l, int real, float* dx);
   // The heads on the final hidden state x [batch*seq, H]: loss, head gradients, dL/dx into dx (zeroed
   // here; gradients zeroed here too).
   double mlm_head(const TrainBatch& b, float* x, float* dx, bool shared, double* mlm, double* kl);
@@ -193,6 +217,8 @@ class Trainer {
   size_t nalloc_ = 0;   // all parameters, predecessors' included
   FloatBuf p_, g_, m_, v_;
   size_t word_, pos_, type_, embg_, embb_, mlmg_, mlmb_;
+  size_t proj_ = 0;   // hidden_proj [hidden, hiddenTarget] when TrainOptions::hiddenTarget asks for one
+  bool proj_on_ = false;
   Lin mlm_dense_, decoder_;  // decoder_.w unused when tied
   bool cls_ = false;
   size_t poolw_ = 0, poolb_ = 0, clsw_ = 0, clsb_ = 0;
@@ -203,6 +229,8 @@ class Trainer {
   Scratch xhat_e_, r_e_, madd_, x_, t_, gi_, dx_, dt_, di_, dqkv_, dctx_, tr_, packw_, packd_, zeros_;
   Scratch hsel_, hu_, xhatm_, rm_, nrm_, dh_, logits_, rowloss_, colsum_, pooled_;
   std::vector<Scratch> ws_, aws_, lossws_;
+  Scratch hbuf_, ybuf_, projg_, pbar_, hrow_;
+  std::vector<Scratch> attd_, probs_;  // per match entry: dL/dP [batch, seq, seq]; per thread: one head's P
 };
 
 }  // namespace bort
