@@ -43,6 +43,7 @@ export async function distillCommand(positionals: string[], o: Record<string, st
     return x;
   };
   const mlmWeight = num('mlm-weight'), klWeight = num('kl-weight'), temperature = num('temperature');
+  const hiddenWeight = num('hidden-weight'), attentionWeight = num('attention-weight');
   const steps = intOption(str('steps'), 'steps', 1000);
   const batch = intOption(str('batch'), 'batch', 32);
   const seq = intOption(str('seq'), 'seq', 64);
@@ -83,11 +84,12 @@ export async function distillCommand(positionals: string[], o: Record<string, st
   const tty = !!process.stderr.isTTY;
   let lastLine = 0;
   const line = (p: DistillProgress) =>
-    `step ${p.step}/${p.steps}  loss ${p.loss.toFixed(4)} (mlm ${p.mlm.toFixed(3)}, kl ${p.kl.toFixed(4)})  lr ${p.lr.toExponential(2)}${p.replaceRate === undefined ? '' : `  p ${p.replaceRate.toFixed(3)}`}  ${Math.round(p.tokensPerSecond)} tokens/s  ETA ${duration(p.etaSeconds)}`;
+    `step ${p.step}/${p.steps}  loss ${p.loss.toFixed(4)} (mlm ${p.mlm.toFixed(3)}, kl ${p.kl.toFixed(4)}${p.hidden === undefined ? '' : `, hidden ${p.hidden.toFixed(4)}, attention ${p.attention!.toFixed(4)}`})  lr ${p.lr.toExponential(2)}${p.replaceRate === undefined ? '' : `  p ${p.replaceRate.toFixed(3)}`}  ${Math.round(p.tokensPerSecond)} tokens/s  ETA ${duration(p.etaSeconds)}`;
   try {
     const r = await distill({
       teacher, student, corpus, vocab, output, steps, batch, seq, lr, threads, seed, checkpointEvery: every,
       resume: !!o.resume, signal: ac.signal, evalCases, evalEvery, mlmWeight, klWeight, temperature,
+      hiddenWeight, attentionWeight,
       ...(method === 'theseus' ? { method, replaceRate, schedule: schedule as ReplaceSchedule | undefined, studentOnlySteps, fromScratch: !!o['from-scratch'], shared: shared as 'frozen' | 'trained' | undefined } : {}),
       onEval: (e) => {
         if (tty) process.stderr.write('\r\x1b[K');

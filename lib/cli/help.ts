@@ -156,6 +156,11 @@ Options:
       --kl-weight B            weight of T² · KL(teacher ‖ student) at temperature T (default 1); a KL
                                weight of 0 is plain masked-LM training
       --temperature T          softmax temperature of the distillation term (default 2)
+      --hidden-weight W        add W · MSE between each student layer's output and its teacher layer's
+                               (student layer i of S learns from teacher layer round((i+1)·T/S); a learned
+                               projection when the hidden sizes differ); default 0 (off)
+      --attention-weight W     add W · KL(teacher ‖ student) of the paired layers' attention rows, each
+                               averaged over its heads (head counts may differ); default 0 (off)
       --method M               kd (default): the student alone throughout;
                                theseus: BERT-of-Theseus module replacing: the teacher's layers are cut into
                                one group of consecutive layers per student layer, and each update runs each

@@ -79,6 +79,8 @@ export const OPTIONS: Record<Command, Record<string, OptionSpec>> = {
     'mlm-weight': { type: 'string' },
     'kl-weight': { type: 'string' },
     temperature: { type: 'string' },
+    'hidden-weight': { type: 'string' },
+    'attention-weight': { type: 'string' },
     method: { type: 'string' },
     'replace-rate': { type: 'string' },
     schedule: { type: 'string' },

@@ -21,6 +21,7 @@ import { readEvalCases, score, topWords, type EvalScore, type MlmRunner } from '
 import { engineSpec, floatWeights } from '../runtime/spec.js';
 import { native } from '../runtime/native.js';
 import { MaskedLmBatches, SeededRandom } from './masked-batches.js';
+import { gatherLayers, intermediateLoss, type IntermediateLoss } from './intermediate.js';
 import { REPLACE_SCHEDULES, RouteSampler, gaussian, layerGroups, replaceRate, type ReplaceSchedule, type ReplacementSchedule } from './module-replacing.js';
 
 export interface DistillOptions {
@@ -43,6 +44,14 @@ export interface DistillOptions {
   mlmWeight?: number;
   /** Weight of T² · KL(teacher_T ‖ student_T) (default DEFAULT_KL_WEIGHT = 1; the Bort recipe used 0.9). */
   klWeight?: number;
+  /**
+   * Weight of the hidden-state term: MSE between each student layer's output and its teacher layer's
+   * (lib/distill/intermediate.ts pairs them; a learned projection when the hidden sizes differ).
+   * Default 0 (off).
+   */
+  hiddenWeight?: number;
+  /** Weight of the attention-map term: KL(teacher ‖ student) of paired layers' head-averaged attention rows. Default 0 (off). */
+  attentionWeight?: number;
   weightDecay?: number;
   clipNorm?: number;
   maskRate?: number;
@@ -79,6 +88,9 @@ export interface DistillProgress {
   loss: number;
   mlm: number;
   kl: number;
+  /** The intermediate terms (unweighted), when the run has them. */
+  hidden?: number;
+  attention?: number;
   lr: number;
   tokensPerSecond: number;
   etaSeconds: number;
@@ -190,11 +202,18 @@ export async function distill(o: DistillOptions): Promise<DistillSummary> {
   }
   const teacher = await Encoder.load(o.teacher, { threads: o.threads });
   let trainer: Trainer;
+  let inter: IntermediateLoss | undefined;
   try {
+    inter = intermediateLoss(o.hiddenWeight, o.attentionWeight, teacher.arch.layers, student.arch.layers);
+    if (inter && plan) {
+      throw new BortError('the intermediate-layer terms (--hidden-weight, --attention-weight) apply to plain distillation only',
+        'leave them out with --method theseus, or distil with --method kd');
+    }
     trainer = Trainer.fromModel(student, {
       lr: o.lr ?? 5e-4, warmupSteps: Math.round((o.warmup ?? 0.05) * steps), totalSteps: steps,
       weightDecay: o.weightDecay, clipNorm: o.clipNorm, threads: o.threads,
       predecessors, sharedFrozenUntil: plan?.shared === 'frozen' ? plan.replacingSteps : 0,
+      hiddenTarget: inter && inter.hiddenWeight > 0 ? teacher.arch.hidden : undefined,
     });
   } catch (e) {
     teacher.close();
@@ -207,6 +226,8 @@ export async function distill(o: DistillOptions): Promise<DistillSummary> {
   // the loss is part of the run's identity (a checkpoint of an earlier version, which did not record it
   // and trained with 0.1 · MLM + 0.9 · T²·KL, is refused by name)
   Object.assign(run, { mlmWeight: loss.mlmWeight, klWeight: loss.klWeight, temperature: loss.temperature });
+  // the intermediate terms only when on, so that checkpoints written before they existed still resume
+  if (inter) Object.assign(run, { hiddenWeight: inter.hiddenWeight, attentionWeight: inter.attentionWeight, teacherLayers: inter.teacherLayer.join(',') });
   if (plan) {
     Object.assign(run, {
       method: 'theseus', teacher: path.resolve(o.teacher), schedule: plan.schedule, replaceRate: plan.rate,
@@ -271,7 +292,8 @@ export async function distill(o: DistillOptions): Promise<DistillSummary> {
         return { steps: trainer.steps, finished: false, checkpoint, seconds: (Date.now() - t0) / 1000, firstLoss: first, lastLoss: last };
       }
       const b = batches.next();
-      const out = await teacher.run(teacherInputs(teacher, b));
+      const mid = inter ? await teacher.intermediates(teacherInputs(teacher, b)) : undefined;
+      const out = mid ? mid.outputs : await teacher.run(teacherInputs(teacher, b));
       const logits = Object.values(out).find((t) => t.dims.length === 3 && t.dims[2] === V);
       if (!logits) throw new BortError(`the teacher has no [batch, seq, ${V}] logits output`, 'give a masked-LM teacher with the student\'s vocabulary');
       const tl = new Float32Array(b.positions.length * V);
@@ -279,13 +301,19 @@ export async function distill(o: DistillOptions): Promise<DistillSummary> {
       // module replacing: which groups run their successor this update (the student alone after the phase)
       const p = plan ? replaceRate(plan, trainer.steps + 1) : undefined;
       const route = sampler && trainer.steps < plan!.replacingSteps ? sampler.next(p!).route : null;
-      const r = await trainer.step({ ...b, teacher: tl, mlmWeight: loss.mlmWeight, klWeight: loss.klWeight, temperature: loss.temperature, route });
+      const terms = inter && mid ? {
+        match: inter.match, hiddenWeight: inter.hiddenWeight, attentionWeight: inter.attentionWeight,
+        teacherHidden: inter.hiddenWeight > 0 ? gatherLayers(mid.layers.data, b.batch * b.seq * teacher.arch.hidden, inter.teacherLayer) : null,
+        teacherAttention: inter.attentionWeight > 0 ? gatherLayers(mid.attention.data, b.batch * b.seq * b.seq, inter.teacherLayer) : null,
+      } : {};
+      const r = await trainer.step({ ...b, teacher: tl, mlmWeight: loss.mlmWeight, klWeight: loss.klWeight, temperature: loss.temperature, route, ...terms });
       first ??= r.loss;
       last = r.loss;
       const done = trainer.steps - stepStart;
       const secs = (Date.now() - tStart) / 1000;
       o.onProgress?.({
         step: r.step, steps, loss: r.loss, mlm: r.mlm, kl: r.kl, lr: r.lr,
+        ...(inter ? { hidden: r.hidden, attention: r.attention } : {}),
         tokensPerSecond: (done * batch * seq) / Math.max(secs, 1e-9), etaSeconds: (secs / done) * (steps - trainer.steps),
         ...(p === undefined ? {} : { replaceRate: p }),
       });

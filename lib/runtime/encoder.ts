@@ -219,6 +219,26 @@ export class Encoder {
   }
 
   async run(inputs: Record<string, TensorInput>): Promise<Record<string, TensorOutput>> {
+    return (await this.runEngine(inputs, false)).outputs;
+  }
+
+  /**
+   * For distillation: the outputs `run` gives, plus every layer's output (`layers`, dims [layers, batch,
+   * seq, hidden]; the last equals the final hidden state) and each layer's attention probabilities
+   * averaged over its heads (`attention`, [layers, batch, seq, seq]). Every position is computed (no
+   * padding skipped); rows of padding positions are zeros.
+   */
+  async intermediates(inputs: Record<string, TensorInput>): Promise<{ outputs: Record<string, TensorOutput>; layers: TensorOutput; attention: TensorOutput }> {
+    const { outputs, layers, attention, batch, seq } = await this.runEngine(inputs, true);
+    const L = this.spec.config.layers;
+    return {
+      outputs,
+      layers: { data: layers ?? new Float32Array(0), dims: [L, batch, seq, this.spec.config.hidden] },
+      attention: { data: attention ?? new Float32Array(0), dims: [L, batch, seq, seq] },
+    };
+  }
+
+  private async runEngine(inputs: Record<string, TensorInput>, intermediates: boolean) {
     if (!this.handle) throw new Error('this Encoder is closed');
     if (!inputs || typeof inputs !== 'object') throw new TypeError(`run() takes an object of inputs keyed by ${this.inputNames.map(quoteName).join(', ')}`);
     const names = this.spec.inputs;
@@ -262,7 +282,7 @@ export class Encoder {
     const from = this.spec.positions?.fromIds;
     const positions = from ? positionsFromIds(idData, batch, seq, from.paddingIdx) : null;
     // a batch of 0 sequences: empty outputs, as onnxruntime answers (the engine itself needs a token)
-    const r: Partial<Record<EngineOutput, Float32Array>> = batch === 0 ? {} : await this.handle.run({ ids: idData, mask, types, positions, batch, seq });
+    const r: Partial<Record<EngineOutput | 'layers' | 'attention', Float32Array>> = batch === 0 ? {} : await this.handle.run({ ids: idData, mask, types, positions, batch, seq, intermediates });
     const out: Record<string, TensorOutput> = {};
     for (const o of this.spec.outputs) {
       const data = batch === 0 ? new Float32Array(0) : r[o.from];
@@ -278,7 +298,7 @@ export class Encoder {
             : [batch, c.classifier!.labels];
       out[o.name] = { data, dims };
     }
-    return out;
+    return { outputs: out, layers: r.layers, attention: r.attention, batch, seq };
   }
 
   /**

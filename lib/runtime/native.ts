@@ -7,8 +7,12 @@ import * as path from 'node:path';
 import { BortError } from '../errors.js';
 
 export interface NativeEncoder {
-  run(inputs: { ids: Int32Array; mask: Int32Array | null; types: Int32Array | null; positions?: Int32Array | null; batch: number; seq: number }): Promise<{
+  run(inputs: { ids: Int32Array; mask: Int32Array | null; types: Int32Array | null; positions?: Int32Array | null; batch: number; seq: number; intermediates?: boolean }): Promise<{
     hidden: Float32Array;
+    /** intermediates: every layer's output [layers, batch, seq, hidden]. */
+    layers?: Float32Array;
+    /** intermediates: each layer's attention probabilities averaged over its heads [layers, batch, seq, seq]. */
+    attention?: Float32Array;
     pooled?: Float32Array;
     mlm?: Float32Array;
     cls?: Float32Array;

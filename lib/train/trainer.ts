@@ -15,6 +15,9 @@ import { native } from '../runtime/native.js';
 import { engineSpec, floatWeights, type EngineSpec } from '../runtime/spec.js';
 import { checkThreads, defaultThreads } from '../runtime/threads.js';
 
+/** The engine's name of the learned hidden-state projection (TrainOptions.hiddenTarget). */
+const PROJECTION = 'hidden_proj';
+
 export interface TrainOptions {
   /** Peak learning rate (default 5e-4). */
   lr?: number;
@@ -50,6 +53,14 @@ export interface TrainOptions {
    * gradient and no update). Its hidden size must equal the trained model's.
    */
   predecessors?: BertModel;
+  /**
+   * Hidden size of the teacher states a batch's `teacherHidden` holds (intermediate distillation).
+   * When it differs from the model's, a learned projection `hidden_proj` [hidden, hiddenTarget] maps
+   * the student's layer outputs onto them: initialised to the identity on the first min(hidden,
+   * hiddenTarget) dimensions (zeros elsewhere), trained with the matrices, kept in `state()` and
+   * readable with `weight('hidden_proj')`, but not part of the model (`weightNames`, `writeInto`).
+   */
+  hiddenTarget?: number;
 }
 
 export interface TrainBatch {
@@ -80,6 +91,19 @@ export interface TrainBatch {
    * predecessor layer j; each at most once. Absent: the trained layers in order.
    */
   route?: Int32Array | null;
+  /**
+   * Intermediate distillation terms (masked-LM head): entry i pairs the output of the layer at route
+   * position `match[i]` (0-based, each at most once) with `teacherHidden` [match, batch, seq,
+   * hiddenTarget or hidden] (a teacher layer's output; MSE over the real tokens' values, through
+   * `hidden_proj` when there is one) and `teacherAttention` [match, batch, seq, seq] (a teacher layer's
+   * attention probabilities averaged over its heads; KL(teacher row ‖ student row) of the student's
+   * head average, over the real query rows). loss += hiddenWeight · mean MSE + attentionWeight · mean KL.
+   */
+  match?: Int32Array | null;
+  teacherHidden?: Float32Array | null;
+  teacherAttention?: Float32Array | null;
+  hiddenWeight?: number;
+  attentionWeight?: number;
 }
 
 export interface StepResult {
@@ -88,6 +112,9 @@ export interface StepResult {
   mlm: number;
   /** Mean KL(teacher ‖ student) at the temperature (unweighted). */
   kl: number;
+  /** The intermediate terms (unweighted; 0 when the batch has none): mean hidden-state MSE, mean attention-map KL. */
+  hidden: number;
+  attention: number;
   /** Global gradient norm before clipping. */
   gradNorm: number;
   /** Learning rate of this update (0 for `gradients`). */
@@ -164,12 +191,21 @@ export class Trainer {
     if (tied) delete weights['decoder_w'];
     const threads = options.threads === undefined ? defaultThreads() : checkThreads(options.threads, 'threads');
     const Ctor = (native() as unknown as { NativeTrainer: TrainerCtor }).NativeTrainer;
-    const { lr, beta1, beta2, eps, weightDecay, clipNorm, warmupSteps, totalSteps, headLr, sharedFrozenUntil } = options;
+    const { lr, beta1, beta2, eps, weightDecay, clipNorm, warmupSteps, totalSteps, headLr, sharedFrozenUntil, hiddenTarget } = options;
+    const H = spec.config.hidden;
+    if (hiddenTarget !== undefined && !(Number.isInteger(hiddenTarget) && hiddenTarget >= 1 && hiddenTarget <= 1 << 20)) {
+      throw new RangeError(`hiddenTarget must be an integer in [1, ${1 << 20}], got ${hiddenTarget}`);
+    }
+    if (hiddenTarget !== undefined && hiddenTarget !== H) {
+      const proj = new Float32Array(H * hiddenTarget);
+      for (let i = 0; i < Math.min(H, hiddenTarget); i++) proj[i * hiddenTarget + i] = 1;
+      weights[PROJECTION] = proj;
+    }
     // the engine trains the classifier when the config has one: each mode sees only its own head
     const config = classifier ? { ...spec.config, mlm: null, tokenClassifier: null } : { ...spec.config, classifier: null, tokenClassifier: null };
     const predecessors = options.predecessors ? predecessorLayers(spec.config, options.predecessors, weights) : undefined;
     const nt = new Ctor({ ...config, threads }, weights, {
-      lr, beta1, beta2, eps, weightDecay, clipNorm, warmupSteps, totalSteps, tiedDecoder: tied, headLr, sharedFrozenUntil, predecessors,
+      lr, beta1, beta2, eps, weightDecay, clipNorm, warmupSteps, totalSteps, tiedDecoder: tied, headLr, sharedFrozenUntil, predecessors, hiddenTarget,
     });
     if (tied) targets.delete('decoder_w');
     return new Trainer(model, nt, targets, tied);
@@ -199,8 +235,9 @@ export class Trainer {
     this.live().setWeight(name, data);
   }
 
+  /** The model's weights the engine trains (not the distillation projection `hidden_proj`). */
   weightNames(): string[] {
-    return this.live().weightNames();
+    return this.live().weightNames().filter((n) => n !== PROJECTION);
   }
 
   /** The frozen predecessor layers' weights (pred.q_w.0, ...), readable with `weight`. */

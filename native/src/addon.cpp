@@ -4,7 +4,9 @@
 //   createEncoder(config, weights) -> NativeEncoder            (packs on the calling thread)
 //   createEncoderAsync(config, weights) -> Promise<NativeEncoder> (packs on a libuv thread; the weights
 //                                          must stay untouched until the promise settles)
-//   handle.run({ ids, mask, types, positions, batch, seq }) -> Promise<{ hidden, pooled?, mlm?, cls?, tok?, skippedPadding }>
+//   handle.run({ ids, mask, types, positions, batch, seq, intermediates? }) -> Promise<{ hidden, pooled?, mlm?, cls?, tok?,
+//       layers?, attention?, skippedPadding }>   intermediates: true adds every layer's output [layers, batch, seq,
+//       hidden] and its head-averaged attention probabilities [layers, batch, seq, seq] (encoder.h RunOutputs)
 //   handle.close(), handle.setThreads(n), handle.threads
 //   isa() -> "avx512" | "avx2" | "neon" | "scalar"   (BORT_ISA forces one)
 //   isas() -> the ISAs this CPU and build can run
@@ -271,7 +273,7 @@ struct Output {
 
 // The outputs a run of this shape produces, with their sizes; an output too large for a Float32Array
 // (or for size_t) is a RangeError that names it.
-std::vector<Output> output_plan(const bort::EncoderConfig& c, size_t B, size_t S, std::string* err) {
+std::vector<Output> output_plan(const bort::EncoderConfig& c, size_t B, size_t S, bool intermediates, std::string* err) {
   std::vector<Output> outs;
   auto add = [&](const char* name, size_t a, size_t b, size_t n) {
     size_t ab = 0, abn = 0;
@@ -289,6 +291,12 @@ std::vector<Output> output_plan(const bort::EncoderConfig& c, size_t B, size_t S
   if (c.mlm) add("mlm", B, S, (size_t)c.vocab);
   if (c.classifierLabels) add("cls", B, 1, (size_t)c.classifierLabels);
   if (c.tokenLabels) add("tok", B, S, (size_t)c.tokenLabels);
+  if (intermediates) {
+    size_t L_B = 0;
+    if (__builtin_mul_overflow((size_t)c.layers, B, &L_B)) L_B = SIZE_MAX;
+    add("layers", L_B, S, (size_t)c.hidden);
+    add("attention", L_B, S, S);
+  }
   return outs;
 }
 
@@ -389,6 +397,8 @@ class RunWorker : public Napi::AsyncWorker {
         else if (n == "mlm") r.mlm = p;
         else if (n == "cls") r.cls = p;
         else if (n == "tok") r.tok = p;
+        else if (n == "layers") r.layers = p;
+        else if (n == "attention") r.attn = p;
       }
       Queue();
       return true;
@@ -606,7 +616,11 @@ class NativeEncoder : public Napi::ObjectWrap<NativeEncoder> {
         throw Napi::RangeError::New(env, "batch*seq = " + std::to_string((double)batch * seq) + " is too large (at most 2^31 - 1 tokens per run)");
       const size_t n = (size_t)batch * seq;
       std::string too_large;
-      std::vector<Output> outs = output_plan(enc_->config(), batch, seq, &too_large);
+      Napi::Value iv = o.Get("intermediates");
+      if (!iv.IsUndefined() && !iv.IsNull() && !iv.IsBoolean())
+        throw Napi::TypeError::New(env, "run(inputs): inputs.intermediates must be a boolean");
+      const bool intermediates = iv.IsBoolean() && iv.As<Napi::Boolean>().Value();
+      std::vector<Output> outs = output_plan(enc_->config(), batch, seq, intermediates, &too_large);
       if (!too_large.empty()) throw Napi::RangeError::New(env, too_large);
       std::vector<int32_t> ids, mask, types, positions;
       bort::RunInputs in;

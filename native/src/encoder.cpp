@@ -555,8 +555,9 @@ void Encoder::ensure_scratch(int B, int S) {
   }
 }
 
-// Scores, mask, softmax and P·V for every (batch, head), query rows in blocks of 64.
-void Encoder::attention(int B, int S) {
+// Scores, mask, softmax and P·V for every (batch, head), query rows in blocks of 64. With avg, each
+// task is one sequence with all its heads (so it alone writes that sequence's averaged map).
+void Encoder::attention(int B, int S, float* avg) {
   const int heads = cfg_.heads, d = cfg_.headSize;
   const size_t Wd = (size_t)heads * d, ld = 3 * Wd;
   const float* qkv = qkv_.p.get();
@@ -568,8 +569,8 @@ void Encoder::attention(int B, int S) {
   // select mode: a masked key's score becomes 0 here, and 0 * scale + maskValue = maskValue exactly in
   // the softmax, which is what Where(mask == 0, maskValue, scores) gives
   const unsigned char* masked = cfg_.maskSelect ? masked_.data() : nullptr;
-  pool_->parallel_for(B * heads, [&](int task, int tid) {
-    const int b = task / heads, h = task % heads;
+  const float inv_heads = 1.0f / (float)heads;
+  auto one = [&](int b, int h, int tid) {
     const float* q = qkv + (size_t)b * S * ld + (size_t)h * d;
     const float* kk = q + Wd;
     const float* v = q + 2 * Wd;
@@ -599,6 +600,10 @@ void Encoder::attention(int B, int S) {
             for (int r = 0; r < qb; ++r) sc[(size_t)r * S + j] = 0.0f;
       }
       for (int r = 0; r < qb; ++r) k->softmax(sc + (size_t)r * S, S, scale, mrow);
+      if (avg) {
+        float* a = avg + ((size_t)b * S + q0) * S;
+        for (size_t i = 0; i < (size_t)qb * S; ++i) a[i] = (h == 0 ? 0.0f : a[i]) + sc[i] * inv_heads;
+      }
       GemmArgs c;
       c.A = sc;
       c.lda = S;
@@ -610,7 +615,14 @@ void Encoder::attention(int B, int S) {
       c.K = S;
       k->gemm_tile(c, 0, qb, 0, d, ws_[tid].p.get());
     }
-  });
+  };
+  if (avg) {
+    pool_->parallel_for(B, [&](int b, int tid) {
+      for (int h = 0; h < heads; ++h) one(b, h, tid);
+    });
+  } else {
+    pool_->parallel_for(B * heads, [&](int task, int tid) { one(task / heads, task % heads, tid); });
+  }
 }
 
 // ---------------------------------------------------------------- forward pass
@@ -662,7 +674,7 @@ void Encoder::run(const RunInputs& in, const RunOutputs& out) {
   PackPlan plan;
   // the packed path implements the stock BERT forward; explicit position ids, the Where (select) mask,
   // a ReLU pooler and a per-token head run padded (exact) until encoder_packed.cpp handles them
-  const bool packable = !in.positions && !cfg_.maskSelect && !cfg_.poolerRelu && cfg_.tokenLabels == 0;
+  const bool packable = !in.positions && !cfg_.maskSelect && !cfg_.poolerRelu && cfg_.tokenLabels == 0 && !out.layers && !out.attn;
   if (packing && packable && plan_packing(in, &plan) && forward_packed(in, out, plan)) {
     last_run_packed_ = true;
     return;
@@ -673,6 +685,10 @@ void Encoder::run(const RunInputs& in, const RunOutputs& out) {
   zero_masked_rows(out.hidden, cfg_.hidden, in.mask, rows);
   if (cfg_.mlm) zero_masked_rows(out.mlm, cfg_.vocab, in.mask, rows);
   if (cfg_.tokenLabels > 0 && out.tok) zero_masked_rows(out.tok, cfg_.tokenLabels, in.mask, rows);
+  for (int l = 0; l < cfg_.layers; ++l) {
+    if (out.layers) zero_masked_rows(out.layers + (size_t)l * rows * cfg_.hidden, cfg_.hidden, in.mask, rows);
+    if (out.attn) zero_masked_rows(out.attn + (size_t)l * rows * in.seq, in.seq, in.mask, rows);
+  }
 }
 
 void Encoder::forward_padded(const RunInputs& in, const RunOutputs& out) {
@@ -728,7 +744,7 @@ void Encoder::forward_padded(const RunInputs& in, const RunOutputs& out) {
     const Layer& ly = layers_[l];
     gemm(x, H, ly.qkv, qkv, 3 * (size_t)Wd, M, Epi::Bias);
     PTICK(1);
-    attention(B, S);
+    attention(B, S, out.attn ? out.attn + (size_t)l * M * S : nullptr);
     PTICK(2);
     gemm(ctx, Wd, ly.o, tmp, H, M, Epi::BiasResid, x, H);
     PTICK(3);
@@ -742,6 +758,7 @@ void Encoder::forward_padded(const RunInputs& in, const RunOutputs& out) {
     layernorm_rows(dst, H, tmp, H, M, ly.ln2g.get(), ly.ln2b.get(), cfg_.lnEps[2 * l + 1]);
     PTICK(7);
     xfinal = dst;
+    if (out.layers) std::memcpy(out.layers + (size_t)l * M * H, dst, sizeof(float) * (size_t)M * H);
   }
   if (out.hidden && xfinal != out.hidden) std::memcpy(out.hidden, xfinal, sizeof(float) * (size_t)M * H);
 

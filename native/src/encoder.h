@@ -82,6 +82,9 @@ struct RunOutputs {
   float* mlm = nullptr;     // [B,S,V] when config.mlm
   float* cls = nullptr;     // [B,L] when config.classifierLabels
   float* tok = nullptr;     // [B,S,L] when config.tokenLabels
+  // Intermediates, for distillation (optional; asking for either runs the padded path):
+  float* layers = nullptr;  // [layers,B,S,H] every layer's output (the last one equals hidden)
+  float* attn = nullptr;    // [layers,B,S,S] each layer's attention probabilities averaged over its heads
 };
 
 // Padding is skipped: when the attention mask marks padding (0s after, or between, a sequence's
@@ -166,7 +169,8 @@ class Encoder {
             const float* R = nullptr, size_t ldr = 0);
   void gemm_raw(const GemmArgs& g);
   void layernorm_rows(float* y, size_t ldy, const float* x, size_t ldx, int M, const float* g, const float* b, float eps);
-  void attention(int B, int S);
+  // avg: null, or [B,S,S] this layer's probabilities averaged over the heads (written, not accumulated)
+  void attention(int B, int S, float* avg = nullptr);
   void nan_fully_masked(const RunInputs& in, const RunOutputs& out);
   void forward_padded(const RunInputs& in, const RunOutputs& out);
   // encoder_packed.cpp: false (nothing usable written) when a key bound cannot prove that the
