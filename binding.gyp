@@ -32,6 +32,7 @@
         "native/src/train/train_dispatch.cpp",
         "native/src/train/trainer.cpp",
         "native/src/train/cls_head.cpp",
+        "native/src/train/attention.cpp",
         "native/src/encoder_packed.cpp",
         "native/src/output_pool.cpp",
         "native/src/packing.cpp"

@@ -11,6 +11,7 @@
 
 #include "check.h"
 #include "random_model.h"
+#include "train/attention.h"
 #include "train/trainer.h"
 
 using namespace bort;
@@ -126,11 +127,10 @@ static void test_ops(const Kernels* k, const TrainKernels* tk) {
   // attention of one head: forward (and its probabilities) against double, backward against finite
   // differences of f = sum c o ctx + sum e o P with respect to every q, k, v entry (e: a loss on the
   // probabilities, passed as dprobs); the last key masked out
-  for (int S : {1, 6, 19}) {
-    const int d = 5;
+  for (auto [S, d] : {std::pair<int, int>{1, 5}, {6, 5}, {19, 5}, {40, 37}}) {
     const size_t ld = 3 * d + 2, ldc = d + 1;
     const float scale = 1.0f / std::sqrt((float)d);
-    std::vector<float> qkv(S * ld), madd(S, 0.0f), ctx(S * ldc), c(S * ldc), dq(S * ld, 0.0f), ws(attn_ws_floats(S, d));
+    std::vector<float> qkv(S * ld), madd(S, 0.0f), ctx(S * ldc), c(S * ldc), dq(S * ld, 0.0f), ws(attention_ws_floats(S, d, k));
     std::vector<float> probs(S * S), e(S * S);
     for (auto& v : qkv) v = r.uniform(-1.5f, 1.5f);
     for (auto& v : c) v = r.uniform(-1, 1);
@@ -160,8 +160,8 @@ static void test_ops(const Kernels* k, const TrainKernels* tk) {
     };
     D cd;
     ref(cd);
-    tk->attn_fwd(qkv.data(), qkv.data() + d, qkv.data() + 2 * d, ld, ctx.data(), ldc, madd.data(), scale, S, d, ws.data(), probs.data());
-    CHECK(rel_err(probs, pd) < 1e-5, "%s attn_fwd S=%d probabilities: rel err %g", isa, S, rel_err(probs, pd));
+    attention_forward(k, qkv.data(), qkv.data() + d, qkv.data() + 2 * d, ld, ctx.data(), ldc, madd.data(), scale, S, d, ws.data(), probs.data());
+    CHECK(rel_err(probs, pd) < 1e-5, "%s attention_forward S=%d probabilities: rel err %g", isa, S, rel_err(probs, pd));
     std::vector<float> ctx_used(S * d);
     D cd_used(S * d);
     for (int i = 0; i < S; ++i)
@@ -169,8 +169,8 @@ static void test_ops(const Kernels* k, const TrainKernels* tk) {
         ctx_used[i * d + t] = ctx[i * ldc + t];
         cd_used[i * d + t] = cd[i * ldc + t];
       }
-    CHECK(rel_err(ctx_used, cd_used) < 1e-5, "%s attn_fwd S=%d: rel err %g", isa, S, rel_err(ctx_used, cd_used));
-    tk->attn_bwd(qkv.data(), qkv.data() + d, qkv.data() + 2 * d, ld, c.data(), ldc, dq.data(), dq.data() + d, dq.data() + 2 * d,
+    CHECK(rel_err(ctx_used, cd_used) < 1e-5, "%s attention_forward S=%d: rel err %g", isa, S, rel_err(ctx_used, cd_used));
+    attention_backward(k, tk, qkv.data(), qkv.data() + d, qkv.data() + 2 * d, ld, c.data(), ldc, dq.data(), dq.data() + d, dq.data() + 2 * d,
                  ld, madd.data(), scale, S, d, ws.data(), e.data());
     D fd = numeric_grad(q, [&] {
       D o;
@@ -188,9 +188,9 @@ static void test_ops(const Kernels* k, const TrainKernels* tk) {
         got.push_back(dq[i * ld + t]);
         want.push_back(fd[i * ld + t]);
       }
-    CHECK(rel_err(got, want) < 1e-4, "%s attn_bwd S=%d (with dprobs): rel err %g", isa, S, rel_err(got, want));
+    CHECK(rel_err(got, want) < 1e-4, "%s attention_backward S=%d (with dprobs): rel err %g", isa, S, rel_err(got, want));
     // without dprobs: the gradient of sum c o ctx alone
-    tk->attn_bwd(qkv.data(), qkv.data() + d, qkv.data() + 2 * d, ld, c.data(), ldc, dq.data(), dq.data() + d, dq.data() + 2 * d,
+    attention_backward(k, tk, qkv.data(), qkv.data() + d, qkv.data() + 2 * d, ld, c.data(), ldc, dq.data(), dq.data() + d, dq.data() + 2 * d,
                  ld, madd.data(), scale, S, d, ws.data(), nullptr);
     D fd0 = numeric_grad(q, [&] {
       D o;
@@ -207,7 +207,7 @@ static void test_ops(const Kernels* k, const TrainKernels* tk) {
         got.push_back(dq[i * ld + t]);
         want.push_back(fd0[i * ld + t]);
       }
-    CHECK(rel_err(got, want) < 1e-4, "%s attn_bwd S=%d: rel err %g", isa, S, rel_err(got, want));
+    CHECK(rel_err(got, want) < 1e-4, "%s attention_backward S=%d: rel err %g", isa, S, rel_err(got, want));
   }
   // AdamW against a hand computation: p=1, g=0.5, m=v=0, t=1, lr=0.1, wd=0.01, b1=0.9, b2=0.999, eps=1e-8:
   // m=0.05, v=0.00025, mhat=0.5, vhat=0.25, p = 1*(1-0.001) - 0.1*0.5/(0.5+1e-8) = 0.899 (to 1e-8)

@@ -4,7 +4,8 @@
 // kernels_impl.h and compiled inside each ISA file's namespace (kernels_{scalar,avx2,avx512,neon}.cpp
 // include it after kernels_impl.h), so they get that file's ISA flags and its vexp/verf. The heavy
 // GEMMs of training go through the forward table's packed gemm_tile; these are the row and
-// elementwise parts of the backward pass, attention per (batch, head), and the optimizer update.
+// elementwise parts of the backward pass and the optimizer update (attention is attention.h: GEMMs
+// on the forward table plus these row kernels).
 #pragma once
 
 #include <cstddef>
@@ -43,23 +44,7 @@ struct TrainKernels {
   void (*adamw)(float* p, float* m, float* v, const float* g, size_t n, float lr, float b1, float b2, float eps, float wd,
                 float bc1, float bc2, float gscale);
 
-  // Attention of one (batch, head) with its keys' additive mask madd[S] and score scale:
-  // P = softmax(scale * Q K^T + madd), ctx = P V. Q, K, V rows have stride ld (the fused qkv buffer),
-  // ctx rows stride ldc. ws: at least attn_ws_floats(S, d) floats. probs: null, or P [S,S] out (rows
-  // stride S; the attention-map distillation loss reads it).
-  void (*attn_fwd)(const float* q, const float* k, const float* v, size_t ld, float* ctx, size_t ldc, const float* madd,
-                   float scale, int S, int d, float* ws, float* probs);
-  // Its backward: recomputes P from Q, K (nothing of the forward is kept but qkv), then
-  // dV = P^T dctx, dP = dctx V^T, dZ = scale * P o (dP - rowsum(P o dP)), dQ = dZ K, dK = dZ^T Q.
-  // dq/dk/dv rows stride ldd (overwritten). dprobs: null, or a further dL/dP [S,S] (rows stride S) added to
-  // dP = dctx V^T (a loss on the probabilities themselves).
-  void (*attn_bwd)(const float* q, const float* k, const float* v, size_t ld, const float* dctx, size_t ldc,
-                   float* dq, float* dk, float* dv, size_t ldd, const float* madd, float scale, int S, int d, float* ws,
-                   const float* dprobs);
 };
-
-// Workspace of attn_fwd / attn_bwd in floats.
-inline size_t attn_ws_floats(int S, int d) { return (size_t)S * S * 2 + (size_t)d * S * 2 + 64; }
 
 const TrainKernels* train_kernels_scalar();
 const TrainKernels* train_kernels_avx2();

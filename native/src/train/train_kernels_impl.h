@@ -167,74 +167,7 @@ static void t_adamw(float* p, float* m, float* v, const float* g, size_t n, floa
   }
 }
 
-// P [S,S] = softmax(scale Q K^T + madd) into ws (Kt [d,S] after it)
-static void attn_probs(const float* q, const float* k, size_t ld, const float* madd, float scale, int S, int d, float* P,
-                       float* Kt) {
-  for (int j = 0; j < S; ++j)
-    for (int t = 0; t < d; ++t) Kt[(size_t)t * S + j] = k[(size_t)j * ld + t];
-  for (int i = 0; i < S; ++i) {
-    float* row = P + (size_t)i * S;
-    for (int j = 0; j < S; ++j) row[j] = 0.0f;
-    const float* qi = q + (size_t)i * ld;
-    for (int t = 0; t < d; ++t) t_axpy(row, qi[t], Kt + (size_t)t * S, S);
-    k_softmax(row, S, scale, madd);
-  }
-}
-
-static void t_attn_fwd(const float* q, const float* k, const float* v, size_t ld, float* ctx, size_t ldc, const float* madd,
-                       float scale, int S, int d, float* ws, float* probs) {
-  float* P = ws;
-  float* Kt = ws + (size_t)S * S;
-  attn_probs(q, k, ld, madd, scale, S, d, P, Kt);
-  if (probs)
-    for (size_t i = 0; i < (size_t)S * S; ++i) probs[i] = P[i];
-  for (int i = 0; i < S; ++i) {
-    float* ci = ctx + (size_t)i * ldc;
-    for (int t = 0; t < d; ++t) ci[t] = 0.0f;
-    const float* pi = P + (size_t)i * S;
-    for (int j = 0; j < S; ++j) t_axpy(ci, pi[j], v + (size_t)j * ld, d);
-  }
-}
-
-static void t_attn_bwd(const float* q, const float* k, const float* v, size_t ld, const float* dctx, size_t ldc, float* dq,
-                       float* dk, float* dv, size_t ldd, const float* madd, float scale, int S, int d, float* ws,
-                       const float* dprobs) {
-  float* P = ws;
-  float* Kt = ws + (size_t)S * S;
-  float* dP = Kt + (size_t)d * S;
-  float* Vt = dP + (size_t)S * S;
-  attn_probs(q, k, ld, madd, scale, S, d, P, Kt);
-  for (int j = 0; j < S; ++j)
-    for (int t = 0; t < d; ++t) Vt[(size_t)t * S + j] = v[(size_t)j * ld + t];
-  for (int i = 0; i < S; ++i)
-    for (int t = 0; t < d; ++t) {
-      dq[(size_t)i * ldd + t] = 0.0f;
-      dk[(size_t)i * ldd + t] = 0.0f;
-      dv[(size_t)i * ldd + t] = 0.0f;
-    }
-  for (int i = 0; i < S; ++i) {
-    const float* pi = P + (size_t)i * S;
-    const float* gi = dctx + (size_t)i * ldc;
-    float* dpi = dP + (size_t)i * S;
-    for (int j = 0; j < S; ++j) dpi[j] = 0.0f;
-    for (int t = 0; t < d; ++t) t_axpy(dpi, gi[t], Vt + (size_t)t * S, S);
-    if (dprobs) t_axpy(dpi, 1.0f, dprobs + (size_t)i * S, S);
-    for (int j = 0; j < S; ++j) t_axpy(dv + (size_t)j * ldd, pi[j], gi, d);
-    float dot = 0.0f;
-    for (int j = 0; j < S; ++j) dot += pi[j] * dpi[j];
-    for (int j = 0; j < S; ++j) dpi[j] = scale * pi[j] * (dpi[j] - dot);
-    const float* qi = q + (size_t)i * ld;
-    float* dqi = dq + (size_t)i * ldd;
-    for (int j = 0; j < S; ++j) {
-      const float z = dpi[j];
-      if (z == 0.0f) continue;  // masked keys (P exactly 0) contribute nothing
-      t_axpy(dqi, z, k + (size_t)j * ld, d);
-      t_axpy(dk + (size_t)j * ldd, z, qi, d);
-    }
-  }
-}
-
 static const TrainKernels kTrainTable = {
     ISA_NAME, t_layernorm_fwd, t_layernorm_bwd, t_gelu_fwd, t_gelu_bwd, t_axpy, t_sumsq, t_row_max, t_row_sum, t_row_dot, t_acc_mul,
-    t_adamw, t_attn_fwd, t_attn_bwd,
+    t_adamw,
 };

@@ -1,5 +1,6 @@
 #include "trainer.h"
 
+#include "attention.h"
 #include "cls_head.h"
 
 #include <cmath>
@@ -588,7 +589,7 @@ double Trainer::forward_backward(const TrainBatch& bt, double* mlm_out, double* 
   lossws_.resize(T);
   for (int t = 0; t < T; ++t) {
     ws_[t].get((size_t)k->MC * k->KC);
-    aws_[t].get(attn_ws_floats(S, maxD));
+    aws_[t].get(attention_ws_floats(S, maxD, k));
     lossws_[t].get((size_t)3 * Vv + 64);
   }
   saved_.resize(L);
@@ -636,8 +637,8 @@ double Trainer::forward_backward(const TrainBatch& bt, double* mlm_out, double* 
       pool_->parallel_for(B * heads, [&](int task, int tid) {
         const int b = task / heads, h = task % heads;
         const float* q = qkv + (size_t)b * S * 3 * Wd + (size_t)h * d;
-        tk->attn_fwd(q, q + Wd, q + 2 * Wd, 3 * (size_t)Wd, ctx + (size_t)b * S * Wd + (size_t)h * d, Wd, madd + (size_t)b * S,
-                     scale, S, d, aws_[tid].p.get(), nullptr);
+        attention_forward(k, q, q + Wd, q + 2 * Wd, 3 * (size_t)Wd, ctx + (size_t)b * S * Wd + (size_t)h * d, Wd, madd + (size_t)b * S,
+                          scale, S, d, aws_[tid].p.get(), nullptr);
       });
     } else {
       // a matched layer: each sequence's heads on one thread, their probabilities averaged into pbar_
@@ -650,8 +651,8 @@ double Trainer::forward_backward(const TrainBatch& bt, double* mlm_out, double* 
         std::memset(pb, 0, sizeof(float) * (size_t)S * S);
         for (int h = 0; h < heads; ++h) {
           const float* q = qkv + (size_t)b * S * 3 * Wd + (size_t)h * d;
-          tk->attn_fwd(q, q + Wd, q + 2 * Wd, 3 * (size_t)Wd, ctx + (size_t)b * S * Wd + (size_t)h * d, Wd, madd + (size_t)b * S,
-                       scale, S, d, aws_[tid].p.get(), pr);
+          attention_forward(k, q, q + Wd, q + 2 * Wd, 3 * (size_t)Wd, ctx + (size_t)b * S * Wd + (size_t)h * d, Wd, madd + (size_t)b * S,
+                            scale, S, d, aws_[tid].p.get(), pr);
           for (int r = 0; r < S; ++r) tk->axpy(pb + (size_t)r * S, inv, pr + (size_t)r * S, S);
         }
       });
@@ -703,8 +704,8 @@ double Trainer::forward_backward(const TrainBatch& bt, double* mlm_out, double* 
       const float* q = qkv + (size_t)b * S * ld + (size_t)h * d;
       float* dq = dqkv + (size_t)b * S * ld + (size_t)h * d;
       const float* dprobs = bt.teacherAttention && mi[l] >= 0 ? attd_[mi[l]].p.get() + (size_t)b * S * S : nullptr;
-      tk->attn_bwd(q, q + Wd, q + 2 * Wd, ld, dctx + (size_t)b * S * Wd + (size_t)h * d, Wd, dq, dq + Wd, dq + 2 * Wd, ld,
-                   madd + (size_t)b * S, scale, S, d, aws_[tid].p.get(), dprobs);
+      attention_backward(k, tk, q, q + Wd, q + 2 * Wd, ld, dctx + (size_t)b * S * Wd + (size_t)h * d, Wd, dq, dq + Wd, dq + 2 * Wd, ld,
+                         madd + (size_t)b * S, scale, S, d, aws_[tid].p.get(), dprobs);
     });
     // layer input, recomputed from the previous LayerNorm; dX of the lowest layer only when the embeddings train
     if (wg) {
