@@ -4,17 +4,24 @@ namespace bort {
 
 namespace {
 
+// Each piece of the workspace starts on a 64-byte boundary (of an aligned ws).
+size_t round16(size_t n) { return (n + 15) / 16 * 16; }
+// The larger of the two packed shapes: [d, S] (K^T, V^T) and [S, d] (V, dctx, K, Q).
+size_t packed_floats(int S, int d, const Kernels* k) {
+  const size_t a = packed_size(d, S, k->NR), b = packed_size(S, d, k->NR);
+  return a > b ? a : b;
+}
+
 // The workspace, carved in this order.
 struct Ws {
   float *P, *dP, *T, *pb, *gemm;
   Ws(float* ws, int S, int d, const Kernels* k) {
-    const size_t SS = (size_t)S * S;
-    const size_t pk = packed_size(d, S, k->NR) > packed_size(S, d, k->NR) ? packed_size(d, S, k->NR) : packed_size(S, d, k->NR);
+    const size_t SS = round16((size_t)S * S);
     P = ws;
     dP = P + SS;
     T = dP + SS;
     pb = T + SS;
-    gemm = pb + (pk + 15) / 16 * 16;
+    gemm = pb + round16(packed_floats(S, d, k));
   }
 };
 
@@ -49,9 +56,7 @@ void probabilities(const Kernels* k, const float* q, const float* kk, size_t ld,
 }  // namespace
 
 size_t attention_ws_floats(int S, int d, const Kernels* k) {
-  const size_t SS = (size_t)S * S;
-  const size_t pk = packed_size(d, S, k->NR) > packed_size(S, d, k->NR) ? packed_size(d, S, k->NR) : packed_size(S, d, k->NR);
-  return 3 * SS + (pk + 15) / 16 * 16 + (size_t)k->MC * k->KC + 64;
+  return 3 * round16((size_t)S * S) + round16(packed_floats(S, d, k)) + (size_t)k->MC * k->KC;
 }
 
 void attention_forward(const Kernels* k, const float* q, const float* kk, const float* v, size_t ld, float* ctx, size_t ldc,
