@@ -2,7 +2,8 @@
  * `distill()`: knowledge distillation of a student BERT from a teacher with the Bort recipe: masked-LM
  * batches from raw text, teacher logits computed on the fly by the native engine, and the loss
  * mlmWeight · CE(student, true word) + klWeight · T² · KL(teacher_T ‖ student_T) at the masked
- * positions, trained natively (lib/train). Aborting (the signal) leaves a resumable checkpoint and no
+ * positions (plus, on request, the intermediate-layer terms of lib/distill/intermediate.ts), trained
+ * natively (lib/train). Aborting (the signal) leaves a resumable checkpoint and no
  * model; the model is written only at the end, atomically, as the student's ONNX with trained weights.
  * method 'theseus': BERT-of-Theseus module replacing first (lib/distill/module-replacing.ts), the same
  * loss on the mixed model's output, then the student alone for the last studentOnlySteps updates.
