@@ -29,6 +29,7 @@
         "native/src/qdispatch.cpp",
         "native/src/qgemm_scalar.cpp",
         "native/src/qlinear.cpp",
+        "native/src/qattention.cpp",
         "native/src/train/train_dispatch.cpp",
         "native/src/train/trainer.cpp",
         "native/src/train/cls_head.cpp",

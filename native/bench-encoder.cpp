@@ -1,5 +1,6 @@
 // C++ encoder benchmark (no Node): random weights, median latency and GFLOP/s per shape.
 //   bort_bench_encoder [bort|base|large] [threads] [runs] [BxS]   (env BORT_BENCH_PAUSE_MS: idle before each run)
+//   env BORT_BENCH_INT8=1: int8 layer projections; BORT_BENCH_QATTN=1 (with it): int8 attention too
 #include <algorithm>
 #include <array>
 #include <chrono>
@@ -34,6 +35,7 @@ int main(int argc, char** argv) {
   c.pooler = true;
   c.threads = threads;
   c.int8 = getenv("BORT_BENCH_INT8") && *getenv("BORT_BENCH_INT8") == '1';  // int8 layer projections (qlinear.h)
+  c.int8Attention = getenv("BORT_BENCH_QATTN") && *getenv("BORT_BENCH_QATTN") == '1';  // and int8 attention (qattention.h)
   std::map<std::string, std::vector<float>> w;
   uint32_t s = 1;
   auto get = [&](const std::string& n, size_t* len) -> const float* {

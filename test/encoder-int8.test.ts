@@ -26,7 +26,8 @@ function relDiff(a: Float32Array, b: Float32Array): number {
 // states 3.9e-3 from onnxruntime int8, which keeps float32 embeddings): bound 6e-3. Masked-LM logits
 // (int8 decoder on int8 LayerNorm outputs, 1,000 logits): measured 1.0e-2; pooled output and
 // classifier (int8 pooler, tanh after): 1.3e-2. Heads' bound 2.5e-2, the one test/quantize.test.ts
-// gives `quantize --all`'s int8 heads against float32.
+// gives `quantize --all`'s int8 heads against float32. int8 attention (the default with int8: true)
+// moved none of these by more than 1e-4 of the largest output (measured, 5 Dec 2026).
 const BOUND = 6e-3;
 const HEAD_BOUND = 2.5e-2;
 
@@ -40,9 +41,13 @@ describe('Encoder int8: close to onnxruntime running the same model quantized by
       const [ortFp32, ortInt8] = [await runOrt(input, inputs), await runOrt(q, inputs)];
       const feeds = Object.fromEntries(Object.entries(inputs).map(([k, v]) => [k, { data: BigInt64Array.from(v.data, (x) => BigInt(x)), dims: v.shape }]));
       const enc = await Encoder.load(input, { threads: 2, int8: true });
+      const floatAttention = await Encoder.load(input, { threads: 2, int8: true, int8Attention: false });
+      const fileAttention = await Encoder.load(q, { threads: 2, int8Attention: true });
       const fp = await Encoder.load(input, { threads: 2 });
       try {
         const ours = await enc.run(feeds);
+        const oursFloatAttention = await floatAttention.run(feeds);
+        const oursFile = await fileAttention.run(feeds);
         const oursFp32 = await fp.run(feeds);
         const names = Object.keys(ortFp32);
         expect(Object.keys(ours).sort()).toEqual([...names].sort());
@@ -58,9 +63,18 @@ describe('Encoder int8: close to onnxruntime running the same model quantized by
           expect(relDiff(ortInt8[k].data, ours[k].data)).toBeLessThan(bound);
           expect(relDiff(ortFp32[k].data, ours[k].data)).toBeLessThan(bound);
           expect(relDiff(oursFp32[k].data, ours[k].data)).toBeGreaterThan(1e-5); // the int8 path really ran
+          // int8 attention (on by default with int8: true) against float32 attention: both in bound,
+          // and not the same numbers (the default really runs it)
+          expect(relDiff(ortInt8[k].data, oursFloatAttention[k].data)).toBeLessThan(bound);
+          expect(relDiff(ortFp32[k].data, oursFloatAttention[k].data)).toBeLessThan(bound);
+          expect(relDiff(oursFloatAttention[k].data, ours[k].data)).toBeGreaterThan(1e-7);
+          // the quantized file with int8 attention (measured 6.0e-4 to 1.0e-3 from onnxruntime int8)
+          expect(relDiff(ortInt8[k].data, oursFile[k].data)).toBeLessThan(BOUND);
         }
       } finally {
         enc.close();
+        floatAttention.close();
+        fileAttention.close();
         fp.close();
       }
     });
@@ -68,5 +82,9 @@ describe('Encoder int8: close to onnxruntime running the same model quantized by
 
   it('int8 must be a boolean', async () => {
     await expect(Encoder.load(path.join(FIXTURES, 'bert-tiny-op14.onnx'), { int8: 'yes' as never })).rejects.toThrow(/options.int8 must be a boolean, got string/);
+  });
+
+  it('int8Attention must be a boolean', async () => {
+    await expect(Encoder.load(path.join(FIXTURES, 'bert-tiny-op14.onnx'), { int8: true, int8Attention: 1 as never })).rejects.toThrow(/options.int8Attention must be a boolean, got number/);
   });
 });

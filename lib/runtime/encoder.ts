@@ -61,15 +61,26 @@ export interface EncoderOptions {
    * true: quantize at load, symmetric per output column as `quantize` does, the layer projections (Q,
    * K, V, O, feed-forward), the pooler and the masked-LM decoder (its own int8 GEMM, not shared with
    * the word table), and run them on the int8 kernels (activations quantized per row at run time);
-   * the word- and position-embedding tables become int8 per row, dequantized on gather. LayerNorms,
-   * attention scores, the masked-LM transform, classifiers and token-type rows stay float32. No
-   * float32 copy of a quantized weight is kept. Default false.
+   * the word- and position-embedding tables become int8 per row, dequantized on gather; attention's
+   * products too unless `int8Attention: false`. LayerNorms, softmax, the masked-LM transform,
+   * classifiers and token-type rows stay float32. No float32 copy of a quantized weight is kept.
+   * Default false.
    *
    * A quantized model (`bort-compress quantize`, or onnxruntime's `quantize_dynamic` with int8
    * weights) runs its int8 linears on the int8 kernels with the file's own weights and scales whatever
    * this says; `int8: true` then also quantizes what the file keeps in float32 (embeddings, heads).
    */
   int8?: boolean;
+  /**
+   * With int8 layers (`int8: true` or a quantized model): also run attention's two products, Q·Kᵀ and
+   * P·V, on the int8 kernels — Q per row, K per key, the probabilities per row (each row's largest is
+   * exactly 1, so values under 1/254 of it become 0) and V per head dimension; scores, mask and softmax
+   * stay float32. Faster (BENCHMARKS.md, int8), a little further from float32, and further from
+   * onnxruntime, which keeps attention float32 in a quantized file. Default: on with `int8: true`
+   * (which quantizes everything it can), off for a quantized model loaded without it (which then runs
+   * as the file says, as onnxruntime does).
+   */
+  int8Attention?: boolean;
 }
 
 /** The values a role accepts: [0, limit), with the message for one outside. */
@@ -159,10 +170,11 @@ export class Encoder {
     if (options === null || typeof options !== 'object') throw new TypeError(`Encoder.load(path, options): options must be an object, got ${options === null ? 'null' : typeof options}`);
     const threads = options.threads === undefined ? defaultThreads() : checkThreads(options.threads, 'threads');
     if (options.int8 !== undefined && typeof options.int8 !== 'boolean') throw new TypeError(`options.int8 must be a boolean, got ${typeof options.int8}`);
+    if (options.int8Attention !== undefined && typeof options.int8Attention !== 'boolean') throw new TypeError(`options.int8Attention must be a boolean, got ${typeof options.int8Attention}`);
     const addon = native();
     const { spec, arch } = await prepareModel(path);
     const { weights, ...rest } = spec;
-    const handle = await addon.createEncoderAsync({ ...spec.config, threads, int8: options.int8 === true }, weights);
+    const handle = await addon.createEncoderAsync({ ...spec.config, threads, int8: options.int8 === true, int8Attention: options.int8Attention ?? options.int8 === true }, weights);
     return new Encoder(handle, rest, arch, addon.isa());
   }
 

@@ -159,6 +159,10 @@ bort::EncoderConfig parse_config(Napi::Env env, Napi::Value cv) {
   Napi::Value q8 = c.Get("int8");
   if (q8.IsBoolean()) cfg.int8 = q8.As<Napi::Boolean>().Value();
   else if (!q8.IsUndefined()) throw Napi::TypeError::New(env, "config.int8 must be a boolean");
+  // int8Attention: with int8 layers, Q·Kᵀ and P·V as int8 GEMMs too (qattention.h)
+  Napi::Value qa = c.Get("int8Attention");
+  if (qa.IsBoolean()) cfg.int8Attention = qa.As<Napi::Boolean>().Value();
+  else if (!qa.IsUndefined()) throw Napi::TypeError::New(env, "config.int8Attention must be a boolean");
   return cfg;
 }
 

@@ -546,6 +546,7 @@ void Encoder::ensure_scratch(int B, int S) {
   pv_.resize(T);
   sc_.resize(T);
   ws_.resize(T);
+  qas_.resize(T);
   const int NR = k_->NR, d = cfg_.headSize;
   for (int t = 0; t < T; ++t) {
     pk_[t].get(packed_size(d, S, NR));
@@ -570,6 +571,8 @@ void Encoder::attention(int B, int S, float* avg) {
   // the softmax, which is what Where(mask == 0, maskValue, scores) gives
   const unsigned char* masked = cfg_.maskSelect ? masked_.data() : nullptr;
   const float inv_heads = 1.0f / (float)heads;
+  const bool q8 = qk_ && cfg_.int8Attention;
+  const unsigned char* keep = keep_.empty() ? nullptr : keep_.data();
   auto one = [&](int b, int h, int tid) {
     const float* q = qkv + (size_t)b * S * ld + (size_t)h * d;
     const float* kk = q + Wd;
@@ -577,43 +580,63 @@ void Encoder::attention(int B, int S, float* avg) {
     float* pk = pk_[tid].p.get();
     float* pv = pv_[tid].p.get();
     float* sc = sc_[tid].p.get();
-    pack_bt(pk, d, S, kk, ld, NR, k->KC);
-    PackSeg seg{v, d, ld};
-    pack_b(pv, S, &seg, 1, NR, k->KC);
+    if (q8) {
+      qattn_prepare_kv(qk_, kk, v, ld, S, d, keep ? keep + (size_t)b * S : nullptr, qas_[tid]);
+    } else {
+      pack_bt(pk, d, S, kk, ld, NR, k->KC);
+      PackSeg seg{v, d, ld};
+      pack_b(pv, S, &seg, 1, NR, k->KC);
+    }
     const float* mrow = madd + (size_t)b * S;
     for (int q0 = 0; q0 < S; q0 += 64) {
       const int qb = S - q0 < 64 ? S - q0 : 64;
-      GemmArgs g;
-      g.A = q + (size_t)q0 * ld;
-      g.lda = ld;
-      g.B = pk;
-      g.C = sc;
-      g.ldc = S;
-      g.M = qb;
-      g.N = S;
-      g.K = d;
-      k->gemm_tile(g, 0, qb, 0, S, ws_[tid].p.get());
+      if (q8) {
+        qattn_scores(qk_, q + (size_t)q0 * ld, ld, qb, S, d, qas_[tid], sc);
+      } else {
+        GemmArgs g;
+        g.A = q + (size_t)q0 * ld;
+        g.lda = ld;
+        g.B = pk;
+        g.C = sc;
+        g.ldc = S;
+        g.M = qb;
+        g.N = S;
+        g.K = d;
+        k->gemm_tile(g, 0, qb, 0, S, ws_[tid].p.get());
+      }
       if (masked) {
         const unsigned char* mk = masked + (size_t)b * S;
         for (int j = 0; j < S; ++j)
           if (mk[j])
             for (int r = 0; r < qb; ++r) sc[(size_t)r * S + j] = 0.0f;
       }
-      for (int r = 0; r < qb; ++r) k->softmax(sc + (size_t)r * S, S, scale, mrow);
+      if (q8) {
+        int8_t* pr = qattn_p_rows(qas_[tid], qb, S);
+        float* ps = qattn_p_scales(qas_[tid], qb);
+        const size_t S4 = (size_t)qround4(S);
+        for (int r = 0; r < qb; ++r) k->softmax_q8(sc + (size_t)r * S, S, scale, mrow, pr + r * S4, ps + r, avg != nullptr);
+      } else {
+        for (int r = 0; r < qb; ++r) k->softmax(sc + (size_t)r * S, S, scale, mrow);
+      }
       if (avg) {
         float* a = avg + ((size_t)b * S + q0) * S;
         for (size_t i = 0; i < (size_t)qb * S; ++i) a[i] = (h == 0 ? 0.0f : a[i]) + sc[i] * inv_heads;
       }
-      GemmArgs c;
-      c.A = sc;
-      c.lda = S;
-      c.B = pv;
-      c.C = ctx + ((size_t)b * S + q0) * Wd + (size_t)h * d;
-      c.ldc = Wd;
-      c.M = qb;
-      c.N = d;
-      c.K = S;
-      k->gemm_tile(c, 0, qb, 0, d, ws_[tid].p.get());
+      float* out = ctx + ((size_t)b * S + q0) * Wd + (size_t)h * d;
+      if (q8) {
+        qattn_context(qk_, qb, S, d, qas_[tid], out, Wd);
+      } else {
+        GemmArgs c;
+        c.A = sc;
+        c.lda = S;
+        c.B = pv;
+        c.C = out;
+        c.ldc = Wd;
+        c.M = qb;
+        c.N = d;
+        c.K = S;
+        k->gemm_tile(c, 0, qb, 0, d, ws_[tid].p.get());
+      }
     }
   };
   if (avg) {
@@ -716,6 +739,13 @@ void Encoder::forward_padded(const RunInputs& in, const RunOutputs& out) {
       const float m = in.mask ? (float)in.mask[i] : 1.0f;
       madd[i] = (1.0f - m) * cfg_.maskValue;
     }
+  }
+
+  // int8 attention leaves padded keys out of V's scales (qattention.h)
+  keep_.clear();
+  if (qk_ && cfg_.int8Attention && in.mask) {
+    keep_.resize((size_t)M);
+    for (int i = 0; i < M; ++i) keep_[i] = in.mask[i] != 0;
   }
 
   // embeddings: word + type + position, LayerNorm

@@ -14,6 +14,7 @@
 
 #include "kernels.h"
 #include "pool.h"
+#include "qattention.h"
 #include "qlinear.h"
 
 namespace bort {
@@ -40,6 +41,8 @@ struct EncoderConfig {
   // (dequantized on gather; the few token-type rows stay float32). Weights given
   // as int8 (Int8Lookup) run int8 whatever this says, with their own scales.
   bool int8 = false;
+  // With int8 layers: attention's Q·Kᵀ and P·V as int8 GEMMs too (qattention.h).
+  bool int8Attention = false;
 };
 
 // Thrown for a bad configuration or weight (-> TypeError) or bad inputs (-> RangeError).
@@ -213,6 +216,8 @@ class Encoder {
   Buf x_, tmp_, qkv_, ctx_, inter_, madd_, pooled_, apack_;
   std::vector<unsigned char> masked_;  // per token: the key is masked (select mode)
   std::vector<Buf> pk_, pv_, sc_, ws_;  // per thread
+  std::vector<QAttnScratch> qas_;       // per thread (int8 attention)
+  std::vector<unsigned char> keep_;     // per token: a real key (not padding), for int8 attention
 };
 
 }  // namespace bort

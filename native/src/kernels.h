@@ -68,6 +68,13 @@ struct Kernels {
 
   // y = a + b + c (c may be null), n floats; the embedding sum.
   void (*add3)(float* y, const float* a, const float* b, const float* c, int n);
+
+  // softmax as above, quantized for int8 attention (qattention.h): with t as above and
+  // e_j = exp(t_j - max t) in [0, 1], q[j] = 127 · e_j rounded to nearest, ties to even (0 for NaN), q[n..round4(n)) = 0,
+  // and *qscale = 1 / (127 · Σ e), so q[j] · *qscale = e_j / Σ e (the largest e_j is exactly 1: the
+  // row's own per-row int8 scale, without another pass). With normalize, s becomes the float32
+  // probabilities as softmax gives them; else s is left holding e.
+  void (*softmax_q8)(float* s, int n, float scale, const float* madd, int8_t* q, float* qscale, bool normalize);
 };
 
 // One table per compiled ISA (null when the ISA file was not compiled for this target).

@@ -24,6 +24,12 @@ struct V {
   static inline F max(F a, F b) { return _mm256_max_ps(a, b); }
   static inline F min(F a, F b) { return _mm256_min_ps(a, b); }
   static inline F round(F x) { return _mm256_round_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
+  // v holds whole numbers in [-127, 127]: store them as W int8 values
+  static inline void store_i8(int8_t* p, F v) {
+    const __m256i i = _mm256_cvttps_epi32(v);
+    const __m128i w = _mm_packs_epi32(_mm256_castsi256_si128(i), _mm256_extracti128_si256(i, 1));
+    _mm_storel_epi64(reinterpret_cast<__m128i*>(p), _mm_packs_epi16(w, w));
+  }
   static inline F pow2i(F n) {
     __m256i e = _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127));
     return _mm256_castsi256_ps(_mm256_slli_epi32(e, 23));

@@ -24,6 +24,8 @@ struct V {
   static inline F max(F a, F b) { return _mm512_max_ps(a, b); }
   static inline F min(F a, F b) { return _mm512_min_ps(a, b); }
   static inline F round(F x) { return _mm512_roundscale_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
+  // v holds whole numbers in [-127, 127]: store them as W int8 values
+  static inline void store_i8(int8_t* p, F v) { _mm_storeu_si128(reinterpret_cast<__m128i*>(p), _mm512_cvtepi32_epi8(_mm512_cvttps_epi32(v))); }
   static inline F pow2i(F n) {
     __m512i e = _mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127));
     return _mm512_castsi512_ps(_mm512_slli_epi32(e, 23));

@@ -23,6 +23,12 @@ struct V {
   static inline F max(F a, F b) { return vmaxq_f32(a, b); }
   static inline F min(F a, F b) { return vminq_f32(a, b); }
   static inline F round(F x) { return vrndnq_f32(x); }
+  // v holds whole numbers in [-127, 127]: store them as W int8 values
+  static inline void store_i8(int8_t* p, F v) {
+    const int16x4_t w = vmovn_s32(vcvtq_s32_f32(v));
+    const int8x8_t b = vmovn_s16(vcombine_s16(w, w));
+    vst1_lane_s32(reinterpret_cast<int32_t*>(p), vreinterpret_s32_s8(b), 0);
+  }
   static inline F pow2i(F n) {
     int32x4_t e = vaddq_s32(vcvtnq_s32_f32(n), vdupq_n_s32(127));
     return vreinterpretq_f32_s32(vshlq_n_s32(e, 23));

@@ -24,6 +24,8 @@ struct V {
   static inline F max(F a, F b) { return a > b ? a : b; }
   static inline F min(F a, F b) { return a < b ? a : b; }
   static inline F round(F x) { return __builtin_rintf(x); }
+  // v holds a whole number in [-127, 127]: store it as int8
+  static inline void store_i8(int8_t* p, F v) { *p = (int8_t)(int)v; }
   static inline F pow2i(F n) {
     int32_t e = ((int32_t)n + 127) << 23;
     float r;

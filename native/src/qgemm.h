@@ -72,6 +72,12 @@ struct QKernels {
   void (*quantize_rows)(const float* x, size_t ldx, int M, int K, int8_t* A, size_t lda, float* scale);
   // quantize_rows_static above, compiled for this ISA (the same results on every path).
   void (*quantize_rows_static)(const float* x, size_t ldx, int M, int K, int8_t* A, size_t lda, float scale);
+  // Attention's V [S][d] (row stride ld) as the B operand [K = S][N = d]: quantized per column
+  // (scale[n] = max over the rows k with keep[k], all when keep is null, of |v[k][n]| / 127; 1 for a
+  // zero column; NaN counts as 0; values round-half-away(v · (1/scale)) clamped to [-127, 127], NaN
+  // to 0) and packed as qpack_b packs them, with colsum. work: 2·d floats. The same on every path.
+  void (*quantize_pack_v)(const float* v, size_t ld, int S, int d, const unsigned char* keep, int8_t* dst,
+                          int32_t* colsum, float* scale, float* work);
 };
 
 enum class QIsa { Scalar, Avx2, Avx512Vnni, Neon, NeonDot };

@@ -52,6 +52,7 @@ static void k_qgemm_tile(const QGemmArgs& g, int m0, int m1, int n0, int n1) {
   }
 }
 
+#ifndef QISA_QUANTIZE_ROWS
 // quantize_rows (qgemm.h), written so the compiler vectorises it with this file's ISA flags: 16
 // running maxima per row, then multiply, clamp, round half away from zero, convert. The clamp sits
 // between the multiply and the rounding add so no ISA can fuse them: every path rounds identically.
@@ -87,6 +88,7 @@ static void k_quantize_rows(const float* x, size_t ldx, int M, int K, int8_t* A,
     for (k = K; k < K4; ++k) a[k] = 0;
   }
 }
+#endif
 
 // quantize_rows_static (qgemm.h): one division, a clamp to [-127, 127], then round half to even by
 // adding and subtracting 1.5·2^23 (exact IEEE adds; |v| <= 127 so the sum's ulp is 1), which every
@@ -109,4 +111,62 @@ static void k_quantize_rows_static(const float* x, size_t ldx, int M, int K, int
   }
 }
 
-static const QKernels kQTable = {QISA_NAME, MR, NR, k_qgemm_tile, k_quantize_rows, k_quantize_rows_static};
+#ifndef QISA_QUANTIZE_PACK_V
+// quantize_pack_v (qgemm.h). Four rows (one group of 4 k) at a time: each column's four bytes make
+// one 32-bit word of the packed panel, built with shifts so the loop vectorises.
+static void k_quantize_pack_v(const float* v, size_t ld, int S, int d, const unsigned char* keep, int8_t* dst,
+                              int32_t* colsum, float* scale, float* work) {
+  float* mx = work;
+  float* inv = work + d;
+  for (int n = 0; n < d; ++n) mx[n] = 0.0f;
+  for (int k = 0; k < S; ++k) {
+    if (keep && !keep[k]) continue;
+    const float* r = v + (size_t)k * ld;
+    for (int n = 0; n < d; ++n) {
+      const float a = __builtin_fabsf(r[n]);
+      mx[n] = a > mx[n] ? a : mx[n];
+    }
+  }
+  for (int n = 0; n < d; ++n) {
+    scale[n] = mx[n] > 0.0f && mx[n] <= 3.4028235e38f ? mx[n] / 127.0f : 1.0f;
+    inv[n] = 1.0f / scale[n];
+  }
+  const int kg = qround4(S) / 4, panels = (d + NR - 1) / NR;
+  for (int n = 0; n < panels * NR; ++n) colsum[n] = 0;
+  for (int g = 0; g < kg; ++g) {
+    const float* r[4];
+    for (int t = 0; t < 4; ++t) r[t] = 4 * g + t < S ? v + (size_t)(4 * g + t) * ld : nullptr;
+    for (int p = 0; p < panels; ++p) {
+      uint32_t* o = reinterpret_cast<uint32_t*>(dst + ((size_t)p * kg + g) * NR * 4);
+      const int n0 = p * NR, nc = d - n0 < NR ? d - n0 : NR;
+      for (int j = 0; j < nc; ++j) {
+        const int n = n0 + j;
+        int32_t q[4];
+        for (int t = 0; t < 4; ++t) {
+          float x = r[t] ? r[t][n] * inv[n] : 0.0f;
+          x = x > 127.0f ? 127.0f : x;
+          x = x < -127.0f ? -127.0f : x;
+          x = x == x ? x : 0.0f;
+          x = x + (x < 0.0f ? -0.5f : 0.5f);
+          q[t] = (int)x;
+        }
+        colsum[n] += q[0] + q[1] + q[2] + q[3];
+        o[j] = (uint32_t)(q[0] & 255) | (uint32_t)(q[1] & 255) << 8 | (uint32_t)(q[2] & 255) << 16 | (uint32_t)(q[3] & 255) << 24;
+      }
+      for (int j = nc; j < NR; ++j) o[j] = 0;
+    }
+  }
+}
+#endif
+
+// An ISA file may define QISA_QUANTIZE_ROWS / QISA_QUANTIZE_PACK_V as its own (written with intrinsics
+// where the compiler's vectorisation of the generic loop is poor); they must give the same bytes.
+#ifndef QISA_QUANTIZE_ROWS
+#define QISA_QUANTIZE_ROWS k_quantize_rows
+#endif
+#ifndef QISA_QUANTIZE_PACK_V
+#define QISA_QUANTIZE_PACK_V k_quantize_pack_v
+#endif
+static const QKernels kQTable = {QISA_NAME, MR, NR, k_qgemm_tile, QISA_QUANTIZE_ROWS, k_quantize_rows_static, QISA_QUANTIZE_PACK_V};
+#undef QISA_QUANTIZE_ROWS
+#undef QISA_QUANTIZE_PACK_V

@@ -84,6 +84,40 @@ int main() {
       if (mask[i / c.hidden]) d = std::fmax(d, std::fabs(qp[i] - qn[i]));
     CHECK(d < 1e-4, "int8 packed and padded runs differ by %g at real positions", d);
   }
+  // int8 attention (qattention.h): still within the bound of the float32 encoder, not the same as
+  // float32 attention (so it ran), identical across thread counts, and the packed run (no padded keys)
+  // equals the padded one (padded keys are left out of V's scales and get probability exactly 0)
+  {
+    c.int8Attention = true;
+    c.threads = 1;
+    const auto a1 = run(c, w, ids, mask, B, S, nullptr);
+    double wa = 0, vs_q = 0;
+    for (size_t i = 0; i < f.size(); ++i) {
+      if (!mask[i / c.hidden]) continue;
+      wa = std::fmax(wa, std::fabs(f[i] - a1[i]));
+      vs_q = std::fmax(vs_q, std::fabs(q1[i] - a1[i]));
+    }
+    std::printf("int8 attention vs float32: worst |diff| %.4g (vs float32 attention %.4g)\n", wa, vs_q);
+    CHECK(wa < 0.1, "int8 attention differs from the float32 encoder by %g", wa);
+    CHECK(vs_q > 0, "int8 attention gives float32 attention's result exactly: it did not run");
+    for (int threads : {2, 3}) {
+      c.threads = threads;
+      const auto at = run(c, w, ids, mask, B, S, nullptr);
+      size_t diff = 0;
+      for (size_t i = 0; i < at.size(); ++i) diff += at[i] != a1[i];
+      CHECK(diff == 0, "int8 attention with %d threads differs from 1 thread in %zu values", threads, diff);
+    }
+    c.threads = 1;
+    bool ran_packed = false;
+    const auto ap = run(c, w, ids, mask, B, S, nullptr, true, &ran_packed);
+    const auto an = run(c, w, ids, mask, B, S, nullptr, false);
+    CHECK(ran_packed, "int8 attention: the padding was not skipped");
+    double d = 0;
+    for (size_t i = 0; i < ap.size(); ++i)
+      if (mask[i / c.hidden]) d = std::fmax(d, std::fabs(ap[i] - an[i]));
+    CHECK(d < 1e-4, "int8 attention: packed and padded runs differ by %g at real positions", d);
+    c.int8Attention = false;
+  }
   // a quantized file's weights: packed as given (no re-quantization), scales kept, bad ones refused
   {
     const QKernels* qk = qkernels_active(nullptr);

@@ -187,6 +187,62 @@ static void test_softmax(const Kernels* k) {
   CHECK(ok, "%s softmax all-masked row is not uniform", k->name);
 }
 
+
+// softmax_q8 (int8 attention): q[j] = 127 · e_j rounded to nearest with e_j = exp(t_j - max) checked
+// against float64 (a q may sit one off only where 127 · e_j is within float error of a half), the
+// scale 1 / (127 Σ e) so that q · scale ≈ the probabilities, zero padding to a multiple of 4, NaN to
+// 0, and with normalize the float probabilities exactly as softmax's.
+static void test_softmax_q8(const Kernels* k) {
+  Rng rng(6);
+  for (int n : {1, 5, 16, 31, 128, 129}) {
+    std::vector<float> s(n), madd(n), s2;
+    for (int i = 0; i < n; ++i) {
+      s[i] = rng.uniform(-20, 20);
+      madd[i] = i % 3 == 2 ? -10000.0f : 0.0f;
+    }
+    const float scale = 0.125f;
+    std::vector<double> e(n);
+    double mx = -INFINITY, sum = 0;
+    for (int i = 0; i < n; ++i) mx = std::fmax(mx, (double)(s[i] * scale) + madd[i]);
+    for (int i = 0; i < n; ++i) sum += (e[i] = std::exp((double)(s[i] * scale) + madd[i] - mx));
+    s2 = s;
+    const int n4 = (n + 3) & ~3;
+    std::vector<int8_t> q(n4 + 4, 99), q2(n4 + 4, 99);
+    float qs = 0, qs2 = 0;
+    k->softmax_q8(s.data(), n, scale, madd.data(), q.data(), &qs, false);
+    k->softmax_q8(s2.data(), n, scale, madd.data(), q2.data(), &qs2, true);
+    int bad = 0;
+    double perr = 0;
+    for (int i = 0; i < n; ++i) {
+      const double want = 127.0 * e[i];
+      const double frac = want - std::floor(want);
+      if (std::fabs(frac - 0.5) > 1e-4 && q[i] != (int8_t)std::lround(want)) ++bad;
+      if (std::fabs(s[i] - e[i]) > 1e-6) ++bad;  // without normalize s holds e
+      perr = std::fmax(perr, std::fabs(q[i] * (double)qs - e[i] / sum));
+    }
+    for (int i = n; i < n4; ++i) bad += q[i] != 0;
+    bad += q[n4] != 99;  // nothing written past the padding
+    CHECK(bad == 0, "%s softmax_q8 n=%d: %d wrong values", k->name, n, bad);
+    CHECK(std::fabs(qs * 127.0 * sum - 1.0) < 1e-5, "%s softmax_q8 n=%d: scale %g, want %g", k->name, n, qs, 1.0 / (127.0 * sum));
+    CHECK(perr <= 0.5 / 127 / sum + 1e-6, "%s softmax_q8 n=%d: q · scale off the probabilities by %g", k->name, n, perr);
+    CHECK(q == q2 && qs == qs2, "%s softmax_q8 n=%d: normalize changed the int8 result", k->name, n);
+  }
+  // normalize gives softmax's probabilities bit for bit
+  std::vector<float> a(37), b;
+  for (int i = 0; i < 37; ++i) a[i] = rng.uniform(-5, 5);
+  b = a;
+  std::vector<int8_t> q(40);
+  float qs;
+  k->softmax(a.data(), 37, 0.5f, nullptr);
+  k->softmax_q8(b.data(), 37, 0.5f, nullptr, q.data(), &qs, true);
+  CHECK(a == b, "%s softmax_q8 with normalize differs from softmax", k->name);
+  // a NaN score gives q = 0 there
+  std::vector<float> c(8, 0.0f);
+  c[3] = NAN;
+  k->softmax_q8(c.data(), 8, 1.0f, nullptr, q.data(), &qs, false);
+  CHECK(q[3] == 0, "%s softmax_q8: NaN gave %d", k->name, q[3]);
+}
+
 static void test_math(const Kernels* k) {
   const int n = 20001;
   std::vector<float> x(n), y(n);
@@ -274,6 +330,7 @@ int main() {
     test_pack_bt(k);
     test_layernorm(k);
     test_softmax(k);
+    test_softmax_q8(k);
     test_math(k);
     test_add3(k);
   }

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "check.h"
+#include "qattention.h"
 #include "qgemm.h"
 
 using namespace bort;
@@ -128,7 +129,7 @@ void test_quantize_rows() {
 }
 
 // The table's own quantize_rows gives the scalar one's bytes and scales exactly (random rows, rows
-// with exact .5 steps, a NaN, K with tails).
+// with exact .5 steps, a NaN, an infinity, K with tails).
 void test_quantize_same(const QKernels* q) {
   check::Rng r(3);
   for (int K : {1, 15, 16, 33, 768, 1027}) {
@@ -138,6 +139,7 @@ void test_quantize_same(const QKernels* q) {
     for (auto& v : x) v = r.uniform(-4, 4);
     for (int k = 0; k < K; ++k) x[(size_t)K + k] = (float)(k % 255 - 127) * 0.5f;  // row 1: halves
     x[(size_t)2 * K + K / 2] = NAN;
+    x[(size_t)3 * K + K / 3] = -INFINITY;
     std::vector<int8_t> a(M * lda, 55), b(M * lda, 66);
     std::vector<float> sa(M), sb(M);
     quantize_rows(x.data(), K, M, K, a.data(), lda, sa.data());
@@ -205,12 +207,91 @@ void test_quantize_static_same(const QKernels* q) {
 
 }  // namespace
 
+
+// Reference for attention's V (quantize_pack_v, qgemm.h), written out here: per-column scale over
+// the kept rows, x · (1/scale) clamped, NaN to 0, rounded half away from zero; then qpack_b.
+static void ref_quantize_pack_v(const std::vector<float>& v, size_t ld, int S, int d, const unsigned char* keep, int NR,
+                                std::vector<int8_t>& packed, std::vector<int32_t>& colsum, std::vector<float>& scale) {
+  std::vector<int8_t> q((size_t)S * d);
+  scale.assign(d, 1.0f);
+  for (int n = 0; n < d; ++n) {
+    float mx = 0.0f;
+    for (int k = 0; k < S; ++k)
+      if (!keep || keep[k]) {
+        const float a = std::fabs(v[(size_t)k * ld + n]);
+        if (a > mx) mx = a;
+      }
+    const float sc = mx > 0.0f && mx <= 3.4028235e38f ? mx / 127.0f : 1.0f;
+    const float inv = 1.0f / sc;
+    scale[n] = sc;
+    for (int k = 0; k < S; ++k) {
+      float x = v[(size_t)k * ld + n] * inv;
+      if (x > 127.0f) x = 127.0f;
+      if (x < -127.0f) x = -127.0f;
+      if (x != x) x = 0.0f;
+      q[(size_t)k * d + n] = (int8_t)(x < 0 ? -std::floor(-x + 0.5f) : std::floor(x + 0.5f));
+    }
+  }
+  packed.assign(qpacked_size(S, d, NR), 99);
+  colsum.assign((size_t)(d + NR - 1) / NR * NR, 99);
+  qpack_b(packed.data(), colsum.data(), q.data(), d, S, d, NR);
+}
+
+// quantize_pack_v of every table against the reference: bytes, column sums and scales exactly
+// (tails in S and d, padded keys left out of the scales, a NaN, an infinity, exact .5 steps).
+void test_quantize_pack_v(const QKernels* q) {
+  check::Rng r(9);
+  const int shapes[][2] = {{1, 1}, {5, 7}, {128, 64}, {33, 40}, {130, 96}, {64, 17}};
+  for (auto& sh : shapes) {
+    const int S = sh[0], d = sh[1];
+    const size_t ld = 3 * (size_t)d + 5;
+    std::vector<float> v(S * ld);
+    for (auto& x : v) x = r.uniform(-3, 3);
+    for (int k = 0; k < S; ++k) v[(size_t)k * ld] = (float)(k % 255 - 127) * 0.25f;  // column 0: quarter steps
+    if (S > 3 && d > 2) { v[2 * ld + 1] = NAN; v[3 * ld + 2] = INFINITY; }
+    std::vector<unsigned char> keep(S);
+    for (int k = 0; k < S; ++k) keep[k] = k % 7 != 3;
+    if (S > 4 && d > 3) v[3 * ld + 3] = 1e6f;  // a padded key far larger than the rest: not in column 3's scale
+    for (const unsigned char* kp : {(const unsigned char*)nullptr, (const unsigned char*)keep.data()}) {
+      std::vector<int8_t> want, got(qpacked_size(S, d, q->NR), 77);
+      std::vector<int32_t> wcs, gcs((size_t)(d + q->NR - 1) / q->NR * q->NR, 77);
+      std::vector<float> ws, gs(d), work(2 * d);
+      ref_quantize_pack_v(v, ld, S, d, kp, q->NR, want, wcs, ws);
+      q->quantize_pack_v(v.data(), ld, S, d, kp, got.data(), gcs.data(), gs.data(), work.data());
+      int bad = 0;
+      for (size_t i = 0; i < want.size(); ++i) bad += want[i] != got[i];
+      CHECK(bad == 0, "%s quantize_pack_v S=%d d=%d keep=%d: %d packed bytes differ", q->name, S, d, kp != nullptr, bad);
+      CHECK(wcs == gcs, "%s quantize_pack_v S=%d d=%d: column sums differ", q->name, S, d);
+      CHECK(ws == gs, "%s quantize_pack_v S=%d d=%d: scales differ", q->name, S, d);
+    }
+  }
+}
+
+// qpack_bt (qattention.h) packs the transpose exactly as qpack_b packs the matrix itself.
+void test_qpack_bt() {
+  check::Rng r(4);
+  for (int NR : {8, 16, 32})
+    for (auto sh : {std::pair<int, int>{64, 128}, {7, 5}, {13, 40}, {4, 33}}) {
+      const int K = sh.first, N = sh.second;
+      const size_t ldt = K + 3;
+      std::vector<int8_t> wt(N * ldt), w((size_t)K * N);
+      for (int n = 0; n < N; ++n)
+        for (int k = 0; k < K; ++k) w[(size_t)k * N + n] = wt[n * ldt + k] = (int8_t)(r.below(255) - 127);
+      std::vector<int8_t> a(qpacked_size(K, N, NR), 1), b(qpacked_size(K, N, NR), 2);
+      std::vector<int32_t> ca((size_t)(N + NR - 1) / NR * NR, 3), cb(ca.size(), 4);
+      qpack_b(a.data(), ca.data(), w.data(), N, K, N, NR);
+      qpack_bt(b.data(), cb.data(), wt.data(), ldt, K, N, NR);
+      CHECK(a == b && ca == cb, "qpack_bt K=%d N=%d NR=%d differs from qpack_b of the transpose", K, N, NR);
+    }
+}
+
 int main(int argc, char** argv) {
   std::vector<std::string> require;
   for (int i = 1; i + 1 < argc; i += 2)
     if (!std::strcmp(argv[i], "--require")) require.push_back(argv[i + 1]);
   test_quantize_rows();
   test_quantize_rows_static();
+  test_qpack_bt();
   int tested = 0;
   for (QIsa i : {QIsa::Scalar, QIsa::Avx2, QIsa::Avx512Vnni, QIsa::Neon, QIsa::NeonDot}) {
     const QKernels* q = qkernels_for(i);
@@ -228,6 +309,7 @@ int main(int argc, char** argv) {
     test_exact(q, 3, 20, kQMaxK, AllMinMax, 7);  // the largest K: -127*127*K still fits int32
     test_quantize_same(q);
     test_quantize_static_same(q);
+    test_quantize_pack_v(q);
     test_epilogue(q, true);
     test_epilogue(q, false);
   }
