@@ -125,8 +125,10 @@ async function main(): Promise<void> {
     const ref = await top1(ortRunner(await ort.InferenceSession.create(fp32, so)), true);
     const engines: [string, () => Promise<Runner>][] = args.includes('--static-only') ? [] : [
       ['ours float32', async () => ourRunner(await Encoder.load(fp32, { threads }))],
-      ['ours int8 (Encoder.load(fp32, { int8: true }))', async () => ourRunner(await Encoder.load(fp32, { threads, int8: true }))],
+      ['ours int8 (Encoder.load(fp32, { int8: true }), int8 attention)', async () => ourRunner(await Encoder.load(fp32, { threads, int8: true }))],
+      ['ours int8, float32 attention ({ int8: true, int8Attention: false })', async () => ourRunner(await Encoder.load(fp32, { threads, int8: true, int8Attention: false }))],
       ['ours on the int8 ONNX (file\'s scales; embeddings, heads float32)', async () => ourRunner(await Encoder.load(q8, { threads }))],
+      ['ours on the int8 ONNX with { int8Attention: true }', async () => ourRunner(await Encoder.load(q8, { threads, int8Attention: true }))],
       ['ours on the int8 ONNX with { int8: true }', async () => ourRunner(await Encoder.load(q8, { threads, int8: true }))],
       ['onnxruntime on the int8 ONNX', async () => ortRunner(await ort.InferenceSession.create(q8, so))],
     ];
