@@ -46,7 +46,7 @@
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "NODE_ADDON_API_CPP_EXCEPTIONS_ALL"],
       "dependencies": ["bort_portable"],
       "conditions": [
-        ["target_arch=='x64'", { "dependencies": ["bort_avx2", "bort_avx512", "bort_qavx2", "bort_qavx512vnni"] }],
+        ["target_arch=='x64'", { "dependencies": ["bort_avx2", "bort_avx512", "bort_qavx2", "bort_qavxvnni", "bort_qavx512vnni"] }],
         ["target_arch=='arm64'", { "dependencies": ["bort_neon", "bort_qneon", "bort_qneondot"] }]
       ],
       "libraries": ["-lpthread"]
@@ -75,6 +75,13 @@
           "sources": ["native/src/qgemm_avx2.cpp"],
           "cflags_cc": ["-mavx2"],
           "xcode_settings": { "OTHER_CPLUSPLUSFLAGS": ["-O3", "-mavx2"] }
+        },
+        {
+          "target_name": "bort_qavxvnni",
+          "type": "static_library",
+          "sources": ["native/src/qgemm_avxvnni.cpp"],
+          "cflags_cc": ["-mavx2", "-mavxvnni"],
+          "xcode_settings": { "OTHER_CPLUSPLUSFLAGS": ["-O3", "-mavx2", "-mavxvnni"] }
         },
         {
           "target_name": "bort_qavx512vnni",

@@ -17,7 +17,7 @@ int main(int argc, char** argv) {
   for (size_t i = 0; i < W.size(); ++i) W[i] = (int8_t)((i * 91) % 255 - 127);
   std::vector<float> C((size_t)M * N), as(M, 0.01f), bs(N, 0.02f), bias(N, 0.5f);
   std::vector<int32_t> Ci((size_t)M * N);
-  for (QIsa q : {QIsa::Scalar, QIsa::Avx2, QIsa::Avx512Vnni, QIsa::Neon, QIsa::NeonDot}) {
+  for (QIsa q : {QIsa::Scalar, QIsa::Avx2, QIsa::AvxVnni, QIsa::Avx512Vnni, QIsa::Neon, QIsa::NeonDot}) {
     const QKernels* k = qkernels_for(q);
     if (!k) continue;
     std::vector<int8_t> Bp(qpacked_size(K, N, k->NR));

@@ -6,11 +6,13 @@
 //   * activations A: symmetric int8 in [-127, 127], one scale per row, quantized per GEMM by
 //     quantize_rows (dynamic); or one static scale from calibration for every row, quantized by
 //     quantize_rows_static (onnxruntime's QuantizeLinear to int8 behind a Clip to [-127, 127]·scale).
-// Each ISA file (qgemm_scalar.cpp, qgemm_avx2.cpp, qgemm_avx512vnni.cpp, qgemm_neon.cpp) fills one
+// Each ISA file (qgemm_scalar.cpp, qgemm_avx2.cpp, qgemm_avxvnni.cpp, qgemm_avx512vnni.cpp, qgemm_neon.cpp,
+// qgemm_neondot.cpp) fills one
 // QKernels table; qdispatch.cpp picks one. How each path avoids saturation is stated in its file:
 //   AVX2 (no VNNI): vpmaddubsw(|a|, sign(b, a)) + vpmaddwd — the sign trick: |a| <= 127 and
 //     |sign(b,a)| <= 127 so a pair sum is at most 2·127·127 = 32258 < 32767: vpmaddubsw never saturates;
-//   AVX-512 VNNI: vpdpbusd(a + 128, b) − 128·Σ_k b (column sums from qpack_b): u8·s8 into s32, exact;
+//   AVX-512 VNNI and AVX-VNNI (256-bit): vpdpbusd(a + 128, b) − 128·Σ_k b (column sums from qpack_b):
+//     u8·s8 into s32, exact;
 //   NEON: sdot (ARMv8.2 dotprod) s8·s8 into s32, or smull (s8·s8 → s16, exact) + sadalp into s32.
 // K is at most kQMaxK so Σ |a·b| <= K·127·127 fits int32.
 #pragma once
@@ -64,7 +66,7 @@ struct QGemmArgs {
 };
 
 struct QKernels {
-  const char* name;  // "scalar", "avx2", "avx512vnni", "neon", "neondot"
+  const char* name;  // "scalar", "avx2", "avxvnni", "avx512vnni", "neon", "neondot"
   int MR, NR;
   // Rows [m0,m1), columns [n0,n1) (n0 a multiple of NR; n1 a multiple of NR or N).
   void (*qgemm_tile)(const QGemmArgs& g, int m0, int m1, int n0, int n1);
@@ -80,11 +82,11 @@ struct QKernels {
                           int32_t* colsum, float* scale, float* work);
 };
 
-enum class QIsa { Scalar, Avx2, Avx512Vnni, Neon, NeonDot };
+enum class QIsa { Scalar, Avx2, AvxVnni, Avx512Vnni, Neon, NeonDot };
 const char* qisa_name(QIsa i);
 // The table for `i` when this CPU and build can run it, else null.
 const QKernels* qkernels_for(QIsa i);
-// Best available (BORT_QISA=scalar|avx2|avx512vnni|neon|neondot forces one; null + *err when unavailable).
+// Best available (BORT_QISA=scalar|avx2|avxvnni|avx512vnni|neon|neondot forces one; null + *err when unavailable).
 const QKernels* qkernels_active(const char** err);
 
 // Whole GEMM on the calling thread (tests, benches).
@@ -93,6 +95,7 @@ void qgemm(const QKernels* k, const QGemmArgs& g);
 // ISA tables (null where not compiled for this target).
 const QKernels* qkernels_scalar();
 const QKernels* qkernels_avx2();
+const QKernels* qkernels_avxvnni();
 const QKernels* qkernels_avx512vnni();
 const QKernels* qkernels_neon();
 const QKernels* qkernels_neondot();

@@ -293,7 +293,7 @@ int main(int argc, char** argv) {
   test_quantize_rows_static();
   test_qpack_bt();
   int tested = 0;
-  for (QIsa i : {QIsa::Scalar, QIsa::Avx2, QIsa::Avx512Vnni, QIsa::Neon, QIsa::NeonDot}) {
+  for (QIsa i : {QIsa::Scalar, QIsa::Avx2, QIsa::AvxVnni, QIsa::Avx512Vnni, QIsa::Neon, QIsa::NeonDot}) {
     const QKernels* q = qkernels_for(i);
     if (!q) {
       std::printf("qgemm %s: not available here\n", qisa_name(i));
