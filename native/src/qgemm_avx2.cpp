@@ -42,6 +42,10 @@ static inline void ukernel(int kg, const int8_t* A, size_t lda, const int8_t* Bp
   }
 }
 
+#include "qquantize_avx2.h"
+#define QISA_QUANTIZE_ROWS quantize_rows_avx2
+#define QISA_QUANTIZE_PACK_V quantize_pack_v_avx2
+
 #define QISA_NAME "avx2"
 #define BORT_QGEMM_IMPL_BODY
 #include "qgemm_impl.h"

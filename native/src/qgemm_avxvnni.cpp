@@ -122,6 +122,10 @@ static inline void ukernel(int kg, const int8_t* A, size_t lda, const int8_t* Bp
   else ukernel_c<M>(kg, A, lda, Bp, cs, out);
 }
 
+#include "qquantize_avx2.h"
+#define QISA_QUANTIZE_ROWS quantize_rows_avx2
+#define QISA_QUANTIZE_PACK_V quantize_pack_v_avx2
+
 #define QISA_NAME "avxvnni"
 #define BORT_QGEMM_IMPL_BODY
 #include "qgemm_impl.h"
