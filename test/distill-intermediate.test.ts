@@ -9,17 +9,8 @@ import { loadModel } from '../lib/onnx/io.js';
 import { Encoder } from '../lib/runtime/encoder.js';
 import { engineSpec, floatWeights } from '../lib/runtime/spec.js';
 import { synth } from '../lib/synth/bert.js';
+import { distillSetup } from './distill-setup.js';
 import { FIXTURES, runOrt, tmpDir } from './helpers.js';
-
-const VOCAB = path.join(FIXTURES, 'text', 'teacher-vocab.txt');
-const LINES = [
-  'the cat sat on the mat and looked at the dog .',
-  'a man walks into a bar , and the bar is closed .',
-  'never trust a computer you cannot throw out of a window .',
-  'the quick brown fox jumps over the lazy dog again and again .',
-  'if at first you do not succeed , try , try again .',
-  'all that glitters is not gold , but it is shiny .',
-];
 
 function inputs(ids: number[][], lens: number[]) {
   const B = ids.length, S = ids[0].length;
@@ -137,15 +128,11 @@ describe('Encoder.intermediates()', () => {
 });
 
 /** A tiny masked-LM teacher (2 layers, hidden 32) and a corpus; students cut from it. */
-async function setup(studentArch: string): Promise<{ dir: string; base: Omit<DistillOptions, 'output'> }> {
-  const dir = tmpDir('bort-distill-mid-');
-  const teacher = path.join(dir, 'teacher.onnx');
-  synth({ arch: '2,2,32,64', vocab: 8000, maxPositions: 32, head: 'mlm', seed: 7, output: teacher });
-  const student = path.join(dir, 'student.onnx');
-  await compress(teacher, { arch: studentArch, strategy: 'first', output: student });
-  const corpus = path.join(dir, 'corpus.txt');
-  fs.writeFileSync(corpus, LINES.join('\n') + '\n');
-  return { dir, base: { teacher, student, corpus, vocab: VOCAB, steps: 12, batch: 4, seq: 16, lr: 3e-3, threads: 1, seed: 3 } };
+function setup(studentArch: string): Promise<{ dir: string; base: Omit<DistillOptions, 'output'> }> {
+  return distillSetup({
+    prefix: 'bort-distill-mid-', teacherArch: '2,2,32,64', teacherSeed: 7, studentArch,
+    run: { steps: 12, batch: 4, seq: 16, lr: 3e-3, threads: 1, seed: 3 },
+  });
 }
 
 describe('distill() with intermediate-layer terms', () => {

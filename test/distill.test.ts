@@ -6,28 +6,18 @@ import { distill, type DistillOptions } from '../lib/distill/distill.js';
 import { MaskedLmBatches } from '../lib/distill/masked-batches.js';
 import { synth } from '../lib/synth/bert.js';
 import { TextTokenizer } from '../lib/text/tokenizer.js';
+import { CORPUS_LINES, TEACHER_VOCAB, distillSetup } from './distill-setup.js';
 import { FIXTURES, runOrt, tmpDir } from './helpers.js';
 
-const VOCAB = path.join(FIXTURES, 'text', 'teacher-vocab.txt');
-const LINES = [
-  'the cat sat on the mat and looked at the dog .',
-  'a man walks into a bar , and the bar is closed .',
-  'never trust a computer you cannot throw out of a window .',
-  'the quick brown fox jumps over the lazy dog again and again .',
-  'if at first you do not succeed , try , try again .',
-  'all that glitters is not gold , but it is shiny .',
-];
+const VOCAB = TEACHER_VOCAB;
+const LINES = CORPUS_LINES;
 
 /** A tiny masked-LM teacher with the 8,000-word vocabulary, a 1-layer student cut from it, and a corpus. */
-async function setup(): Promise<{ dir: string; base: Omit<DistillOptions, 'output'> }> {
-  const dir = tmpDir('bort-distill-');
-  const teacher = path.join(dir, 'teacher.onnx');
-  synth({ arch: '2,2,32,64', vocab: 8000, maxPositions: 32, head: 'mlm', seed: 7, output: teacher });
-  const student = path.join(dir, 'student.onnx');
-  await compress(teacher, { arch: '1,2,32,32', strategy: 'first', output: student });
-  const corpus = path.join(dir, 'corpus.txt');
-  fs.writeFileSync(corpus, LINES.join('\n') + '\n');
-  return { dir, base: { teacher, student, corpus, vocab: VOCAB, steps: 6, batch: 3, seq: 16, lr: 1e-3, threads: 1, seed: 3 } };
+function setup(): Promise<{ dir: string; base: Omit<DistillOptions, 'output'> }> {
+  return distillSetup({
+    prefix: 'bort-distill-', teacherArch: '2,2,32,64', teacherSeed: 7, studentArch: '1,2,32,32',
+    run: { steps: 6, batch: 3, seq: 16, lr: 1e-3, threads: 1, seed: 3 },
+  });
 }
 
 describe('masked-LM batches', () => {

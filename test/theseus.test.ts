@@ -10,28 +10,18 @@ import { loadModel } from '../lib/onnx/io.js';
 import { engineSpec } from '../lib/runtime/spec.js';
 import { synth } from '../lib/synth/bert.js';
 import { Trainer } from '../lib/train/trainer.js';
+import { CORPUS_LINES, TEACHER_VOCAB, distillSetup } from './distill-setup.js';
 import { FIXTURES, runOrt, tmpDir } from './helpers.js';
 
-const VOCAB = path.join(FIXTURES, 'text', 'teacher-vocab.txt');
+const VOCAB = TEACHER_VOCAB;
 const CLI = path.join(__dirname, '..', 'dist', 'cli', 'main.js');
-const LINES = [
-  'the cat sat on the mat and looked at the dog .',
-  'a man walks into a bar , and the bar is closed .',
-  'never trust a computer you cannot throw out of a window .',
-  'the quick brown fox jumps over the lazy dog again and again .',
-  'if at first you do not succeed , try , try again .',
-];
-
 /** A 3-layer masked-LM teacher (8,000 words), a 2-layer first-k student of it (same H), and a corpus. */
-async function setup(): Promise<{ dir: string; base: Omit<DistillOptions, 'output'> }> {
-  const dir = tmpDir('bort-theseus-');
-  const teacher = path.join(dir, 'teacher.onnx');
-  synth({ arch: '3,2,32,64', vocab: 8000, maxPositions: 32, head: 'mlm', seed: 11, output: teacher });
-  const student = path.join(dir, 'student.onnx');
-  await compress(teacher, { arch: '2,2,32,48', strategy: 'first', output: student });
-  const corpus = path.join(dir, 'corpus.txt');
-  fs.writeFileSync(corpus, LINES.join('\n') + '\n');
-  return { dir, base: { teacher, student, corpus, vocab: VOCAB, steps: 6, batch: 3, seq: 16, lr: 1e-3, threads: 1, seed: 5 } };
+function setup(): Promise<{ dir: string; base: Omit<DistillOptions, 'output'> }> {
+  return distillSetup({
+    prefix: 'bort-theseus-', teacherArch: '3,2,32,64', teacherSeed: 11, studentArch: '2,2,32,48',
+    lines: CORPUS_LINES.slice(0, 5),
+    run: { steps: 6, batch: 3, seq: 16, lr: 1e-3, threads: 1, seed: 5 },
+  });
 }
 
 describe('module-replacing schedule, groups and routes', () => {
