@@ -18,6 +18,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { compress } from '../lib/compress.js';
 import { dataScorer, widthScorer } from '../lib/extract/data-scorer.js';
+import { refitFile } from '../lib/extract/reconstruct.js';
 import { parseArch } from '../lib/extract/arch.js';
 import { firstScorer, type ImportanceScorer } from '../lib/extract/scorer.js';
 import { Encoder } from '../lib/runtime/encoder.js';
@@ -32,6 +33,10 @@ const argv = process.argv.slice(2);
 const ablations = argv.includes('--ablations');
 const seqArg = argv.indexOf('--sequences');
 const sequences = seqArg >= 0 ? Number(argv[seqArg + 1]) : 32;
+const refitArg = argv.indexOf('--refit-sequences');
+const refitSequences = refitArg >= 0 ? Number(argv[refitArg + 1]) : 128;
+const ridgeArg = argv.indexOf('--ridge');
+const ridge = ridgeArg >= 0 ? Number(argv[ridgeArg + 1]) : undefined;
 const only = argv.indexOf('--only');
 const onlyList = only >= 0 ? argv[only + 1].split('+') : undefined;
 
@@ -71,6 +76,7 @@ async function main(): Promise<void> {
   const teacherTop: number[] = [];
   await rows(teacherPath, (i, row) => { const lp = logSoftmax(row); teacherLp[i] = Float32Array.from(lp); teacherTop[i] = argmax(row); });
   const cal = buildCalibration(readCorpus(path.join(dir, 'train.txt')), TextTokenizer.fromFile(path.join(dir, 'vocab.txt')), { vocab: 8000, maxPositions: 128, sequences });
+  const refitCal = buildCalibration(readCorpus(path.join(dir, 'train.txt')), TextTokenizer.fromFile(path.join(dir, 'vocab.txt')), { vocab: 8000, maxPositions: 128, sequences: refitSequences });
   console.log(`teacher rows ${((Date.now() - t0) / 1000).toFixed(1)} s; calibration ${cal.inputs.length} × ${cal.seq} tokens (${cal.positions} masked) from train.txt`);
   const archArg = argv.indexOf('--archs');
   const archs = archArg >= 0 ? argv[archArg + 1].split('/')
@@ -113,14 +119,22 @@ async function main(): Promise<void> {
         ['data/gradient-own-b1-agree', () => dataScorer(teacherPath, cal, { target, widths: 'gradient-own', gradientBatch: 1, layerCriterion: 'agreement' })],
         ['data/gradient-own+merged-heads-by-weight', () => dataScorer(teacherPath, cal, { target, widths: 'gradient-own', mergedHeads: 'weight' })],
         ['first-layers/gradient', async () => ({ ...grad, name: 'fl', layers: firstScorer.layers })],
+        ['first+refit', async () => 'first'],
+        ['importance+refit', async () => 'importance'],
+        ['data/gradient-own+refit', () => dataScorer(teacherPath, cal, { target, widths: 'gradient-own' })],
+        ['data/gradient-own+merged-heads-by-weight+refit', () => dataScorer(teacherPath, cal, { target, widths: 'gradient-own', mergedHeads: 'weight' })],
+        ['data/weight+refit', () => dataScorer(teacherPath, cal, { target, widths: 'weight' })],
       ];
       for (const [name, make] of variants) {
         if (onlyList && !onlyList.includes(name)) continue;
         const s0 = Date.now();
         const strategy = await make();
-        const secs = (Date.now() - s0) / 1000;
         const file = path.join(tmp, `${a.replace(/,/g, '-')}-${name.replace(/\//g, '_')}.onnx`);
         const summary = await compress(teacherPath, { arch: a, strategy, output: file });
+        if (name.endsWith('+refit')) {
+          await refitFile(teacherPath, file, summary.plan.layers, refitCal.inputs, { ridge, threads: 2, onProgress: (m) => console.error(m) });
+        }
+        const secs = (Date.now() - s0) / 1000;
         const { agree, hits, kl } = await score(file);
         fs.rmSync(file, { force: true });
         const line = `| ${a} | ${name} | ${summary.plan.layers.join(',')} | ${hits} | ${agree} | ${kl.toFixed(4)} | ${secs.toFixed(1)} |`;
