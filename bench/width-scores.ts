@@ -104,7 +104,7 @@ async function main(): Promise<void> {
     console.log(line);
     lines.push(line);
   }
-  const grad = await widthScorer(teacherPath, cal, 'gradient');
+  const grad = !onlyList || onlyList.includes('first-layers/gradient') ? await widthScorer(teacherPath, cal, 'gradient') : firstScorer;
   try {
     for (const a of archs) {
       const target = parseArch(a);
@@ -119,11 +119,11 @@ async function main(): Promise<void> {
         ['data/gradient-own-b1-agree', () => dataScorer(teacherPath, cal, { target, widths: 'gradient-own', gradientBatch: 1, layerCriterion: 'agreement' })],
         ['data/gradient-own+merged-heads-by-weight', () => dataScorer(teacherPath, cal, { target, widths: 'gradient-own', mergedHeads: 'weight' })],
         ['first-layers/gradient', async () => ({ ...grad, name: 'fl', layers: firstScorer.layers })],
-        ['first+refit', async () => 'first'],
-        ['importance+refit', async () => 'importance'],
-        ['data/gradient-own+refit', () => dataScorer(teacherPath, cal, { target, widths: 'gradient-own' })],
-        ['data/gradient-own+merged-heads-by-weight+refit', () => dataScorer(teacherPath, cal, { target, widths: 'gradient-own', mergedHeads: 'weight' })],
-        ['data/weight+refit', () => dataScorer(teacherPath, cal, { target, widths: 'weight' })],
+        ['first:refit', async () => 'first'],
+        ['importance:refit', async () => 'importance'],
+        ['data/gradient-own:refit', () => dataScorer(teacherPath, cal, { target, widths: 'gradient-own' })],
+        ['data/gradient-own+merged-heads-by-weight:refit', () => dataScorer(teacherPath, cal, { target, widths: 'gradient-own', mergedHeads: 'weight' })],
+        ['data/weight:refit', () => dataScorer(teacherPath, cal, { target, widths: 'weight' })],
       ];
       for (const [name, make] of variants) {
         if (onlyList && !onlyList.includes(name)) continue;
@@ -131,7 +131,7 @@ async function main(): Promise<void> {
         const strategy = await make();
         const file = path.join(tmp, `${a.replace(/,/g, '-')}-${name.replace(/\//g, '_')}.onnx`);
         const summary = await compress(teacherPath, { arch: a, strategy, output: file });
-        if (name.endsWith('+refit')) {
+        if (name.endsWith(':refit')) {
           await refitFile(teacherPath, file, summary.plan.layers, refitCal.inputs, { ridge, threads: 2, onProgress: (m) => console.error(m) });
         }
         const secs = (Date.now() - s0) / 1000;
