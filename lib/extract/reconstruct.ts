@@ -30,6 +30,9 @@ import { loadModel, saveModel } from '../onnx/io.js';
 import { Encoder } from '../runtime/encoder.js';
 import { engineSpec, floatWeights, type EngineSpec } from '../runtime/spec.js';
 
+/** Calibration sequences (of 64 tokens) the CLI and search refit on: 8,192 tokens, several times the widest fit. */
+export const REFIT_SEQUENCES = 128;
+
 export interface RefitOptions {
   /** Ridge strength relative to the mean diagonal of XᵀX (default 1e-3). */
   ridge?: number;
@@ -82,17 +85,22 @@ function layerWeights(spec: EngineSpec, w: Record<string, Float32Array>, l: numb
   };
 }
 
-/** X [T, K] · W [K, N] (+ b), float32 out. */
+/** X [T, K] · W [K, N] (+ b), float32 out (float64 accumulation, four rows of W at a time). */
 export function matmul(x: Float32Array, T: number, K: number, w: Float32Array, N: number, b?: Float32Array): Float32Array {
   const out = new Float32Array(T * N);
   const acc = new Float64Array(N);
+  const K4 = K - (K % 4);
   for (let t = 0; t < T; t++) {
     if (b) for (let n = 0; n < N; n++) acc[n] = b[n];
     else acc.fill(0);
     const xo = t * K;
-    for (let k = 0; k < K; k++) {
+    for (let k = 0; k < K4; k += 4) {
+      const x0 = x[xo + k], x1 = x[xo + k + 1], x2 = x[xo + k + 2], x3 = x[xo + k + 3];
+      const w0 = k * N, w1 = w0 + N, w2 = w1 + N, w3 = w2 + N;
+      for (let n = 0; n < N; n++) acc[n] += x0 * w[w0 + n] + x1 * w[w1 + n] + x2 * w[w2 + n] + x3 * w[w3 + n];
+    }
+    for (let k = K4; k < K; k++) {
       const xv = x[xo + k];
-      if (xv === 0) continue;
       const wo = k * N;
       for (let n = 0; n < N; n++) acc[n] += xv * w[wo + n];
     }
@@ -216,28 +224,28 @@ export function ridgeSolve(x: Float32Array, T: number, F: number, y: Float32Arra
   const yt = new Float64Array(N * T);
   for (let t = 0; t < T; t++) for (let n = 0; n < N; n++) yt[n * T + t] = y[t * N + n];
   const g = new Float64Array(P * P);
-  for (let i = 0; i < P; i++) {
-    const io = i * T;
-    for (let j = i; j < P; j++) {
-      const jo = j * T;
-      let s = 0;
-      for (let t = 0; t < T; t++) s += xt[io + t] * xt[jo + t];
-      g[i * P + j] = s; g[j * P + i] = s;
+  // Gram and right-hand side: dot products of rows of length T, four at a time against one
+  const dots = (a: Float64Array, ao: number, bm: Float64Array, b0: number, count: number, put: (k: number, v: number) => void) => {
+    let k = 0;
+    for (; k + 4 <= count; k += 4) {
+      const o0 = (b0 + k) * T, o1 = o0 + T, o2 = o1 + T, o3 = o2 + T;
+      let s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+      for (let t = 0; t < T; t++) { const v = a[ao + t]; s0 += v * bm[o0 + t]; s1 += v * bm[o1 + t]; s2 += v * bm[o2 + t]; s3 += v * bm[o3 + t]; }
+      put(k, s0); put(k + 1, s1); put(k + 2, s2); put(k + 3, s3);
     }
-  }
+    for (; k < count; k++) {
+      const o = (b0 + k) * T;
+      let s = 0;
+      for (let t = 0; t < T; t++) s += a[ao + t] * bm[o + t];
+      put(k, s);
+    }
+  };
+  for (let i = 0; i < P; i++) dots(xt, i * T, xt, i, P - i, (k, v) => { g[i * P + i + k] = v; g[(i + k) * P + i] = v; });
   let diag = 0;
   for (let i = 0; i < F; i++) diag += g[i * P + i];
   const lambda = ridge * (F ? diag / F : 1) + 1e-12;
   const rhs = new Float64Array(P * N);
-  for (let i = 0; i < P; i++) {
-    const io = i * T;
-    for (let n = 0; n < N; n++) {
-      const no = n * T;
-      let s = 0;
-      for (let t = 0; t < T; t++) s += xt[io + t] * yt[no + t];
-      rhs[i * N + n] = s + lambda * (i < F ? w0[i * N + n] : b0[n]);
-    }
-  }
+  for (let i = 0; i < P; i++) dots(xt, i * T, yt, 0, N, (n, v) => { rhs[i * N + n] = v + lambda * (i < F ? w0[i * N + n] : b0[n]); });
   for (let i = 0; i < P; i++) g[i * P + i] += lambda;
   // Cholesky G = L·Lᵀ (lower, in place)
   for (let j = 0; j < P; j++) {
