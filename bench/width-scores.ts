@@ -122,8 +122,10 @@ async function main(): Promise<void> {
         ['first:refit', async () => 'first'],
         ['importance:refit', async () => 'importance'],
         ['data/gradient-own:refit', () => dataScorer(teacherPath, cal, { target, widths: 'gradient-own' })],
-        ['data/gradient-own+merged-heads-by-weight:refit', () => dataScorer(teacherPath, cal, { target, widths: 'gradient-own', mergedHeads: 'weight' })],
+        ['data/gradient-own-weight-merged:refit', () => dataScorer(teacherPath, cal, { target, widths: 'gradient-own', mergedHeads: 'weight' })],
         ['data/weight:refit', () => dataScorer(teacherPath, cal, { target, widths: 'weight' })],
+        // layer subset chosen after refitting every candidate (on the first 32 refit sequences)
+        ['data/gradient-own-layers-refit:refit', () => dataScorer(teacherPath, cal, { target, widths: 'gradient-own', layerRefit: { sequences: refitCal.inputs.slice(0, 32), ridge } })],
       ];
       for (const [name, make] of variants) {
         if (onlyList && !onlyList.includes(name)) continue;
