@@ -4,7 +4,7 @@
  * mlm-eval.json (native engine, float64 log-softmax), top-1 agreement with the teacher, accuracy and
  * mean KL(teacher ‖ student). Calibration (layers, gradients) on train.txt only, never heldout.txt.
  *
- *   npx tsx bench/width-scores.ts [--ablations] [--sequences N] [--archs A/B/…] [--only first+importance+…] [--files a.onnx+b.onnx]
+ *   npx tsx bench/width-scores.ts [--ablations] [--sequences N] [--refit-sequences N] [--ridge R] [--archs A/B/…] [--only first+importance+…] [--files a.onnx+b.onnx]
  *
  * --files also scores the given models (e.g. what `search --extract` wrote) the same way.
  *
@@ -12,6 +12,12 @@
  * data/gradient (layers by subset KL, heads+neurons by Taylor importance against the masked words),
  * data/gradient-own (the same against the model's own arg-max), first-layers/gradient (the first
  * layers, heads+neurons by Taylor importance).
+ *
+ * A suffix `:refit` adds the least-squares refit after the extraction (lib/extract/reconstruct.ts, what
+ * `--strategy data` does by default) on --refit-sequences (default 128) sequences of 64 tokens of
+ * train.txt, ridge --ridge (default 1e-3); `:refit-lead` also aims the first layer at the source depth
+ * when layers before it were removed; data/gradient-own-layers-refit chooses the layer subset after
+ * refitting every candidate (on 32 of those sequences). The scoring seconds include the refit.
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -124,6 +130,8 @@ async function main(): Promise<void> {
         ['data/gradient-own:refit', () => dataScorer(teacherPath, cal, { target, widths: 'gradient-own' })],
         ['data/gradient-own-weight-merged:refit', () => dataScorer(teacherPath, cal, { target, widths: 'gradient-own', mergedHeads: 'weight' })],
         ['data/weight:refit', () => dataScorer(teacherPath, cal, { target, widths: 'weight' })],
+        ['data/gradient-own:refit-lead', () => dataScorer(teacherPath, cal, { target, widths: 'gradient-own' })],
+        ['importance:refit-lead', async () => 'importance'],
         // layer subset chosen after refitting every candidate (on the first 32 refit sequences)
         ['data/gradient-own-layers-refit:refit', () => dataScorer(teacherPath, cal, { target, widths: 'gradient-own', layerRefit: { sequences: refitCal.inputs.slice(0, 32), ridge } })],
       ];
@@ -133,8 +141,8 @@ async function main(): Promise<void> {
         const strategy = await make();
         const file = path.join(tmp, `${a.replace(/,/g, '-')}-${name.replace(/\//g, '_')}.onnx`);
         const summary = await compress(teacherPath, { arch: a, strategy, output: file });
-        if (name.endsWith(':refit')) {
-          await refitFile(teacherPath, file, summary.plan.layers, refitCal.inputs, { ridge, threads: 2, onProgress: (m) => console.error(m) });
+        if (name.endsWith(':refit') || name.endsWith(':refit-lead')) {
+          await refitFile(teacherPath, file, summary.plan.layers, refitCal.inputs, { ridge, threads: 2, leadingTarget: name.endsWith(':refit-lead'), onProgress: (m) => console.error(m) });
         }
         const secs = (Date.now() - s0) / 1000;
         const { agree, hits, kl } = await score(file);

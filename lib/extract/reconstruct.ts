@@ -38,6 +38,12 @@ export interface RefitOptions {
   ridge?: number;
   /** Aim the last layer of a removed stretch at the source's hidden state at that depth (default true). */
   stretchTargets?: boolean;
+  /**
+   * Also aim the first layer's FFN at the source's hidden state after that layer's source layer when the
+   * source layers before it were removed (its input is then the embeddings, not what its source layer
+   * read). Default false.
+   */
+  leadingTarget?: boolean;
   /** Refit W_O (default true). */
   attention?: boolean;
   /** Refit W_out (default true). */
@@ -290,6 +296,20 @@ function writeLinear(m: BertModel, l: Linear, w: Float32Array, b: Float32Array):
   set(l.bias!, Float32Array.from(b, (v) => v / l.beta));
 }
 
+/**
+ * For each student layer, the source depth its output is aimed at (0: none, local targets): the next
+ * kept layer's source (or the source's layer count) when source layers follow it that were removed; with
+ * `leading`, the first layer's own source depth + 1 when layers before it were removed.
+ */
+export function depthTargets(layers: number[], D: number, leading: boolean): number[] {
+  return layers.map((s, j) => {
+    const next = j + 1 < layers.length ? layers[j + 1] : D;
+    if (next > s + 1) return next;
+    if (leading && j === 0 && s > 0) return s + 1;
+    return 0;
+  });
+}
+
 /** Why `student` cannot be refitted from `source` (undefined when it can). */
 export function refitProblem(source: BertModel, student: BertModel): string | undefined {
   if (student.arch.hidden !== source.arch.hidden) return `the hidden size changed (${source.arch.hidden} → ${student.arch.hidden}); the refit needs every hidden channel kept`;
@@ -329,8 +349,8 @@ export function refitModel(source: BertModel, student: BertModel, layers: number
   const stretch = opts.stretchTargets ?? true;
   // the source's own hidden states, needed at the depths stretch ends stand for
   let hidden = opts.sourceHidden;
-  const needDepths = layers.map((s, j) => (j + 1 < layers.length ? layers[j + 1] : D)).filter((d, j) => d > layers[j] + 1);
-  if (stretch && needDepths.length && !hidden) {
+  const targets = stretch ? depthTargets(layers, D, opts.leadingTarget ?? false) : layers.map(() => 0);
+  if (targets.some((d) => d > 0) && !hidden) {
     say('refit: the source\'s hidden states on the calibration text');
     hidden = [];
     let x = embed(sSpec, sw, seqs);
@@ -341,8 +361,8 @@ export function refitModel(source: BertModel, student: BertModel, layers: number
   for (let j = 0; j < layers.length; j++) {
     const src = layerWeights(sSpec, sw, layers[j]);
     const stu = layerWeights(tSpec, tw, j);
-    const depth = j + 1 < layers.length ? layers[j + 1] : D;
-    const stretchEnd = stretch && depth > layers[j] + 1;
+    const depth = targets[j];
+    const stretchEnd = depth > 0;
     // attention
     const ctx = attentionContext(stu, x, T, H, seq);
     let a = matmul(ctx, T, stu.W, stu.ow, H, stu.ob);
@@ -404,8 +424,7 @@ export async function refitFile(source: string, student: string, layers: number[
   if (problem) throw new BortError(`cannot refit the extracted model: ${problem}`, 'extract without the refit (--no-refit)');
   let sourceHidden: Float32Array[] | undefined;
   const D = src.arch.layers;
-  const stretch = layers.some((s, j) => (j + 1 < layers.length ? layers[j + 1] : D) > s + 1);
-  if ((opts.stretchTargets ?? true) && stretch) {
+  if ((opts.stretchTargets ?? true) && depthTargets(layers, D, opts.leadingTarget ?? false).some((d) => d > 0)) {
     opts.onProgress?.('refit: the source\'s hidden states on the calibration text (native engine)');
     const enc = await Encoder.load(source, { threads: opts.threads });
     try {
