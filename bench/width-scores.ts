@@ -15,8 +15,9 @@
  *
  * A suffix `:refit` adds the least-squares refit after the extraction (lib/extract/reconstruct.ts, what
  * `--strategy data` does by default) on --refit-sequences (default 128) sequences of 64 tokens of
- * train.txt, ridge --ridge (default 1e-3); `:refit-lead` also aims the first layer at the source depth
- * when layers before it were removed; data/gradient-own-layers-refit chooses the layer subset after
+ * train.txt, ridge --ridge (default 1e-3), without the leading-layer target; `:refit-lead` (the
+ * default of `--strategy data`) also aims the first layer at the source depth when layers before it
+ * were removed; data/gradient-own-layers-refit chooses the layer subset after
  * refitting every candidate (on 32 of those sequences). The scoring seconds include the refit.
  */
 import * as fs from 'node:fs';
@@ -142,7 +143,7 @@ async function main(): Promise<void> {
         const file = path.join(tmp, `${a.replace(/,/g, '-')}-${name.replace(/\//g, '_')}.onnx`);
         const summary = await compress(teacherPath, { arch: a, strategy, output: file });
         if (name.endsWith(':refit') || name.endsWith(':refit-lead')) {
-          await refitFile(teacherPath, file, summary.plan.layers, refitCal.inputs, { ridge, threads: 2, leadingTarget: name.endsWith(':refit-lead'), onProgress: (m) => console.error(m) });
+          await refitFile(teacherPath, file, summary.plan.layers, refitCal.inputs, { ridge, threads: 2, leadingTarget: name.endsWith(':refit-lead') ? true : name.endsWith(':refit') ? false : undefined, onProgress: (m) => console.error(m) });
         }
         const secs = (Date.now() - s0) / 1000;
         const { agree, hits, kl } = await score(file);

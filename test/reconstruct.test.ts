@@ -18,7 +18,7 @@ import { floatData } from '../lib/onnx/tensor.js';
 import { synth } from '../lib/synth/bert.js';
 import { compress } from '../lib/compress.js';
 import { firstScorer } from '../lib/extract/scorer.js';
-import { refitFile, refitModel, ridgeSolve } from '../lib/extract/reconstruct.js';
+import { depthTargets, refitFile, refitModel, ridgeSolve } from '../lib/extract/reconstruct.js';
 import { Encoder } from '../lib/runtime/encoder.js';
 import { BortError } from '../lib/errors.js';
 import { tmpDir } from './helpers.js';
@@ -164,6 +164,15 @@ describe('least-squares refit after extraction', () => {
     const got = ridgeSolve(x, T, F, y, N, w0, b0, ridge);
     for (let i = 0; i < F; i++) for (let n = 0; n < N; n++) expect(got.w[i * N + n]).toBeCloseTo(a[i][P + n], 5);
     for (let n = 0; n < N; n++) expect(got.b[n]).toBeCloseTo(a[F][P + n], 5);
+  });
+
+  it('aims stretch ends (and, by default, a first layer after removed layers) at the source depth they stand for', () => {
+    expect(depthTargets([0, 1, 2, 3, 4, 5], 6, true)).toEqual([0, 0, 0, 0, 0, 0]);
+    expect(depthTargets([0, 2, 4], 6, true)).toEqual([2, 4, 6]);
+    expect(depthTargets([1, 2, 4], 6, true)).toEqual([2, 4, 6]);
+    expect(depthTargets([1, 2, 4], 6, false)).toEqual([0, 4, 6]);
+    expect(depthTargets([2, 3], 4, false)).toEqual([0, 0]);
+    expect(depthTargets([2, 3], 4, true)).toEqual([3, 0]);
   });
 
   it('refuses a student whose hidden size changed, in one line', async () => {

@@ -12,7 +12,8 @@
  *   the FFN output matches the source layer's full FFN applied to the same input;
  * - the last kept layer of a removed stretch of layers (the next kept layer's source is not the next
  *   source layer, or source layers follow the student's last one): its FFN output is aimed instead at
- *   the source's hidden state at the depth the layer now stands for. Post-LN, the layer's output is
+ *   the source's hidden state at the depth the layer now stands for (likewise the first layer when the
+ *   source layers before it were removed: aimed at its source layer's output). Post-LN, the layer's output is
  *   LN(y + f), so the target of f is z* − y with z* = (t − β)/γ · σ + μ per token row, t the source's
  *   hidden state and μ, σ the row statistics of y + f before the refit.
  *
@@ -41,7 +42,7 @@ export interface RefitOptions {
   /**
    * Also aim the first layer's FFN at the source's hidden state after that layer's source layer when the
    * source layers before it were removed (its input is then the embeddings, not what its source layer
-   * read). Default false.
+   * read). Default true (measured on the teacher at 3,4,256,512: BENCHMARKS.md).
    */
   leadingTarget?: boolean;
   /** Refit W_O (default true). */
@@ -349,7 +350,7 @@ export function refitModel(source: BertModel, student: BertModel, layers: number
   const stretch = opts.stretchTargets ?? true;
   // the source's own hidden states, needed at the depths stretch ends stand for
   let hidden = opts.sourceHidden;
-  const targets = stretch ? depthTargets(layers, D, opts.leadingTarget ?? false) : layers.map(() => 0);
+  const targets = stretch ? depthTargets(layers, D, opts.leadingTarget ?? true) : layers.map(() => 0);
   if (targets.some((d) => d > 0) && !hidden) {
     say('refit: the source\'s hidden states on the calibration text');
     hidden = [];
@@ -424,7 +425,7 @@ export async function refitFile(source: string, student: string, layers: number[
   if (problem) throw new BortError(`cannot refit the extracted model: ${problem}`, 'extract without the refit (--no-refit)');
   let sourceHidden: Float32Array[] | undefined;
   const D = src.arch.layers;
-  if ((opts.stretchTargets ?? true) && depthTargets(layers, D, opts.leadingTarget ?? false).some((d) => d > 0)) {
+  if ((opts.stretchTargets ?? true) && depthTargets(layers, D, opts.leadingTarget ?? true).some((d) => d > 0)) {
     opts.onProgress?.('refit: the source\'s hidden states on the calibration text (native engine)');
     const enc = await Encoder.load(source, { threads: opts.threads });
     try {
