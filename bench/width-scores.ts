@@ -15,9 +15,9 @@
  *
  * A suffix `:refit` adds the least-squares refit after the extraction (lib/extract/reconstruct.ts, what
  * `--strategy data` does by default) on --refit-sequences (default 128) sequences of 64 tokens of
- * train.txt, ridge --ridge (default 1e-3), without the leading-layer target; `:refit-lead` (the
- * default of `--strategy data`) also aims the first layer at the source depth when layers before it
- * were removed; data/gradient-own-layers-refit chooses the layer subset after
+ * train.txt, ridge --ridge (default 1e-3), with the first layer aimed at the source depth when layers
+ * before it were removed (`:refit-nolead`: without that; until 2026-12-05 12:20 UTC `:refit` meant
+ * that and `:refit-lead` the default); data/gradient-own-layers-refit chooses the layer subset after
  * refitting every candidate (on 32 of those sequences). The scoring seconds include the refit.
  */
 import * as fs from 'node:fs';
@@ -131,8 +131,7 @@ async function main(): Promise<void> {
         ['data/gradient-own:refit', () => dataScorer(teacherPath, cal, { target, widths: 'gradient-own' })],
         ['data/gradient-own-weight-merged:refit', () => dataScorer(teacherPath, cal, { target, widths: 'gradient-own', mergedHeads: 'weight' })],
         ['data/weight:refit', () => dataScorer(teacherPath, cal, { target, widths: 'weight' })],
-        ['data/gradient-own:refit-lead', () => dataScorer(teacherPath, cal, { target, widths: 'gradient-own' })],
-        ['importance:refit-lead', async () => 'importance'],
+        ['data/gradient-own:refit-nolead', () => dataScorer(teacherPath, cal, { target, widths: 'gradient-own' })],
         // layer subset chosen after refitting every candidate (on the first 32 refit sequences)
         ['data/gradient-own-layers-refit:refit', () => dataScorer(teacherPath, cal, { target, widths: 'gradient-own', layerRefit: { sequences: refitCal.inputs.slice(0, 32), ridge } })],
       ];
@@ -142,8 +141,8 @@ async function main(): Promise<void> {
         const strategy = await make();
         const file = path.join(tmp, `${a.replace(/,/g, '-')}-${name.replace(/\//g, '_')}.onnx`);
         const summary = await compress(teacherPath, { arch: a, strategy, output: file });
-        if (name.endsWith(':refit') || name.endsWith(':refit-lead')) {
-          await refitFile(teacherPath, file, summary.plan.layers, refitCal.inputs, { ridge, threads: 2, leadingTarget: name.endsWith(':refit-lead') ? true : name.endsWith(':refit') ? false : undefined, onProgress: (m) => console.error(m) });
+        if (/:refit(-lead|-nolead)?$/.test(name)) {
+          await refitFile(teacherPath, file, summary.plan.layers, refitCal.inputs, { ridge, threads: 2, leadingTarget: name.endsWith(':refit-nolead') ? false : true, onProgress: (m) => console.error(m) });
         }
         const secs = (Date.now() - s0) / 1000;
         const { agree, hits, kl } = await score(file);
