@@ -16,7 +16,8 @@ export async function dataStrategyScorer(model: string, arch: string, corpus: st
   const lines = readCorpus(corpus), tokenizer = TextTokenizer.fromFile(vocab);
   const cal = buildCalibration(lines, tokenizer, { vocab: info.vocab, maxPositions: info.maxPositions, sequences: 32 });
   step('scoring layers (ablation), heads and neurons (gradients) on the calibration text');
-  const scorer = await dataScorer(model, cal, { target });
+  // with the refit, merged heads are paired from weight-score seeds (measured better on the teacher: BENCHMARKS.md)
+  const scorer = await dataScorer(model, cal, { target, mergedHeads: refit ? 'weight' : undefined });
   if (!refit) return { scorer };
   return { scorer, refit: buildCalibration(lines, tokenizer, { vocab: info.vocab, maxPositions: info.maxPositions, sequences: REFIT_SEQUENCES }).inputs };
 }
