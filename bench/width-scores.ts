@@ -4,7 +4,7 @@
  * mlm-eval.json (native engine, float64 log-softmax), top-1 agreement with the teacher, accuracy and
  * mean KL(teacher ‖ student). Calibration (layers, gradients) on train.txt only, never heldout.txt.
  *
- *   npx tsx bench/width-scores.ts [--ablations] [--sequences N] [--archs A/B/…] [--only first+importance+…] [--files a.onnx+b.onnx]
+ *   npx tsx bench/width-scores.ts [--ablations] [--sequences N] [--refit-sequences N] [--ridge R] [--archs A/B/…] [--only first+importance+…] [--files a.onnx+b.onnx]
  *
  * --files also scores the given models (e.g. what `search --extract` wrote) the same way.
  *
@@ -12,12 +12,20 @@
  * data/gradient (layers by subset KL, heads+neurons by Taylor importance against the masked words),
  * data/gradient-own (the same against the model's own arg-max), first-layers/gradient (the first
  * layers, heads+neurons by Taylor importance).
+ *
+ * A suffix `:refit` adds the least-squares refit after the extraction (lib/extract/reconstruct.ts, what
+ * `--strategy data` does by default) on --refit-sequences (default 128) sequences of 64 tokens of
+ * train.txt, ridge --ridge (default 1e-3), with the first layer aimed at the source depth when layers
+ * before it were removed (`:refit-nolead`: without that; until 2026-12-05 12:20 UTC `:refit` meant
+ * that and `:refit-lead` the default); data/gradient-own-layers-refit chooses the layer subset after
+ * refitting every candidate (on 32 of those sequences). The scoring seconds include the refit.
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { compress } from '../lib/compress.js';
 import { dataScorer, widthScorer } from '../lib/extract/data-scorer.js';
+import { refitFile } from '../lib/extract/reconstruct.js';
 import { parseArch } from '../lib/extract/arch.js';
 import { firstScorer, type ImportanceScorer } from '../lib/extract/scorer.js';
 import { Encoder } from '../lib/runtime/encoder.js';
@@ -32,6 +40,10 @@ const argv = process.argv.slice(2);
 const ablations = argv.includes('--ablations');
 const seqArg = argv.indexOf('--sequences');
 const sequences = seqArg >= 0 ? Number(argv[seqArg + 1]) : 32;
+const refitArg = argv.indexOf('--refit-sequences');
+const refitSequences = refitArg >= 0 ? Number(argv[refitArg + 1]) : 128;
+const ridgeArg = argv.indexOf('--ridge');
+const ridge = ridgeArg >= 0 ? Number(argv[ridgeArg + 1]) : undefined;
 const only = argv.indexOf('--only');
 const onlyList = only >= 0 ? argv[only + 1].split('+') : undefined;
 
@@ -71,6 +83,7 @@ async function main(): Promise<void> {
   const teacherTop: number[] = [];
   await rows(teacherPath, (i, row) => { const lp = logSoftmax(row); teacherLp[i] = Float32Array.from(lp); teacherTop[i] = argmax(row); });
   const cal = buildCalibration(readCorpus(path.join(dir, 'train.txt')), TextTokenizer.fromFile(path.join(dir, 'vocab.txt')), { vocab: 8000, maxPositions: 128, sequences });
+  const refitCal = buildCalibration(readCorpus(path.join(dir, 'train.txt')), TextTokenizer.fromFile(path.join(dir, 'vocab.txt')), { vocab: 8000, maxPositions: 128, sequences: refitSequences });
   console.log(`teacher rows ${((Date.now() - t0) / 1000).toFixed(1)} s; calibration ${cal.inputs.length} × ${cal.seq} tokens (${cal.positions} masked) from train.txt`);
   const archArg = argv.indexOf('--archs');
   const archs = archArg >= 0 ? argv[archArg + 1].split('/')
@@ -98,7 +111,7 @@ async function main(): Promise<void> {
     console.log(line);
     lines.push(line);
   }
-  const grad = await widthScorer(teacherPath, cal, 'gradient');
+  const grad = !onlyList || onlyList.includes('first-layers/gradient') ? await widthScorer(teacherPath, cal, 'gradient') : firstScorer;
   try {
     for (const a of archs) {
       const target = parseArch(a);
@@ -113,14 +126,25 @@ async function main(): Promise<void> {
         ['data/gradient-own-b1-agree', () => dataScorer(teacherPath, cal, { target, widths: 'gradient-own', gradientBatch: 1, layerCriterion: 'agreement' })],
         ['data/gradient-own+merged-heads-by-weight', () => dataScorer(teacherPath, cal, { target, widths: 'gradient-own', mergedHeads: 'weight' })],
         ['first-layers/gradient', async () => ({ ...grad, name: 'fl', layers: firstScorer.layers })],
+        ['first:refit', async () => 'first'],
+        ['importance:refit', async () => 'importance'],
+        ['data/gradient-own:refit', () => dataScorer(teacherPath, cal, { target, widths: 'gradient-own' })],
+        ['data/gradient-own-weight-merged:refit', () => dataScorer(teacherPath, cal, { target, widths: 'gradient-own', mergedHeads: 'weight' })],
+        ['data/weight:refit', () => dataScorer(teacherPath, cal, { target, widths: 'weight' })],
+        ['data/gradient-own:refit-nolead', () => dataScorer(teacherPath, cal, { target, widths: 'gradient-own' })],
+        // layer subset chosen after refitting every candidate (on the first 32 refit sequences)
+        ['data/gradient-own-layers-refit:refit', () => dataScorer(teacherPath, cal, { target, widths: 'gradient-own', layerRefit: { sequences: refitCal.inputs.slice(0, 32), ridge } })],
       ];
       for (const [name, make] of variants) {
         if (onlyList && !onlyList.includes(name)) continue;
         const s0 = Date.now();
         const strategy = await make();
-        const secs = (Date.now() - s0) / 1000;
         const file = path.join(tmp, `${a.replace(/,/g, '-')}-${name.replace(/\//g, '_')}.onnx`);
         const summary = await compress(teacherPath, { arch: a, strategy, output: file });
+        if (/:refit(-lead|-nolead)?$/.test(name)) {
+          await refitFile(teacherPath, file, summary.plan.layers, refitCal.inputs, { ridge, threads: 2, leadingTarget: name.endsWith(':refit-nolead') ? false : true, onProgress: (m) => console.error(m) });
+        }
+        const secs = (Date.now() - s0) / 1000;
         const { agree, hits, kl } = await score(file);
         fs.rmSync(file, { force: true });
         const line = `| ${a} | ${name} | ${summary.plan.layers.join(',')} | ${hits} | ${agree} | ${kl.toFixed(4)} | ${secs.toFixed(1)} |`;

@@ -12,6 +12,9 @@ import { runCompress, type CompressJobOptions, type CompressSummary } from './co
 import { WORKER_LIMITS, workerEntry } from './worker/entry.js';
 import { WorkerPool } from './worker/pool.js';
 import type { ImportanceScorer } from './extract/scorer.js';
+import { refitFile, refitProblem } from './extract/reconstruct.js';
+import { recognize } from './bert/recognize.js';
+import { loadModel } from './onnx/io.js';
 import type { Arch } from './bert/model.js';
 import { BortError } from './errors.js';
 
@@ -41,6 +44,13 @@ export interface CompressOptions {
   attentionScale?: 'keep' | 'rescale' | 'mean';
   /** Progress callback: the name of each step as it starts. */
   onProgress?: (step: string) => void;
+  /**
+   * Least-squares refit after the extraction (lib/extract/reconstruct.ts; `--strategy data` turns it on):
+   * W_O and W_out refitted on these token sequences (all one length, no padding) so that each layer
+   * matches the source's. Skipped with a note when the extracted model cannot be refitted (hidden size
+   * changed, int8 or float16 weights).
+   */
+  refit?: { sequences: Int32Array[]; ridge?: number; threads?: number };
 }
 
 /** The job and its options, as sent to compress-worker.ts. */
@@ -76,9 +86,32 @@ function compressPool(): WorkerPool<CompressRequest, CompressSummary> | undefine
 }
 
 export async function compress(input: string, options: CompressOptions): Promise<CompressSummary> {
-  const { onProgress, ...job } = options;
+  const { onProgress, refit, ...job } = options;
   const progress = onProgress ?? (() => {});
   const workers = typeof job.strategy === 'object' && job.strategy !== null ? undefined : compressPool();
-  if (!workers) return runCompress(input, job, progress);
-  return workers.request({ input, options: job }, progress);
+  const summary = workers ? await workers.request({ input, options: job }, progress) : runCompress(input, job, progress);
+  if (refit) await refitSummary(input, summary, refit, options.externalData, progress);
+  return summary;
+}
+
+/** Refits the extracted model in `summary.output` and notes what was done (or why not) in its plan notes. */
+export async function refitSummary(input: string, summary: CompressSummary, refit: NonNullable<CompressOptions['refit']>, externalData: boolean | undefined, progress: (step: string) => void): Promise<void> {
+  if (!refit.sequences?.length) throw new BortError('the refit needs calibration sequences', 'give refit.sequences (token ids, all one length)');
+  const problem = refitProblem(recognize(loadModel(input).model), recognize(loadModel(summary.output).model));
+  if (problem) {
+    summary.plan.notes.push(`refit skipped: ${problem}`);
+    return;
+  }
+  progress('refitting W_O and W_out by least squares on the calibration text');
+  const t0 = Date.now();
+  const r = await refitFile(input, summary.output, summary.plan.layers, refit.sequences, { ridge: refit.ridge, threads: refit.threads, externalData, onProgress: progress });
+  const parts = r.fits.map((f) => `${f.layer}:${f.part === 'attention' ? 'W_O' : f.part === 'ffn' ? 'W_out' : 'W_out→depth'}`);
+  summary.plan.notes.push(r.fits.length
+    ? `refit by least squares on ${r.tokens} calibration tokens (${parts.join(', ')}); output MSE ${mean(r.fits.map((f) => f.before)).toExponential(2)} → ${mean(r.fits.map((f) => f.after)).toExponential(2)}`
+    : 'refit: nothing to refit (every head and neuron kept, no layers removed)');
+  summary.seconds += (Date.now() - t0) / 1000;
+}
+
+function mean(a: number[]): number {
+  return a.reduce((x, y) => x + y, 0) / Math.max(1, a.length);
 }

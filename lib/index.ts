@@ -55,6 +55,7 @@ export { representatives, type Sized } from './search/fptas.js';
 export { fitCostModel, type CostModel, type LatencyPoint } from './search/cost-model.js';
 export type { Shape } from './search/latency.js';
 export { buildCalibration, readCorpus, type CalibrationSet, type CalibrationOptions } from './search/calibration.js';
+export { refitModel, refitFile, refitProblem, ridgeSolve, REFIT_SEQUENCES, type RefitOptions, type RefitReport, type RefitFit } from './extract/reconstruct.js';
 export { dataScorer, ablateLayers, scorerFromAblation, widthScorer, type DataScorerOptions, type LayerAblation } from './extract/data-scorer.js';
 export { gradientImportance, type GradientImportance, type GradientImportanceOptions } from './extract/gradient-importance.js';
 export { Trainer, type TrainOptions, type TrainBatch, type StepResult, type TrainerState } from './train/trainer.js';

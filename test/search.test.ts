@@ -168,6 +168,8 @@ describe('search over a small masked-LM', () => {
     // p̂ is the exact count of the extracted model
     expect(inspect(result.extracted!.output).params).toBe(s.candidates.find((c) => c.key === s.chosen)!.params);
     expect(inspect(result.extracted!.output).arch).toEqual(s.candidates.find((c) => c.key === s.chosen)!.arch);
+    // strategy data: the written model was refitted (or says why not)
+    expect(result.extracted!.plan.notes.join('\n')).toMatch(/refit/);
     expect(events).toContain('latency 16/16');
     expect(events).toContain('error 16/16');
   });
@@ -330,6 +332,14 @@ describe('search CLI', () => {
     const ok = run([t.model, '--arch', '2,4,32,64', '--strategy', 'data', '--corpus', t.corpus, '--vocab', t.vocab, '-o', out, '--json']);
     expect(ok.code, ok.stderr).toBe(0);
     expect(JSON.parse(ok.stdout).strategy).toBe('data');
+    // the least-squares refit runs by default (FFN 64 → 64 is whole, so the removed layer's stretch end is refitted)
+    expect(JSON.parse(ok.stdout).plan.notes.join('\n')).toMatch(/refit by least squares on \d+ calibration tokens \(.*W_out→depth/);
     expect(execFileSync(process.execPath, [cliPath, 'inspect', out, '--json'], { encoding: 'utf8' })).toMatch(/"layers": 2/);
+    const plain = run([t.model, '--arch', '2,4,32,64', '--strategy', 'data', '--no-refit', '--corpus', t.corpus, '--vocab', t.vocab, '-o', out, '--json']);
+    expect(plain.code, plain.stderr).toBe(0);
+    expect(JSON.parse(plain.stdout).plan.notes.join('\n')).not.toMatch(/refit/);
+    const wrong = run([t.model, '--arch', '2,4,32,64', '--no-refit', '-o', out]);
+    expect(wrong.code).toBe(1);
+    expect(wrong.stderr).toMatch(/--no-refit is only used by --strategy data/);
   });
 });

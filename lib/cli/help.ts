@@ -3,7 +3,7 @@ import { SYNTH_VARIANT_HELP } from '../synth/cli-flags.js';
 export const HELP = `bort-compress — extract a small, fast BERT (Bort-style sub-architecture) from a BERT ONNX model
 
 Usage:
-  bort-compress IN.onnx --arch D,A,H,I [-o OUT.onnx] [--strategy importance|first|data] [--json]
+  bort-compress IN.onnx --arch D,A,H,I [-o OUT.onnx] [--strategy importance|first|data [--no-refit]] [--json]
   bort-compress compress IN.onnx --arch D,A,H,I ...   (the same, with the command named)
   bort-compress inspect MODEL.onnx [--json]
   bort-compress synth --arch D,A,H,I [--vocab V] [--head base|mlm|cls|qa|token-cls] -o OUT.onnx
@@ -33,9 +33,11 @@ Options:
   -o, --output OUT.onnx     output path (default: IN.bort-D-A-H-I.onnx)
   -s, --strategy S          importance (default): keep the parts that matter most by weight importance;
                             first: keep the first k of each, a reproducible baseline;
-                            data: layers chosen by masked ablation on --corpus text (the rest by importance)
+                            data: layers chosen by measured KL on --corpus text, heads and neurons by
+                              gradients, then W_O and W_out refitted by least squares on that text
       --corpus TEXT         calibration text for --strategy data, one paragraph a line
       --vocab V             the model's vocab.txt or tokenizer.json, for --strategy data
+      --no-refit            --strategy data without the least-squares refit (pure scoring)
       --attention-scale M   score scale when the head size changes, derived from the graph's own scale s:
                             mean (default when heads are merged): s·d/d', a merged head's logits are the
                               mean of its source heads' logits (keeps the teacher's function best)

@@ -210,11 +210,14 @@ async function run(argv: string[], out: Out): Promise<void> {
     attentionScale = 'rescale';
   }
   const arch = need(str('arch'), '--arch D,A,H,I', '');
+  if (strategy !== 'data' && o['no-refit']) throw new BortError('--no-refit is only used by --strategy data', 'add --strategy data, or leave it out');
+  const data = strategy === 'data' ? await dataStrategyScorer(input, arch, str('corpus'), str('vocab'), (step) => progress.step(step), !o['no-refit']) : undefined;
   const s = await compress(input, {
     arch, output: str('output'),
-    strategy: strategy === 'data' ? await dataStrategyScorer(input, arch, str('corpus'), str('vocab'), (step) => progress.step(step)) : strategy,
+    strategy: data ? data.scorer : strategy as 'importance' | 'first',
     externalData: o['external-data'] ? true : undefined,
     attentionScale,
+    refit: data?.refit ? { sequences: data.refit } : undefined,
     onProgress: (step) => progress.step(step),
   });
   progress.done();

@@ -26,6 +26,7 @@ export const OPTIONS: Record<Command, Record<string, OptionSpec>> = {
     'attention-scale': { type: 'string' },
     'rescale-attention': { type: 'boolean' },
     'external-data': { type: 'boolean' },
+    'no-refit': { type: 'boolean' },
   },
   inspect: { ...help, ...json },
   synth: {

@@ -22,6 +22,7 @@ export const SEARCH_OPTIONS = {
   strategy: { type: 'string', short: 's' },
   output: { type: 'string', short: 'o' },
   extract: { type: 'boolean' },
+  'no-refit': { type: 'boolean' },
   'calibrate-latency': { type: 'string' },
   threads: { type: 'string' },
 } as const;
@@ -47,7 +48,9 @@ Options:
   -s, --strategy S          how each candidate is extracted: data (default: layers chosen by ablation on the
                             corpus), importance or first
   -o, --output DIR          folder for search.json and search.html (default: the current folder)
-      --extract             also write the chosen model into DIR, named as compress names it
+      --extract             also write the chosen model into DIR, named as compress names it (with strategy
+                            data, its W_O and W_out then refitted by least squares on the corpus)
+      --no-refit            --extract with strategy data, without that refit
       --calibrate-latency K time only K candidates (spread over FLOPs) and predict the others with a cost
                             model fitted to them (its error is in search.json); default: time all
       --threads T           engine threads (default: all cores)
@@ -95,7 +98,7 @@ export async function searchCommand(args: string[], out: Out): Promise<void> {
   try {
     const r = await search(parsed.positionals[0], {
       space: o.space, corpus: o.corpus, vocab: o.vocab, steps: whole(o.steps, 'steps', 0), epsilon: whole(o.epsilon, 'epsilon', 1),
-      shape: o.shape, strategy, output: o.output, extract: !!o.extract, calibrateLatency: whole(o['calibrate-latency'], 'calibrate-latency', 3),
+      shape: o.shape, strategy, output: o.output, extract: !!o.extract, refit: !o['no-refit'], calibrateLatency: whole(o['calibrate-latency'], 'calibrate-latency', 3),
       threads: whole(o.threads, 'threads', 1),
       command: ['bort-compress', 'search', ...args].map((a) => (/^[\w./=,:|-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`)).join(' '),
       signal: controller.signal,

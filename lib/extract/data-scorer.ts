@@ -28,6 +28,7 @@ import { fidelity, referenceLogProbs } from '../search/masked-lm.js';
 import { firstScorer, weightScorer, type ImportanceScorer } from './scorer.js';
 import { formatArch } from './arch.js';
 import { gradientImportance } from './gradient-importance.js';
+import { refitFile } from './reconstruct.js';
 import { loadModel } from '../onnx/io.js';
 import { recognize } from '../bert/recognize.js';
 import { argmax } from '../search/masked-lm.js';
@@ -61,6 +62,12 @@ export interface DataScorerOptions {
   layerCriterion?: 'kl' | 'agreement';
   /** Calibration sequences per gradient pass (|∂L/∂ξ| is summed over passes; default 8). */
   gradientBatch?: number;
+  /**
+   * Refit every candidate layer subset by least squares on these sequences before measuring it
+   * (lib/extract/reconstruct.ts), so that the subset is chosen for the model the refit will give.
+   * Costs one refit per subset.
+   */
+  layerRefit?: { sequences: Int32Array[]; ridge?: number };
 }
 
 export interface LayerAblation {
@@ -154,6 +161,7 @@ export async function bestLayerSubset(model: string, cal: CalibrationSet, target
       const file = path.join(dir, `${keep.join('-')}.onnx`);
       const scorer = { ...widths, name: 'layers', layers: (m: BertModel) => m.layers.map((_, i) => (keep.includes(i) ? 1 : 0)) };
       runCompress(model, { arch: target, strategy: scorer, output: file });
+      if (opts.layerRefit) await refitFile(model, file, keep, opts.layerRefit.sequences, { ridge: opts.layerRefit.ridge, threads: opts.threads });
       const enc = await Encoder.load(file, { threads: opts.threads });
       try {
         const f = await fidelity(enc, cal, ref, 'a candidate layer subset');

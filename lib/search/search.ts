@@ -23,6 +23,8 @@ import type { Arch } from '../bert/model.js';
 import { archParameters, type HeadsConfig } from '../bert/params.js';
 import { runCompress, defaultOutput, type CompressSummary } from '../compress-job.js';
 import { dataScorer } from '../extract/data-scorer.js';
+import { refitSummary } from '../compress.js';
+import { REFIT_SEQUENCES } from '../extract/reconstruct.js';
 import { scorerFor, type ImportanceScorer } from '../extract/scorer.js';
 import { inspect } from '../inspect.js';
 import { encoderFlops } from '../runtime/bench.js';
@@ -60,6 +62,11 @@ export interface SearchOptions {
   output?: string;
   /** Also write the chosen model into the output folder, as compress would name it. */
   extract?: boolean;
+  /**
+   * With `extract` and strategy 'data': refit the written model's W_O and W_out by least squares on 128
+   * calibration sequences (lib/extract/reconstruct.ts; default true). Candidates are evaluated without it.
+   */
+  refit?: boolean;
   /** Calibration sequences (default 32) of 64 tokens. */
   calibrationSequences?: number;
   /** Time only this many candidates (spread over FLOPs) and predict the others with the cost model. */
@@ -378,6 +385,10 @@ export async function search(model: string, options: SearchOptions): Promise<Sea
     if (options.extract && state.chosen) {
       const arch = evaluated[pick!].arch;
       extracted = runCompress(model, { arch, strategy: scorer, output: path.join(outDir, path.basename(defaultOutput(model, arch))) });
+      if (strategy === 'data' && (options.refit ?? true)) {
+        const seqs = buildCalibration(lines, tokenizer, { vocab: info.vocab, maxPositions: info.maxPositions, sequences: REFIT_SEQUENCES }).inputs;
+        await refitSummary(model, extracted, { sequences: seqs, threads: options.threads }, undefined, (message) => progress({ phase: 'done', done: evaluated.length, total: evaluated.length, message }));
+      }
     }
     return { file: state, json: jsonPath, html: htmlPath, extracted };
   } finally {
