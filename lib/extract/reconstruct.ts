@@ -30,6 +30,8 @@ import { BortError } from '../errors.js';
 import { loadModel, saveModel } from '../onnx/io.js';
 import { Encoder } from '../runtime/encoder.js';
 import { engineSpec, floatWeights, type EngineSpec } from '../runtime/spec.js';
+import { WORKER_LIMITS, workerEntry } from '../worker/entry.js';
+import { WorkerPool } from '../worker/pool.js';
 
 /** Calibration sequences (of 64 tokens) the CLI and search refit on: 8,192 tokens, several times the widest fit. */
 export const REFIT_SEQUENCES = 128;
@@ -359,7 +361,12 @@ export function refitModel(source: BertModel, student: BertModel, layers: number
   }
   const fits: RefitFit[] = [];
   let x = embed(tSpec, tw, seqs);
+  const t0 = Date.now();
   for (let j = 0; j < layers.length; j++) {
+    if (j > 0) {
+      const el = (Date.now() - t0) / 1000, eta = (el / j) * (layers.length - j);
+      say(`refit: layer ${j + 1} of ${layers.length} (${el.toFixed(0)} s so far, ${(j / el * 60).toFixed(1)} layers/min, about ${eta.toFixed(0)} s left)`);
+    }
     const src = layerWeights(sSpec, sw, layers[j]);
     const stu = layerWeights(tSpec, tw, j);
     const depth = targets[j];
@@ -425,12 +432,14 @@ export async function refitFile(source: string, student: string, layers: number[
   if (problem) throw new BortError(`cannot refit the extracted model: ${problem}`, 'extract without the refit (--no-refit)');
   let sourceHidden: Float32Array[] | undefined;
   const D = src.arch.layers;
-  if ((opts.stretchTargets ?? true) && depthTargets(layers, D, opts.leadingTarget ?? true).some((d) => d > 0)) {
+  // only the depths the fits aim at are kept (and travel to the worker)
+  const needed = new Set((opts.stretchTargets ?? true) ? depthTargets(layers, D, opts.leadingTarget ?? true).filter((d) => d > 0) : []);
+  if (needed.size) {
     opts.onProgress?.('refit: the source\'s hidden states on the calibration text (native engine)');
     const enc = await Encoder.load(source, { threads: opts.threads });
     try {
       const seq = seqs[0].length, H = src.arch.hidden;
-      sourceHidden = Array.from({ length: D }, () => new Float32Array(seqs.length * seq * H));
+      sourceHidden = Array.from({ length: D }, (_, l) => new Float32Array(needed.has(l + 1) ? seqs.length * seq * H : 0));
       const B = 16;
       for (let s0 = 0; s0 < seqs.length; s0 += B) {
         const part = seqs.slice(s0, s0 + B);
@@ -441,13 +450,59 @@ export async function refitFile(source: string, student: string, layers: number[
         if (enc.inputRoles.tokenTypes) inputs[enc.inputRoles.tokenTypes] = { data: new Int32Array(ids.length), dims: [part.length, seq] };
         const r = await enc.intermediates(inputs);
         const per = part.length * seq * H;
-        for (let l = 0; l < D; l++) sourceHidden[l].set(r.layers.data.subarray(l * per, (l + 1) * per), s0 * seq * H);
+        for (const d of needed) sourceHidden[d - 1].set(r.layers.data.subarray((d - 1) * per, d * per), s0 * seq * H);
       }
     } finally {
       enc.close();
     }
   }
-  const report = refitModel(src, stu, layers, seqs, { ...opts, sourceHidden });
-  saveModel(loaded.model, student, { externalData: opts.externalData, protect: [] });
+  const { onProgress, threads: _threads, ...fit } = opts;
+  const request: RefitRequest = { source, student, layers, seqs, sourceHidden, options: fit };
+  const workers = refitPool();
+  if (workers) return workers.request(request, onProgress);
+  return refitInPlace(request, onProgress ?? (() => {}));
+}
+
+/** A refit for the worker thread (refit-worker.ts): the files, the layers, the calibration and options. */
+export interface RefitRequest {
+  source: string;
+  student: string;
+  layers: number[];
+  seqs: Int32Array[];
+  sourceHidden?: Float32Array[];
+  options: Omit<RefitOptions, 'sourceHidden' | 'onProgress'> & { externalData?: boolean };
+}
+
+/** Runs a refit request on this thread: reads both models, refits the student, writes it back. */
+export function refitInPlace(r: RefitRequest, progress: (message: string) => void): RefitReport {
+  const src = recognize(loadModel(r.source).model);
+  const loaded = loadModel(r.student);
+  const stu = recognize(loaded.model);
+  const { externalData, ...options } = r.options;
+  const report = refitModel(src, stu, r.layers, r.seqs, { ...options, sourceHidden: r.sourceHidden, onProgress: progress });
+  saveModel(loaded.model, r.student, { externalData, protect: [] });
   return report;
+}
+
+let pool: WorkerPool<RefitRequest, RefitReport> | undefined;
+
+/** The worker that runs refits off the caller's JS thread (seconds to tens of minutes of float64 work). */
+function refitPool(): WorkerPool<RefitRequest, RefitReport> | undefined {
+  if (pool) return pool;
+  const entry = workerEntry(__dirname, 'refit-worker');
+  if (!entry) return undefined; // TypeScript sources without tsx: run on this thread
+  pool = new WorkerPool<RefitRequest, RefitReport>({
+    entry,
+    resourceLimits: WORKER_LIMITS,
+    maxWorkers: 1,
+    idleMs: 5_000,
+    failure: (why, { student }) => {
+      if (why.kind === 'exit') return new Error(`the refit worker stopped (exit code ${why.code}) before it finished`);
+      if (why.kind === 'out-of-memory') {
+        return new BortError(`ran out of memory while refitting ${student}`, 'refit on fewer calibration sequences, or raise the memory with NODE_OPTIONS=--max-old-space-size=MB');
+      }
+      return why.error;
+    },
+  });
+  return pool;
 }
