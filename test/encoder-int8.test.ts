@@ -87,4 +87,8 @@ describe('Encoder int8: close to onnxruntime running the same model quantized by
   it('int8Attention must be a boolean', async () => {
     await expect(Encoder.load(path.join(FIXTURES, 'bert-tiny-op14.onnx'), { int8: true, int8Attention: 1 as never })).rejects.toThrow(/options.int8Attention must be a boolean, got number/);
   });
+
+  it('int8Attention on a float32 model without int8: true is refused', async () => {
+    await expect(Encoder.load(path.join(FIXTURES, 'bert-tiny-op14.onnx'), { int8Attention: true })).rejects.toThrow(/options.int8Attention needs int8 layers: load with \{ int8: true \}/);
+  });
 });

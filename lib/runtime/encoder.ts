@@ -78,7 +78,8 @@ export interface EncoderOptions {
    * stay float32. Faster (BENCHMARKS.md, int8), a little further from float32, and further from
    * onnxruntime, which keeps attention float32 in a quantized file. Default: on with `int8: true`
    * (which quantizes everything it can), off for a quantized model loaded without it (which then runs
-   * as the file says, as onnxruntime does).
+   * as the file says, as onnxruntime does). `true` on a float32 model without `int8: true` is refused
+   * (a TypeError): there are no int8 layers for it to go with.
    */
   int8Attention?: boolean;
 }
@@ -174,6 +175,9 @@ export class Encoder {
     const addon = native();
     const { spec, arch } = await prepareModel(path);
     const { weights, ...rest } = spec;
+    if (options.int8Attention === true && options.int8 !== true && !Object.values(weights).some((w) => w instanceof Int8Array)) {
+      throw new TypeError('options.int8Attention needs int8 layers: load with { int8: true }, or load a quantized model (`bort-compress quantize`)');
+    }
     const handle = await addon.createEncoderAsync({ ...spec.config, threads, int8: options.int8 === true, int8Attention: options.int8Attention ?? options.int8 === true }, weights);
     return new Encoder(handle, rest, arch, addon.isa());
   }
