@@ -257,7 +257,7 @@ describe('search with n > 0 distillation steps', () => {
     expect(three.teacherLogits!.batches).toBe(3);
     expect(three.teacherLogits!.bytes % (64 * 4)).toBe(0);
     expect(three.config.steps).toBe(3);
-    expect(three.config.training).toEqual({ batch: 8, seq: 32, lr: 0.001, seed: 1 });
+    expect(three.config.training).toEqual({ batch: 8, seq: 32, lr: 0.001, seed: 1, loss: { mlmWeight: 0, klWeight: 1, temperature: 2 } });
     const c = three.candidates.find((x) => x.key === '1,2,16,64')!;
     expect(c.training!.lastLoss).toBeLessThan(c.training!.firstLoss);
     expect(zero.candidates.every((x) => x.training === undefined)).toBe(true);

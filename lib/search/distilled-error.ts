@@ -1,7 +1,9 @@
 /**
- * The paper's ê with n > 0: each candidate is distilled from the maximum point T for n steps (the Bort
- * loss at the masked positions: 0.1 · CE(true word) + 0.9 · T²·KL(T_τ ‖ candidate_τ), τ = 2, AdamW,
- * warm-up 5% then linear decay, on the native training engine) before its error against T is measured.
+ * The paper's ê with n > 0: each candidate is distilled from the maximum point T for n steps (the loss
+ * `distill` defaults to at the masked positions: T²·KL(T_τ ‖ candidate_τ), τ = 2, no true-word term —
+ * the Bort recipe's 0.1 · CE(true word) made students learn the corpus instead of the teacher,
+ * BENCHMARKS.md — AdamW, warm-up 5% then linear decay, on the native training engine) before its error
+ * against T is measured.
  *
  * T's logits for the training batches are computed once (`teacherBatches`) and reused by every
  * candidate, so every candidate sees the same data and T runs once per batch, not once per candidate.
@@ -10,6 +12,7 @@
  */
 import { loadModel, saveModel } from '../onnx/io.js';
 import { recognize } from '../bert/recognize.js';
+import { DEFAULT_KL_WEIGHT, DEFAULT_MLM_WEIGHT } from '../distill/distill.js';
 import { MaskedLmBatches, type MaskedBatch } from '../distill/masked-batches.js';
 import type { Encoder } from '../runtime/encoder.js';
 import type { TextTokenizer } from '../text/tokenizer.js';
@@ -38,6 +41,9 @@ export interface TrainSettings {
 }
 
 export const DEFAULT_TRAIN: Omit<TrainSettings, 'seq'> = { batch: 8, lr: 5e-4, budgetBytes: 1 << 30, seed: 1 };
+
+/** The distillation loss of ê's n steps: `distill`'s defaults (recorded in search.json's settings). */
+export const SEARCH_LOSS = { mlmWeight: DEFAULT_MLM_WEIGHT, klWeight: DEFAULT_KL_WEIGHT, temperature: 2 } as const;
 
 /** Masked-LM batches from `lines` and T's logits at their loss positions, for `steps` steps (cycled past the budget). */
 export async function teacherBatches(t: Encoder, tokenizer: TextTokenizer, lines: string[], steps: number, s: TrainSettings): Promise<TeacherBatches> {
@@ -83,7 +89,7 @@ export async function distillCandidate(file: string, output: string, tb: Teacher
     for (let i = 0; i < steps; i++) {
       if (opts.signal?.aborted) return undefined;
       const b = tb.batches[i % tb.batches.length];
-      const r = await trainer.step({ ...b, mlmWeight: 0.1, klWeight: 0.9, temperature: 2 });
+      const r = await trainer.step({ ...b, ...SEARCH_LOSS });
       if (i === 0) firstLoss = r.loss;
       lastLoss = r.loss;
     }

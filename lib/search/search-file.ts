@@ -53,8 +53,8 @@ export interface SearchConfig {
   corpus: string;
   calibration: { sequences: number; seq: number; positions: number };
   latency: { mode: 'measure' | 'cost-model'; calibrate?: number; runs: number };
-  /** With n > 0: the distillation batches and learning rate. */
-  training?: { batch: number; seq: number; lr: number; seed: number };
+  /** With n > 0: the distillation batches, learning rate and loss (a file from another loss is not resumed). */
+  training?: { batch: number; seq: number; lr: number; seed: number; loss: { mlmWeight: number; klWeight: number; temperature: number } };
 }
 
 export interface SearchFile {

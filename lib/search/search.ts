@@ -35,7 +35,7 @@ import { fitCostModel, predictMs } from './cost-model.js';
 import { argmaxW, representatives } from './fptas.js';
 import { measureLatency, timeEncoder, type Shape } from './latency.js';
 import { fidelity, referenceLogProbs, type MaskedLogProbs } from './masked-lm.js';
-import { DEFAULT_TRAIN, distillCandidate, teacherBatches, type TeacherBatches, type TrainSettings } from './distilled-error.js';
+import { DEFAULT_TRAIN, SEARCH_LOSS, distillCandidate, teacherBatches, type TeacherBatches, type TrainSettings } from './distilled-error.js';
 import { paretoFlags } from './pareto.js';
 import { renderReport } from './report-html.js';
 import { readForResume, writeSearchFile, type CandidateRecord, type SearchConfig, type SearchFile } from './search-file.js';
@@ -206,7 +206,7 @@ export async function search(model: string, options: SearchOptions): Promise<Sea
   const config: SearchConfig = {
     model: path.resolve(model), modelBytes: info.fileBytes, space, shape, steps, epsilon, strategy, corpus: path.resolve(options.corpus),
     calibration: { sequences: cal.inputs.length, seq: cal.seq, positions: cal.positions },
-    ...(steps > 0 ? { training: { batch: train.batch, seq: train.seq, lr: train.lr, seed: train.seed } } : {}),
+    ...(steps > 0 ? { training: { batch: train.batch, seq: train.seq, lr: train.lr, seed: train.seed, loss: { ...SEARCH_LOSS } } } : {}),
     latency: calibrate === undefined ? { mode: 'measure', runs } : { mode: 'cost-model', calibrate, runs },
   };
   const previous = readForResume(jsonPath, config);
