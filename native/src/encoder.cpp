@@ -558,85 +558,93 @@ void Encoder::ensure_scratch(int B, int S) {
 
 // Scores, mask, softmax and P·V for every (batch, head), query rows in blocks of 64. With avg, each
 // task is one sequence with all its heads (so it alone writes that sequence's averaged map).
+void Encoder::head_pack_kv(int tid, const float* k, const float* v, size_t ld, int S, const unsigned char* keep) {
+  const int d = cfg_.headSize;
+  if (int8_attention()) {
+    qattn_prepare_kv(qk_, k, v, ld, S, d, keep, qas_[tid]);
+    return;
+  }
+  pack_bt(pk_[tid].p.get(), d, S, k, ld, k_->NR, k_->KC);
+  PackSeg seg{v, d, ld};
+  pack_b(pv_[tid].p.get(), S, &seg, 1, k_->NR, k_->KC);
+}
+
+void Encoder::head_scores(int tid, const float* q, size_t ld, int qb, int S, float* sc) {
+  const int d = cfg_.headSize;
+  if (int8_attention()) {
+    qattn_scores(qk_, q, ld, qb, S, d, qas_[tid], sc);
+    return;
+  }
+  GemmArgs g;
+  g.A = q;
+  g.lda = ld;
+  g.B = pk_[tid].p.get();
+  g.C = sc;
+  g.ldc = S;
+  g.M = qb;
+  g.N = S;
+  g.K = d;
+  k_->gemm_tile(g, 0, qb, 0, S, ws_[tid].p.get());
+}
+
+void Encoder::head_softmax_row(int tid, float* row, int r, int qb, int S, const float* madd, bool probs) {
+  if (int8_attention()) {
+    k_->softmax_q8(row, S, cfg_.scoreScale, madd, qattn_p_rows(qas_[tid], qb, S) + (size_t)r * qround4(S),
+                   qattn_p_scales(qas_[tid], qb) + r, probs);
+  } else {
+    k_->softmax(row, S, cfg_.scoreScale, madd);
+  }
+}
+
+void Encoder::head_context(int tid, const float* sc, int qb, int S, float* out, size_t ldo) {
+  const int d = cfg_.headSize;
+  if (int8_attention()) {
+    qattn_context(qk_, qb, S, d, qas_[tid], out, ldo);
+    return;
+  }
+  GemmArgs c;
+  c.A = sc;
+  c.lda = S;
+  c.B = pv_[tid].p.get();
+  c.C = out;
+  c.ldc = ldo;
+  c.M = qb;
+  c.N = d;
+  c.K = S;
+  k_->gemm_tile(c, 0, qb, 0, d, ws_[tid].p.get());
+}
+
 void Encoder::attention(int B, int S, float* avg) {
   const int heads = cfg_.heads, d = cfg_.headSize;
   const size_t Wd = (size_t)heads * d, ld = 3 * Wd;
   const float* qkv = qkv_.p.get();
   float* ctx = ctx_.p.get();
   const float* madd = madd_.p.get();
-  const float scale = cfg_.scoreScale;
-  const Kernels* k = k_;
-  const int NR = k->NR;
   // select mode: a masked key's score becomes 0 here, and 0 * scale + maskValue = maskValue exactly in
   // the softmax, which is what Where(mask == 0, maskValue, scores) gives
   const unsigned char* masked = cfg_.maskSelect ? masked_.data() : nullptr;
   const float inv_heads = 1.0f / (float)heads;
-  const bool q8 = qk_ && cfg_.int8Attention;
   const unsigned char* keep = keep_.empty() ? nullptr : keep_.data();
   auto one = [&](int b, int h, int tid) {
     const float* q = qkv + (size_t)b * S * ld + (size_t)h * d;
-    const float* kk = q + Wd;
-    const float* v = q + 2 * Wd;
-    float* pk = pk_[tid].p.get();
-    float* pv = pv_[tid].p.get();
     float* sc = sc_[tid].p.get();
-    if (q8) {
-      qattn_prepare_kv(qk_, kk, v, ld, S, d, keep ? keep + (size_t)b * S : nullptr, qas_[tid]);
-    } else {
-      pack_bt(pk, d, S, kk, ld, NR, k->KC);
-      PackSeg seg{v, d, ld};
-      pack_b(pv, S, &seg, 1, NR, k->KC);
-    }
+    head_pack_kv(tid, q + Wd, q + 2 * Wd, ld, S, keep ? keep + (size_t)b * S : nullptr);
     const float* mrow = madd + (size_t)b * S;
     for (int q0 = 0; q0 < S; q0 += 64) {
       const int qb = S - q0 < 64 ? S - q0 : 64;
-      if (q8) {
-        qattn_scores(qk_, q + (size_t)q0 * ld, ld, qb, S, d, qas_[tid], sc);
-      } else {
-        GemmArgs g;
-        g.A = q + (size_t)q0 * ld;
-        g.lda = ld;
-        g.B = pk;
-        g.C = sc;
-        g.ldc = S;
-        g.M = qb;
-        g.N = S;
-        g.K = d;
-        k->gemm_tile(g, 0, qb, 0, S, ws_[tid].p.get());
-      }
+      head_scores(tid, q + (size_t)q0 * ld, ld, qb, S, sc);
       if (masked) {
         const unsigned char* mk = masked + (size_t)b * S;
         for (int j = 0; j < S; ++j)
           if (mk[j])
             for (int r = 0; r < qb; ++r) sc[(size_t)r * S + j] = 0.0f;
       }
-      if (q8) {
-        int8_t* pr = qattn_p_rows(qas_[tid], qb, S);
-        float* ps = qattn_p_scales(qas_[tid], qb);
-        const size_t S4 = (size_t)qround4(S);
-        for (int r = 0; r < qb; ++r) k->softmax_q8(sc + (size_t)r * S, S, scale, mrow, pr + r * S4, ps + r, avg != nullptr);
-      } else {
-        for (int r = 0; r < qb; ++r) k->softmax(sc + (size_t)r * S, S, scale, mrow);
-      }
+      for (int r = 0; r < qb; ++r) head_softmax_row(tid, sc + (size_t)r * S, r, qb, S, mrow, avg != nullptr);
       if (avg) {
         float* a = avg + ((size_t)b * S + q0) * S;
         for (size_t i = 0; i < (size_t)qb * S; ++i) a[i] = (h == 0 ? 0.0f : a[i]) + sc[i] * inv_heads;
       }
-      float* out = ctx + ((size_t)b * S + q0) * Wd + (size_t)h * d;
-      if (q8) {
-        qattn_context(qk_, qb, S, d, qas_[tid], out, Wd);
-      } else {
-        GemmArgs c;
-        c.A = sc;
-        c.lda = S;
-        c.B = pv;
-        c.C = out;
-        c.ldc = Wd;
-        c.M = qb;
-        c.N = d;
-        c.K = S;
-        k->gemm_tile(c, 0, qb, 0, d, ws_[tid].p.get());
-      }
+      head_context(tid, sc, qb, S, ctx + ((size_t)b * S + q0) * Wd + (size_t)h * d, Wd);
     }
   };
   if (avg) {
@@ -743,7 +751,7 @@ void Encoder::forward_padded(const RunInputs& in, const RunOutputs& out) {
 
   // int8 attention leaves padded keys out of V's scales (qattention.h)
   keep_.clear();
-  if (qk_ && cfg_.int8Attention && in.mask) {
+  if (int8_attention() && in.mask) {
     keep_.resize((size_t)M);
     for (int i = 0; i < M; ++i) keep_[i] = in.mask[i] != 0;
   }

@@ -174,6 +174,16 @@ class Encoder {
   void layernorm_rows(float* y, size_t ldy, const float* x, size_t ldx, int M, const float* g, const float* b, float eps);
   // avg: null, or [B,S,S] this layer's probabilities averaged over the heads (written, not accumulated)
   void attention(int B, int S, float* avg = nullptr);
+  // One (sequence, head) of attention on thread tid's scratch, float32 or int8 (qattention.h) as the
+  // encoder runs; attention() and attention_packed() both go through these. K and V of the head (row
+  // stride ld; keep: null or S real-key flags); the scores of qb query rows into sc [qb][S]; one row's
+  // softmax in place (r: its row in the block; with probs, sc keeps the float probabilities also on the
+  // int8 path); the context P·V of the block into out (row stride ldo).
+  bool int8_attention() const { return qk_ && cfg_.int8Attention; }
+  void head_pack_kv(int tid, const float* k, const float* v, size_t ld, int S, const unsigned char* keep);
+  void head_scores(int tid, const float* q, size_t ld, int qb, int S, float* sc);
+  void head_softmax_row(int tid, float* row, int r, int qb, int S, const float* madd, bool probs);
+  void head_context(int tid, const float* sc, int qb, int S, float* out, size_t ldo);
   void nan_fully_masked(const RunInputs& in, const RunOutputs& out);
   void forward_padded(const RunInputs& in, const RunOutputs& out);
   // encoder_packed.cpp: false (nothing usable written) when a key bound cannot prove that the

@@ -21,43 +21,17 @@ bool Encoder::attention_packed(const PackPlan& plan, int layer) {
   const float scale = cfg_.scoreScale;
   const double ascale = std::fabs((double)scale), mask_value = cfg_.maskValue;
   const double* kbound = key_bound_.data() + (size_t)layer * heads;
-  const Kernels* k = k_;
-  const int NR = k->NR;
   std::atomic<bool> proven{true};
-  const bool q8 = qk_ && cfg_.int8Attention;
   pool_->parallel_for(B * heads, [&](int task, int tid) {
     const int b = task / heads, h = task % heads;
     const int S = plan.start[b + 1] - plan.start[b];
     const float* q = qkv + (size_t)plan.start[b] * ld + (size_t)h * d;
-    const float* kk = q + Wd;
-    const float* v = q + 2 * Wd;
-    float* pk = pk_[tid].p.get();
-    float* pv = pv_[tid].p.get();
     float* sc = sc_[tid].p.get();
-    if (q8) {
-      qattn_prepare_kv(qk_, kk, v, ld, S, d, nullptr, qas_[tid]);
-    } else {
-      pack_bt(pk, d, S, kk, ld, NR, k->KC);
-      PackSeg seg{v, d, ld};
-      pack_b(pv, S, &seg, 1, NR, k->KC);
-    }
+    head_pack_kv(tid, q + Wd, q + 2 * Wd, ld, S, nullptr);
     bool ok = true;
     for (int q0 = 0; q0 < S; q0 += 64) {
       const int qb = S - q0 < 64 ? S - q0 : 64;
-      if (q8) {
-        qattn_scores(qk_, q + (size_t)q0 * ld, ld, qb, S, d, qas_[tid], sc);
-      } else {
-        GemmArgs g;
-        g.A = q + (size_t)q0 * ld;
-        g.lda = ld;
-        g.B = pk;
-        g.C = sc;
-        g.ldc = S;
-        g.M = qb;
-        g.N = S;
-        g.K = d;
-        k->gemm_tile(g, 0, qb, 0, S, ws_[tid].p.get());
-      }
+      head_scores(tid, q + (size_t)q0 * ld, ld, qb, S, sc);
       for (int r = 0; r < qb; ++r) {
         float* row = sc + (size_t)r * S;
         // float sums and maxima (the margin dwarfs their rounding; a double reduction over floats here
@@ -70,24 +44,9 @@ bool Encoder::attention_packed(const PackPlan& plan, int layer) {
         const float* qr = q + (size_t)(q0 + r) * ld;
         for (int e = 0; e < d; ++e) qn += qr[e] * qr[e];
         if (!(ascale * std::sqrt((double)qn) * kbound[h] + mask_value - (double)top < -kMaskedMargin)) ok = false;
-        if (q8) k->softmax_q8(row, S, scale, nullptr, qattn_p_rows(qas_[tid], qb, S) + (size_t)r * qround4(S), qattn_p_scales(qas_[tid], qb) + r, false);
-        else k->softmax(row, S, scale, nullptr);
+        head_softmax_row(tid, row, r, qb, S, nullptr, false);
       }
-      float* out = ctx + ((size_t)plan.start[b] + q0) * Wd + (size_t)h * d;
-      if (q8) {
-        qattn_context(qk_, qb, S, d, qas_[tid], out, Wd);
-      } else {
-        GemmArgs c;
-        c.A = sc;
-        c.lda = S;
-        c.B = pv;
-        c.C = out;
-        c.ldc = Wd;
-        c.M = qb;
-        c.N = d;
-        c.K = S;
-        k->gemm_tile(c, 0, qb, 0, d, ws_[tid].p.get());
-      }
+      head_context(tid, sc, qb, S, ctx + ((size_t)plan.start[b] + q0) * Wd + (size_t)h * d, Wd);
     }
     if (!ok) proven.store(false, std::memory_order_relaxed);
   });

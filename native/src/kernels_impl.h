@@ -142,7 +142,9 @@ static void k_layernorm(float* y, const float* x, const float* g, const float* b
   for (; i < n; ++i) y[i] = (x[i] - mean) * rstd * g[i] + b[i];
 }
 
-static void k_softmax(float* s, int n, float scale, const float* madd) {
+// t = s*scale + madd over one row, then s = exp(t - max t) in place; returns Σ exp (softmax's and
+// softmax_q8's first two passes)
+static float softmax_exp(float* s, int n, float scale, const float* madd) {
   const F vs = V::set1(scale);
   const float ninf = -__builtin_inff();
   F mx = V::set1(ninf);
@@ -173,50 +175,27 @@ static void k_softmax(float* s, int n, float scale, const float* madd) {
     store_n(s + i, e, n - i);
     for (int j = i; j < n; ++j) tail += s[j];
   }
-  const F inv = V::set1(1.0f / (V::reduce_add(sum) + tail));
-  i = 0;
+  return V::reduce_add(sum) + tail;
+}
+
+// s *= 1 / total over one row
+static void softmax_divide(float* s, int n, float total) {
+  const float invs = 1.0f / total;
+  const F inv = V::set1(invs);
+  int i = 0;
   for (; i + W <= n; i += W) V::store(s + i, V::mul(V::load(s + i), inv));
-  const float invs = 1.0f / (V::reduce_add(sum) + tail);
   for (; i < n; ++i) s[i] *= invs;
 }
 
+static void k_softmax(float* s, int n, float scale, const float* madd) { softmax_divide(s, n, softmax_exp(s, n, scale, madd)); }
+
 static void k_softmax_q8(float* s, int n, float scale, const float* madd, int8_t* q, float* qscale, bool normalize) {
-  const F vs = V::set1(scale);
-  const float ninf = -__builtin_inff();
-  F mx = V::set1(ninf);
-  int i = 0;
-  for (; i + W <= n; i += W) {
-    F t = V::mul(V::load(s + i), vs);
-    if (madd) t = V::add(t, V::load(madd + i));
-    V::store(s + i, t);
-    mx = V::max(mx, t);
-  }
-  if (i < n) {
-    F t = V::mul(load_n(s + i, n - i, 0.0f), vs);
-    if (madd) t = V::add(t, load_n(madd + i, n - i, 0.0f));
-    store_n(s + i, t, n - i);
-    mx = V::max(mx, load_n(s + i, n - i, ninf));
-  }
-  const F vmax = V::set1(V::reduce_max(mx));
-  F sum = V::zero();
-  i = 0;
-  for (; i + W <= n; i += W) {
-    F e = vexp(V::sub(V::load(s + i), vmax));
-    V::store(s + i, e);
-    sum = V::add(sum, e);
-  }
-  float tail = 0.0f;
-  if (i < n) {
-    F e = vexp(V::sub(load_n(s + i, n - i, 0.0f), vmax));
-    store_n(s + i, e, n - i);
-    for (int j = i; j < n; ++j) tail += s[j];
-  }
-  const float total = V::reduce_add(sum) + tail;
+  const float total = softmax_exp(s, n, scale, madd);
   *qscale = 1.0f / (127.0f * total);
   // e in [0, 1]: q = 127 e rounded to nearest (ties to even, V::round on every path); a NaN fails
   // -1 < x and becomes 0
   const F k127 = V::set1(127.0f), m1 = V::set1(-1.0f);
-  i = 0;
+  int i = 0;
   for (; i + W <= n; i += W) {
     const F r = V::round(V::mul(V::load(s + i), k127));
     V::store_i8(q + i, V::lt_select(m1, r, r, V::zero()));
@@ -228,10 +207,7 @@ static void k_softmax_q8(float* s, int n, float scale, const float* madd, int8_t
     for (int j = i; j < n; ++j) q[j] = t[j - i];
   }
   for (int j = n; j < ((n + 3) & ~3); ++j) q[j] = 0;
-  if (normalize) {
-    const float invs = 1.0f / total;
-    for (int j = 0; j < n; ++j) s[j] *= invs;
-  }
+  if (normalize) softmax_divide(s, n, total);
 }
 
 static void k_add3(float* y, const float* a, const float* b, const float* c, int n) {

@@ -34,6 +34,33 @@ std::vector<float> run(const EncoderConfig& c, Weights& w, const std::vector<int
   return hidden;
 }
 
+// The same outputs, bit for bit, with 2 and 3 threads as `ref` (1 thread): int32 sums are exact and
+// every element's epilogue is the same float operations however the work is split.
+void check_threads(EncoderConfig c, Weights& w, const std::vector<int32_t>& ids, const std::vector<int32_t>& mask, int B, int S,
+                   const std::vector<float>& ref, const char* what) {
+  for (int threads : {2, 3}) {
+    c.threads = threads;
+    const auto out = run(c, w, ids, mask, B, S, nullptr);
+    size_t diff = 0;
+    for (size_t i = 0; i < out.size(); ++i) diff += out[i] != ref[i];
+    CHECK(diff == 0, "%s with %d threads differs from 1 thread in %zu values", what, threads, diff);
+  }
+}
+
+// The run that skips the padding (packing.h) equals the padded run at the real positions.
+void check_packed_equals_padded(EncoderConfig c, Weights& w, const std::vector<int32_t>& ids, const std::vector<int32_t>& mask,
+                                int B, int S, const char* what) {
+  c.threads = 1;
+  bool ran_packed = false;
+  const auto packed = run(c, w, ids, mask, B, S, nullptr, true, &ran_packed);
+  const auto padded = run(c, w, ids, mask, B, S, nullptr, false);
+  CHECK(ran_packed, "%s: the padding was not skipped", what);
+  double d = 0;
+  for (size_t i = 0; i < packed.size(); ++i)
+    if (mask[i / c.hidden]) d = std::fmax(d, std::fabs(packed[i] - padded[i]));
+  CHECK(d < 1e-4, "%s: packed and padded runs differ by %g at real positions", what, d);
+}
+
 }  // namespace
 
 int main() {
@@ -61,29 +88,13 @@ int main() {
   std::printf("int8 encoder vs float32: worst |diff| %.4g (largest |output| %.3g)\n", worst, mx);
   CHECK(worst < 0.1, "int8 encoder differs from the float32 one by %g", worst);
   CHECK(worst > 0, "int8 encoder gives the float32 result exactly: the int8 path did not run");
-  for (int threads : {2, 3}) {
-    c.threads = threads;
-    const auto qt = run(c, w, ids, mask, B, S, nullptr);
-    size_t diff = 0;
-    for (size_t i = 0; i < qt.size(); ++i) diff += qt[i] != q1[i];
-    CHECK(diff == 0, "int8 encoder with %d threads differs from 1 thread in %zu values", threads, diff);
-  }
+  check_threads(c, w, ids, mask, B, S, q1, "int8 encoder");
   std::printf("packed bytes: float32 %zu, int8 %zu\n", fbytes, qbytes);
   CHECK(qbytes < fbytes, "int8 packed weights (%zu bytes) are not smaller than float32 (%zu)", qbytes, fbytes);
 
   // padding skipped in int8 too: the key bound from the int8 weights (packing.h) still proves the
   // masked keys add 0, and the real positions equal the padded run's (rows are quantized one by one)
-  {
-    c.threads = 1;
-    bool ran_packed = false;
-    const auto qp = run(c, w, ids, mask, B, S, nullptr, true, &ran_packed);
-    const auto qn = run(c, w, ids, mask, B, S, nullptr, false);
-    CHECK(ran_packed, "the int8 encoder did not skip the padding");
-    double d = 0;
-    for (size_t i = 0; i < qp.size(); ++i)
-      if (mask[i / c.hidden]) d = std::fmax(d, std::fabs(qp[i] - qn[i]));
-    CHECK(d < 1e-4, "int8 packed and padded runs differ by %g at real positions", d);
-  }
+  check_packed_equals_padded(c, w, ids, mask, B, S, "int8 encoder");
   // int8 attention (qattention.h): still within the bound of the float32 encoder, not the same as
   // float32 attention (so it ran), identical across thread counts, and the packed run (no padded keys)
   // equals the padded one (padded keys are left out of V's scales and get probability exactly 0)
@@ -100,22 +111,8 @@ int main() {
     std::printf("int8 attention vs float32: worst |diff| %.4g (vs float32 attention %.4g)\n", wa, vs_q);
     CHECK(wa < 0.1, "int8 attention differs from the float32 encoder by %g", wa);
     CHECK(vs_q > 0, "int8 attention gives float32 attention's result exactly: it did not run");
-    for (int threads : {2, 3}) {
-      c.threads = threads;
-      const auto at = run(c, w, ids, mask, B, S, nullptr);
-      size_t diff = 0;
-      for (size_t i = 0; i < at.size(); ++i) diff += at[i] != a1[i];
-      CHECK(diff == 0, "int8 attention with %d threads differs from 1 thread in %zu values", threads, diff);
-    }
-    c.threads = 1;
-    bool ran_packed = false;
-    const auto ap = run(c, w, ids, mask, B, S, nullptr, true, &ran_packed);
-    const auto an = run(c, w, ids, mask, B, S, nullptr, false);
-    CHECK(ran_packed, "int8 attention: the padding was not skipped");
-    double d = 0;
-    for (size_t i = 0; i < ap.size(); ++i)
-      if (mask[i / c.hidden]) d = std::fmax(d, std::fabs(ap[i] - an[i]));
-    CHECK(d < 1e-4, "int8 attention: packed and padded runs differ by %g at real positions", d);
+    check_threads(c, w, ids, mask, B, S, a1, "int8 attention");
+    check_packed_equals_padded(c, w, ids, mask, B, S, "int8 attention");
     c.int8Attention = false;
   }
   // a quantized file's weights: packed as given (no re-quantization), scales kept, bad ones refused
