@@ -147,15 +147,17 @@ static void quantize_rows_avx512(const float* x, size_t ldx, int M, int K, int8_
     const float invs = 1.0f / s;
     scale[i] = s;
     const __m512 inv = _mm512_set1_ps(invs), hi = _mm512_set1_ps(127.0f), lo = _mm512_set1_ps(-127.0f);
-    const __m512 half = _mm512_set1_ps(0.5f), mhalf = _mm512_set1_ps(-0.5f), zero = _mm512_setzero_ps();
+    const __m512i half = _mm512_set1_epi32(0x3f000000), sign = _mm512_set1_epi32((int)0x80000000u);
     int8_t* a = A + (size_t)i * lda;
     for (k = 0; k < K; k += 16) {
       const __mmask16 t = K - k >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (K - k)) - 1);
       __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(t, r + k), inv);
       v = _mm512_min_ps(hi, v);  // v > 127 ? 127 : v (a NaN v is returned as it is)
       v = _mm512_max_ps(lo, v);  // v < -127 ? -127 : v
-      v = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(v, v, _CMP_ORD_Q), v);  // NaN -> 0
-      v = _mm512_add_ps(v, _mm512_mask_blend_ps(_mm512_cmp_ps_mask(v, zero, _CMP_LT_OQ), half, mhalf));
+      // + copysign(0.5, v) in one ternary-logic op ((v & sign) | 0.5): the generic v < 0 ? -0.5 : 0.5
+      // for every v but -0 and NaN, which truncate to 0 either way. A NaN stays NaN, converts to
+      // 0x80000000, and the truncating vpmovdb keeps its low byte: 0, as the generic NaN -> 0.
+      v = _mm512_add_ps(v, _mm512_castsi512_ps(_mm512_ternarylogic_epi32(_mm512_castps_si512(v), sign, half, 0xEA)));
       _mm512_mask_storeu_epi8(a + k, (__mmask64)t, _mm512_castsi128_si512(_mm512_cvtepi32_epi8(_mm512_cvttps_epi32(v))));
     }
     for (k = K; k < K4; ++k) a[k] = 0;

@@ -33,6 +33,22 @@ static void k_qgemm_tile(const QGemmArgs& g, int m0, int m1, int n0, int n1) {
       if (g.Ci) {
         for (int i = 0; i < mr; ++i)
           for (int j = 0; j < nc; ++j) g.Ci[(size_t)(m + i) * g.ldc + n + j] = acc[i * NR + j];
+      } else if (g.gelu) {
+        // dequantize + bias into a tile buffer, GELU over the whole tile in one call, then the rows out:
+        // one call per row (32 values) cost about as much as the arithmetic (BENCHMARKS.md)
+        alignas(64) float t[MR * NR];
+        for (int i = 0; i < mr; ++i) {
+          const float as = g.a_scale[m + i];
+          const int32_t* a = acc + i * NR;
+          float* ti = t + i * NR;
+          for (int j = 0; j < NR; ++j) ti[j] = (float)a[j] * (as * sb[j]) + bb[j];
+        }
+        g.gelu(t, (size_t)mr * NR);
+        for (int i = 0; i < mr; ++i) {
+          float* c = g.C + (size_t)(m + i) * g.ldc + n;
+          const float* ti = t + i * NR;
+          for (int j = 0; j < nc; ++j) c[j] = ti[j];
+        }
       } else {
         // dequantize + bias without a branch per element (so it vectorises): acc · (a_scale · b_scale) + bias
         for (int i = 0; i < mr; ++i) {
@@ -40,9 +56,7 @@ static void k_qgemm_tile(const QGemmArgs& g, int m0, int m1, int n0, int n1) {
           float* c = g.C + (size_t)(m + i) * g.ldc + n;
           const int32_t* a = acc + i * NR;
           for (int j = 0; j < nc; ++j) c[j] = (float)a[j] * (as * sb[j]) + bb[j];
-          if (g.gelu) {
-            g.gelu(c, (size_t)nc);
-          } else if (g.R) {
+          if (g.R) {
             const float* r = g.R + (size_t)(m + i) * g.ldr + n;
             for (int j = 0; j < nc; ++j) c[j] += r[j];
           }

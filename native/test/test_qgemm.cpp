@@ -129,7 +129,7 @@ void test_quantize_rows() {
 }
 
 // The table's own quantize_rows gives the scalar one's bytes and scales exactly (random rows, rows
-// with exact .5 steps, a NaN, an infinity, K with tails).
+// with exact .5 steps, a NaN, an infinity, a negative zero, K with tails).
 void test_quantize_same(const QKernels* q) {
   check::Rng r(3);
   for (int K : {1, 15, 16, 33, 768, 1027}) {
@@ -140,6 +140,7 @@ void test_quantize_same(const QKernels* q) {
     for (int k = 0; k < K; ++k) x[(size_t)K + k] = (float)(k % 255 - 127) * 0.5f;  // row 1: halves
     x[(size_t)2 * K + K / 2] = NAN;
     x[(size_t)3 * K + K / 3] = -INFINITY;
+    x[(size_t)4 * K + K / 2] = -0.0f;
     std::vector<int8_t> a(M * lda, 55), b(M * lda, 66);
     std::vector<float> sa(M), sb(M);
     quantize_rows(x.data(), K, M, K, a.data(), lda, sa.data());
