@@ -473,7 +473,11 @@ void Encoder::gemm(const float* A, size_t lda, const Linear& L, float* C, size_t
   if (recording_) record_rows(A, lda, M, L.K, L.slot);
   if (L.q) {
     // tanh (the pooler's) has no int8 epilogue: bias in the tile, then tanh over the rows
-    qlinear_run(*pool_, *L.q, A, lda, C, ldc, M, epi == Epi::BiasTanh ? Epi::Bias : epi, L.b.get(), R, ldr, k_->gelu, qs_);
+    const Epi qe = epi == Epi::BiasTanh ? Epi::Bias : epi;
+    const bool ready = prequant_.L == &L && prequant_.A == A && prequant_.lda == lda && prequant_.M == M;
+    prequant_ = Prequant();
+    if (ready) qlinear_run_quantized(*pool_, *L.q, C, ldc, M, qe, L.b.get(), R, ldr, k_->gelu, qs_);
+    else qlinear_run(*pool_, *L.q, A, lda, C, ldc, M, qe, L.b.get(), R, ldr, k_->gelu, qs_);
     if (epi == Epi::BiasTanh)
       for (int i = 0; i < M; ++i) k_->tanh(C + (size_t)i * ldc, L.N);
     return;
@@ -520,16 +524,31 @@ std::vector<std::vector<float>> Encoder::take_input_maxima() {
 }
 
 void Encoder::layernorm_rows(float* y, size_t ldy, const float* x, size_t ldx, int M, const float* g, const float* b,
-                             float eps) {
+                             float eps, const Linear* next) {
   const int T = pool_->size();
   const int chunks = M < 2 * T ? M : 2 * T;
   const int per = (M + chunks - 1) / chunks;
   const int n = cfg_.hidden;
   const Kernels* k = k_;
+  const bool quant = prequantize(next, y, ldy, M);
   pool_->parallel_for(chunks, [&](int t, int) {
     const int r1 = (t + 1) * per < M ? (t + 1) * per : M;
-    for (int r = t * per; r < r1; ++r) k->layernorm(y + (size_t)r * ldy, x + (size_t)r * ldx, g, b, n, eps);
+    for (int r = t * per; r < r1; ++r) {
+      k->layernorm(y + (size_t)r * ldy, x + (size_t)r * ldx, g, b, n, eps);
+      if (quant) qlinear_quantize_row(*next->q, y + (size_t)r * ldy, r, qs_);
+    }
   });
+}
+
+bool Encoder::prequantize(const Linear* next, const float* A, size_t lda, int M) {
+  prequant_ = Prequant();
+  if (!next || !next->q || recording_) return false;
+  qlinear_reserve(*next->q, M, qs_);
+  prequant_.L = next;
+  prequant_.A = A;
+  prequant_.lda = lda;
+  prequant_.M = M;
+  return true;
 }
 
 void Encoder::ensure_scratch(int B, int S) {
@@ -763,6 +782,7 @@ void Encoder::forward_padded(const RunInputs& in, const RunOutputs& out) {
     const int chunks = M < 2 * T ? M : 2 * T;
     const int per = (M + chunks - 1) / chunks;
     const float* type = type_.get();
+    const bool quant = cfg_.layers > 0 && prequantize(&layers_[0].qkv, x, H, M);
     pool_->parallel_for(chunks, [&](int t, int) {
       const int r1 = (t + 1) * per < M ? (t + 1) * per : M;
       for (int r = t * per; r < r1; ++r) {
@@ -771,6 +791,7 @@ void Encoder::forward_padded(const RunInputs& in, const RunOutputs& out) {
         const float* tv = type ? type + (size_t)(in.types ? in.types[r] : 0) * H : nullptr;
         embed_row(y, in.ids[r], s, tv);
         k->layernorm(y, y, emb_g_.get(), emb_b_.get(), H, cfg_.embLnEps);
+        if (quant) qlinear_quantize_row(*layers_[0].qkv.q, y, r, qs_);
       }
     });
   }
@@ -786,14 +807,14 @@ void Encoder::forward_padded(const RunInputs& in, const RunOutputs& out) {
     PTICK(2);
     gemm(ctx, Wd, ly.o, tmp, H, M, Epi::BiasResid, x, H);
     PTICK(3);
-    layernorm_rows(x, H, tmp, H, M, ly.ln1g.get(), ly.ln1b.get(), cfg_.lnEps[2 * l]);
+    layernorm_rows(x, H, tmp, H, M, ly.ln1g.get(), ly.ln1b.get(), cfg_.lnEps[2 * l], &ly.in);
     PTICK(4);
     gemm(x, H, ly.in, inter, cfg_.intermediate, M, Epi::BiasGelu);
     PTICK(5);
     gemm(inter, cfg_.intermediate, ly.out, tmp, H, M, Epi::BiasResid, x, H);
     PTICK(6);
     float* dst = (l == L - 1 && out.hidden) ? out.hidden : x;
-    layernorm_rows(dst, H, tmp, H, M, ly.ln2g.get(), ly.ln2b.get(), cfg_.lnEps[2 * l + 1]);
+    layernorm_rows(dst, H, tmp, H, M, ly.ln2g.get(), ly.ln2b.get(), cfg_.lnEps[2 * l + 1], l + 1 < L ? &layers_[l + 1].qkv : nullptr);
     PTICK(7);
     xfinal = dst;
     if (out.layers) std::memcpy(out.layers + (size_t)l * M * H, dst, sizeof(float) * (size_t)M * H);

@@ -171,7 +171,13 @@ class Encoder {
   void gemm(const float* A, size_t lda, const Linear& L, float* C, size_t ldc, int M, Epi epi,
             const float* R = nullptr, size_t ldr = 0);
   void gemm_raw(const GemmArgs& g);
-  void layernorm_rows(float* y, size_t ldy, const float* x, size_t ldx, int M, const float* g, const float* b, float eps);
+  // y = LN(x) per row; with `next` an int8 layer that reads y next, each row is also quantized for it
+  // where it is written (prequantize), and gemm(y, next) skips its own quantization pass.
+  void layernorm_rows(float* y, size_t ldy, const float* x, size_t ldx, int M, const float* g, const float* b, float eps,
+                      const Linear* next = nullptr);
+  // Readies qs_ for rows of A (row stride lda, M rows) quantized one by one for `next` and records it for
+  // gemm(); false (nothing to do) when next is null or float32, or while recording calibration maxima.
+  bool prequantize(const Linear* next, const float* A, size_t lda, int M);
   // avg: null, or [B,S,S] this layer's probabilities averaged over the heads (written, not accumulated)
   void attention(int B, int S, float* avg = nullptr);
   // One (sequence, head) of attention on thread tid's scratch, float32 or int8 (qattention.h) as the
@@ -212,6 +218,13 @@ class Encoder {
   size_t packed_bytes_ = 0, param_bytes_ = 0;
   const QKernels* qk_ = nullptr;  // int8 path (cfg_.int8)
   QScratch qs_;
+  struct Prequant {
+    const Linear* L = nullptr;
+    const float* A = nullptr;
+    size_t lda = 0;
+    int M = 0;
+  };
+  Prequant prequant_;  // the rows qs_ holds, quantized for gemm(A, L) (prequantize); cleared by every gemm
   bool recording_ = false;                    // record_input_maxima (guarded by mu_)
   std::vector<std::vector<float>> maxima_;    // per slot, recorded row maxima
   std::vector<double> key_bound_;  // [layers*heads] |key| bounds (packing.h)

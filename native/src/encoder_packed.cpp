@@ -70,6 +70,7 @@ bool Encoder::forward_packed(const RunInputs& in, const RunOutputs& out, const P
     const int per = (M + chunks - 1) / chunks;
     const float* type = type_.get();
     const int32_t* flat = plan.flat.data();
+    const bool quant = cfg_.layers > 0 && prequantize(&layers_[0].qkv, x, H, M);
     pool_->parallel_for(chunks, [&](int t, int) {
       const int r1 = (t + 1) * per < M ? (t + 1) * per : M;
       for (int p = t * per; p < r1; ++p) {
@@ -78,6 +79,7 @@ bool Encoder::forward_packed(const RunInputs& in, const RunOutputs& out, const P
         const float* tv = type ? type + (size_t)(in.types ? in.types[r] : 0) * H : nullptr;
         embed_row(y, in.ids[r], s, tv);
         k->layernorm(y, y, emb_g_.get(), emb_b_.get(), H, cfg_.embLnEps);
+        if (quant) qlinear_quantize_row(*layers_[0].qkv.q, y, p, qs_);
       }
     });
   }
@@ -90,11 +92,11 @@ bool Encoder::forward_packed(const RunInputs& in, const RunOutputs& out, const P
     gemm(x, H, ly.qkv, qkv, 3 * (size_t)Wd, M, Epi::Bias);
     if (!attention_packed(plan, l)) return false;
     gemm(ctx, Wd, ly.o, tmp, H, M, Epi::BiasResid, x, H);
-    layernorm_rows(x, H, tmp, H, M, ly.ln1g.get(), ly.ln1b.get(), cfg_.lnEps[2 * l]);
+    layernorm_rows(x, H, tmp, H, M, ly.ln1g.get(), ly.ln1b.get(), cfg_.lnEps[2 * l], &ly.in);
     gemm(x, H, ly.in, inter, cfg_.intermediate, M, Epi::BiasGelu);
     gemm(inter, cfg_.intermediate, ly.out, tmp, H, M, Epi::BiasResid, x, H);
     float* dst = (l == L - 1 && out.hidden) ? out.hidden : x;
-    layernorm_rows(dst, H, tmp, H, M, ly.ln2g.get(), ly.ln2b.get(), cfg_.lnEps[2 * l + 1]);
+    layernorm_rows(dst, H, tmp, H, M, ly.ln2g.get(), ly.ln2b.get(), cfg_.lnEps[2 * l + 1], l + 1 < L ? &layers_[l + 1].qkv : nullptr);
     xfinal = dst;
   }
 

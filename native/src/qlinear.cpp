@@ -152,30 +152,53 @@ QTable make_qtable(const float* x, size_t rows, int cols) {
   return t;
 }
 
-void qlinear_run(ThreadPool& pool, const QLinear& L, const float* A, size_t lda, float* C, size_t ldc, int M, Epi epi,
-                 const float* bias, const float* R, size_t ldr, void (*gelu)(float*, size_t), QScratch& s) {
-  const int K = L.K, N = L.N;
-  const size_t la = (size_t)qround4(K);
+void qlinear_reserve(const QLinear& L, int M, QScratch& s) {
+  const size_t la = (size_t)qround4(L.K);
   if (s.a.size() < (size_t)M * la) s.a.resize((size_t)M * la);
   if (s.scale.size() < (size_t)M) s.scale.resize(M);
+}
+
+void qlinear_quantize_row(const QLinear& L, const float* x, int r, QScratch& s) {
+  const size_t la = (size_t)qround4(L.K);
+  int8_t* a = s.a.data() + (size_t)r * la;
+  if (L.in_scale > 0.0f) {
+    L.qk->quantize_rows_static(x, (size_t)L.K, 1, L.K, a, la, L.in_scale);
+    s.scale[r] = 1.0f;  // the input scale is folded into L.scale
+  } else {
+    L.qk->quantize_rows(x, (size_t)L.K, 1, L.K, a, la, &s.scale[r]);
+  }
+}
+
+void qlinear_run(ThreadPool& pool, const QLinear& L, const float* A, size_t lda, float* C, size_t ldc, int M, Epi epi,
+                 const float* bias, const float* R, size_t ldr, void (*gelu)(float*, size_t), QScratch& s) {
+  const int K = L.K;
+  const size_t la = (size_t)qround4(K);
+  qlinear_reserve(L, M, s);
   const int T = pool.size();
   int8_t* qa = s.a.data();
   float* as = s.scale.data();
-  // quantize the rows (parallel), then the GEMM tiles: row blocks x column chunks, ~4 tasks per thread
-  {
-    const int parts = M < 2 * T ? M : 2 * T;
-    const int per = (M + parts - 1) / parts;
-    pool.parallel_for(parts, [&](int t, int) {
-      const int m0 = t * per, m1 = m0 + per < M ? m0 + per : M;
-      if (m0 >= m1) return;
-      if (L.in_scale > 0.0f) {
-        L.qk->quantize_rows_static(A + (size_t)m0 * lda, lda, m1 - m0, K, qa + (size_t)m0 * la, la, L.in_scale);
-        for (int i = m0; i < m1; ++i) as[i] = 1.0f;  // the input scale is folded into L.scale
-      } else {
-        L.qk->quantize_rows(A + (size_t)m0 * lda, lda, m1 - m0, K, qa + (size_t)m0 * la, la, as + m0);
-      }
-    });
-  }
+  // quantize the rows (parallel), then the GEMM tiles
+  const int parts = M < 2 * T ? M : 2 * T;
+  const int per = (M + parts - 1) / parts;
+  pool.parallel_for(parts, [&](int t, int) {
+    const int m0 = t * per, m1 = m0 + per < M ? m0 + per : M;
+    if (m0 >= m1) return;
+    if (L.in_scale > 0.0f) {
+      L.qk->quantize_rows_static(A + (size_t)m0 * lda, lda, m1 - m0, K, qa + (size_t)m0 * la, la, L.in_scale);
+      for (int i = m0; i < m1; ++i) as[i] = 1.0f;  // the input scale is folded into L.scale
+    } else {
+      L.qk->quantize_rows(A + (size_t)m0 * lda, lda, m1 - m0, K, qa + (size_t)m0 * la, la, as + m0);
+    }
+  });
+  qlinear_run_quantized(pool, L, C, ldc, M, epi, bias, R, ldr, gelu, s);
+}
+
+void qlinear_run_quantized(ThreadPool& pool, const QLinear& L, float* C, size_t ldc, int M, Epi epi, const float* bias,
+                           const float* R, size_t ldr, void (*gelu)(float*, size_t), QScratch& s) {
+  const int K = L.K, N = L.N;
+  const size_t la = (size_t)qround4(K);
+  const int T = pool.size();
+  // row blocks x column chunks, ~4 tasks per thread
   const QKernels* qk = L.qk;
   const int NR = qk->NR, MR = qk->MR;
   const int npan = (N + NR - 1) / NR;
@@ -188,8 +211,8 @@ void qlinear_run(ThreadPool& pool, const QLinear& L, const float* A, size_t lda,
   const int pchunk = (npan + nchunks - 1) / nchunks;
   nchunks = (npan + pchunk - 1) / pchunk;
   QGemmArgs g;
-  g.A = qa; g.lda = la; g.B = L.B.data(); g.colsum = L.colsum.data(); g.M = M; g.N = N; g.K = K;
-  g.C = C; g.ldc = ldc; g.a_scale = as; g.b_scale = L.scale.data(); g.b_per_channel = true; g.bias = bias;
+  g.A = s.a.data(); g.lda = la; g.B = L.B.data(); g.colsum = L.colsum.data(); g.M = M; g.N = N; g.K = K;
+  g.C = C; g.ldc = ldc; g.a_scale = s.scale.data(); g.b_scale = L.scale.data(); g.b_per_channel = true; g.bias = bias;
   if (epi == Epi::BiasGelu) g.gelu = gelu;
   if (epi == Epi::BiasResid) { g.R = R; g.ldr = ldr; }
   if (epi == Epi::BiasTanh || epi == Epi::None) throw std::logic_error("qlinear_run: epilogue not supported");
