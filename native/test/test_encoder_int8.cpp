@@ -115,6 +115,35 @@ int main() {
     check_packed_equals_padded(c, w, ids, mask, B, S, "int8 attention");
     c.int8Attention = false;
   }
+  // the fused quantization (LayerNorm quantizes its rows for the next int8 layer where it writes them)
+  // gives the same bits as quantizing each GEMM's input in its own pass, which is what runs while the
+  // calibration maxima are recorded
+  for (bool qattn : {false, true})
+    for (int threads : {1, 2}) {
+      EncoderConfig f2 = c;
+      f2.int8 = true;
+      f2.int8Attention = qattn;
+      f2.threads = threads;
+      for (bool packing : {false, true}) {
+        const auto fused = run(f2, w, ids, mask, B, S, nullptr, packing);
+        Encoder enc(f2, lookup(w), active_kernels(nullptr));
+        enc.packing = packing;
+        enc.record_input_maxima(true);
+        std::vector<float> plain(fused.size());
+        RunInputs in;
+        in.ids = ids.data();
+        in.mask = mask.data();
+        in.batch = B;
+        in.seq = S;
+        RunOutputs out;
+        out.hidden = plain.data();
+        enc.run(in, out);
+        size_t diff = 0;
+        for (size_t i = 0; i < plain.size(); ++i) diff += plain[i] != fused[i];
+        CHECK(diff == 0, "fused quantization (int8 attention %d, %d threads, packing %d): %zu values differ from the plain path",
+              (int)qattn, threads, (int)packing, diff);
+      }
+    }
   // a quantized file's weights: packed as given (no re-quantization), scales kept, bad ones refused
   {
     const QKernels* qk = qkernels_active(nullptr);
