@@ -1,7 +1,8 @@
 // int8 GEMM: every available ISA path against a naive int32 reference, bit-exact (raw accumulators),
 // on random and extreme (+-127 everywhere: the case that would saturate vpmaddubsw without the sign
 // trick) inputs, odd shapes (K, M, N not multiples of anything), sub-tiles, output rows/columns
-// outside the tile untouched; the dequantize + bias epilogue; per-row activation quantization.
+// outside the tile untouched; the dequantize + bias epilogue, then GELU or the residual; per-row activation
+// quantization.
 //   test_qgemm [--require ISA ...]   fails when a named path is not available on this machine
 #include <cmath>
 #include <cstdio>
@@ -71,33 +72,53 @@ void test_exact(const QKernels* q, int M, int N, int K, Fill fill, uint64_t seed
         first, first >= 0 ? C[(size_t)(first / N) * ldc + first % N] : 0, first >= 0 ? ref[first] : 0);
 }
 
-void test_epilogue(const QKernels* q, bool perChannel) {
+void gelu_ref(float* x, size_t n) {
+  for (size_t i = 0; i < n; ++i) x[i] = (float)(0.5 * x[i] * (1.0 + std::erf(x[i] / std::sqrt(2.0))));
+}
+
+enum class Then { Nothing, Gelu, Residual };
+
+// Dequantize + bias, then GELU (over the dequantized tile) or the residual, against float64 from the
+// exact int32 sums; partial tiles in both directions (M = 9, N = 45), and the columns past N of each
+// output row (ldc > N) left untouched.
+void test_epilogue(const QKernels* q, bool perChannel, Then then) {
   const int M = 9, N = 45, K = 77;
+  const size_t ldc = N + 5;
   check::Rng r(99);
   const size_t lda = qround4(K);
-  std::vector<float> x((size_t)M * K), as(M), bs(perChannel ? N : 1), bias(N);
+  std::vector<float> x((size_t)M * K), as(M), bs(perChannel ? N : 1), bias(N), R((size_t)M * ldc);
   for (auto& v : x) v = r.uniform(-3, 3);
   for (auto& v : bs) v = r.uniform(0.001f, 0.02f);
   for (auto& v : bias) v = r.uniform(-1, 1);
+  for (auto& v : R) v = r.uniform(-2, 2);
   std::vector<int8_t> A((size_t)M * lda, 7), W((size_t)K * N);
   quantize_rows(x.data(), K, M, K, A.data(), lda, as.data());
   for (auto& w : W) w = (int8_t)(r.below(255) - 127);
   std::vector<int8_t> Bp(qpacked_size(K, N, q->NR));
   std::vector<int32_t> cs(((N + q->NR - 1) / q->NR) * q->NR);
   qpack_b(Bp.data(), cs.data(), W.data(), N, K, N, q->NR);
-  std::vector<float> C((size_t)M * N);
+  std::vector<float> C((size_t)M * ldc, 12345.0f);
   QGemmArgs g;
-  g.A = A.data(); g.lda = lda; g.B = Bp.data(); g.colsum = cs.data(); g.M = M; g.N = N; g.K = K; g.C = C.data(); g.ldc = N;
+  g.A = A.data(); g.lda = lda; g.B = Bp.data(); g.colsum = cs.data(); g.M = M; g.N = N; g.K = K; g.C = C.data(); g.ldc = ldc;
   g.a_scale = as.data(); g.b_scale = bs.data(); g.b_per_channel = perChannel; g.bias = bias.data();
+  if (then == Then::Gelu) g.gelu = gelu_ref;
+  if (then == Then::Residual) { g.R = R.data(); g.ldr = ldc; }
   qgemm(q, g);
   const auto ref = reference(A, lda, W, M, N, K);
   double worst = 0;
-  for (int i = 0; i < M; ++i)
+  int touched = 0;
+  for (int i = 0; i < M; ++i) {
     for (int j = 0; j < N; ++j) {
-      const double want = (double)ref[(size_t)i * N + j] * as[i] * bs[perChannel ? j : 0] + bias[j];
-      worst = std::fmax(worst, std::fabs(C[(size_t)i * N + j] - want) / (1 + std::fabs(want)));
+      double want = (double)ref[(size_t)i * N + j] * as[i] * bs[perChannel ? j : 0] + bias[j];
+      if (then == Then::Gelu) want = 0.5 * want * (1.0 + std::erf(want / std::sqrt(2.0)));
+      if (then == Then::Residual) want += R[(size_t)i * ldc + j];
+      worst = std::fmax(worst, std::fabs(C[(size_t)i * ldc + j] - want) / (1 + std::fabs(want)));
     }
-  CHECK(worst < 1e-6, "%s dequantize+bias epilogue (%s): worst relative error %g", q->name, perChannel ? "per channel" : "per tensor", worst);
+    for (size_t j = N; j < ldc; ++j) touched += C[(size_t)i * ldc + j] != 12345.0f;
+  }
+  const char* what = then == Then::Gelu ? " + GELU" : then == Then::Residual ? " + residual" : "";
+  CHECK(worst < 1e-6, "%s dequantize + bias%s epilogue (%s): worst relative error %g", q->name, what, perChannel ? "per channel" : "per tensor", worst);
+  CHECK(touched == 0, "%s dequantize + bias%s epilogue: %d values written past N", q->name, what, touched);
 }
 
 void test_quantize_rows() {
@@ -311,8 +332,10 @@ int main(int argc, char** argv) {
     test_quantize_same(q);
     test_quantize_static_same(q);
     test_quantize_pack_v(q);
-    test_epilogue(q, true);
-    test_epilogue(q, false);
+    for (Then then : {Then::Nothing, Then::Gelu, Then::Residual}) {
+      test_epilogue(q, true, then);
+      test_epilogue(q, false, then);
+    }
   }
   const char* err = nullptr;
   const QKernels* active = qkernels_active(&err);
