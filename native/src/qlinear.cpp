@@ -205,22 +205,29 @@ void qlinear_run_quantized(ThreadPool& pool, const QLinear& L, float* C, size_t 
   const int mblocks = M > 240 ? (M + 239) / 240 : 1;
   const int msz = ((M + mblocks - 1) / mblocks + MR - 1) / MR * MR;
   const int mb = (M + msz - 1) / msz;
-  int nchunks = T == 1 ? 1 : (4 * T + mb - 1) / mb;
-  if (nchunks > npan) nchunks = npan;
-  if (nchunks < 1) nchunks = 1;
-  const int pchunk = (npan + nchunks - 1) / nchunks;
-  nchunks = (npan + pchunk - 1) / pchunk;
+  // column chunks of whole panels, largest first: each takes ceil(remaining / 2T) panels (guided
+  // scheduling), so the last tasks, which decide when the slowest thread finishes, are one or two panels
+  // (equal chunks, ~4 per thread, left a thread idle for ~half a chunk at the end of every GEMM)
+  std::vector<int> cut{0};
+  for (int p = 0; p < npan;) {
+    const int rem = npan - p;
+    const int take = T == 1 ? rem : (rem + 2 * T - 1) / (2 * T);
+    p += take;
+    cut.push_back(p);
+  }
+  const int nchunks = (int)cut.size() - 1;
   QGemmArgs g;
   g.A = s.a.data(); g.lda = la; g.B = L.B.data(); g.colsum = L.colsum.data(); g.M = M; g.N = N; g.K = K;
   g.C = C; g.ldc = ldc; g.a_scale = s.scale.data(); g.b_scale = L.scale.data(); g.b_per_channel = true; g.bias = bias;
   if (epi == Epi::BiasGelu) g.gelu = gelu;
   if (epi == Epi::BiasResid) { g.R = R; g.ldr = ldr; }
   if (epi == Epi::BiasTanh || epi == Epi::None) throw std::logic_error("qlinear_run: epilogue not supported");
+  // chunk-major: every row block of the large chunks before any of the small ones
   pool.parallel_for(mb * nchunks, [&](int t, int) {
-    const int mi = t / nchunks, ni = t % nchunks;
+    const int ni = t / mb, mi = t % mb;
     const int m0 = mi * msz, m1 = m0 + msz < M ? m0 + msz : M;
-    const int n0 = ni * pchunk * NR;
-    const int n1 = (ni + 1) * pchunk * NR < N ? (ni + 1) * pchunk * NR : N;
+    const int n0 = cut[ni] * NR;
+    const int n1 = cut[ni + 1] * NR < N ? cut[ni + 1] * NR : N;
     if (m0 >= m1 || n0 >= n1) return;
     qk->qgemm_tile(g, m0, m1, n0, n1);
   });
