@@ -535,7 +535,7 @@ void Encoder::layernorm_rows(float* y, size_t ldy, const float* x, size_t ldx, i
     const int r1 = (t + 1) * per < M ? (t + 1) * per : M;
     for (int r = t * per; r < r1; ++r) {
       k->layernorm(y + (size_t)r * ldy, x + (size_t)r * ldx, g, b, n, eps);
-      if (quant) qlinear_quantize_row(*next->q, y + (size_t)r * ldy, r, qs_);
+      if (quant) qlinear_quantize_rows(*next->q, y + (size_t)r * ldy, ldy, r, r + 1, qs_);
     }
   });
 }
@@ -594,16 +594,20 @@ void Encoder::head_scores(int tid, const float* q, size_t ld, int qb, int S, flo
     qattn_scores(qk_, q, ld, qb, S, d, qas_[tid], sc);
     return;
   }
+  head_gemm(tid, q, ld, pk_[tid].p.get(), sc, S, qb, S, d);
+}
+
+void Encoder::head_gemm(int tid, const float* A, size_t lda, const float* B, float* C, size_t ldc, int M, int N, int K) {
   GemmArgs g;
-  g.A = q;
-  g.lda = ld;
-  g.B = pk_[tid].p.get();
-  g.C = sc;
-  g.ldc = S;
-  g.M = qb;
-  g.N = S;
-  g.K = d;
-  k_->gemm_tile(g, 0, qb, 0, S, ws_[tid].p.get());
+  g.A = A;
+  g.lda = lda;
+  g.B = B;
+  g.C = C;
+  g.ldc = ldc;
+  g.M = M;
+  g.N = N;
+  g.K = K;
+  k_->gemm_tile(g, 0, M, 0, N, ws_[tid].p.get());
 }
 
 void Encoder::head_softmax_row(int tid, float* row, int r, int qb, int S, const float* madd, bool probs) {
@@ -621,16 +625,7 @@ void Encoder::head_context(int tid, const float* sc, int qb, int S, float* out, 
     qattn_context(qk_, qb, S, d, qas_[tid], out, ldo);
     return;
   }
-  GemmArgs c;
-  c.A = sc;
-  c.lda = S;
-  c.B = pv_[tid].p.get();
-  c.C = out;
-  c.ldc = ldo;
-  c.M = qb;
-  c.N = d;
-  c.K = S;
-  k_->gemm_tile(c, 0, qb, 0, d, ws_[tid].p.get());
+  head_gemm(tid, sc, S, pv_[tid].p.get(), out, ldo, qb, d, S);
 }
 
 void Encoder::attention(int B, int S, float* avg) {
@@ -791,7 +786,7 @@ void Encoder::forward_padded(const RunInputs& in, const RunOutputs& out) {
         const float* tv = type ? type + (size_t)(in.types ? in.types[r] : 0) * H : nullptr;
         embed_row(y, in.ids[r], s, tv);
         k->layernorm(y, y, emb_g_.get(), emb_b_.get(), H, cfg_.embLnEps);
-        if (quant) qlinear_quantize_row(*layers_[0].qkv.q, y, r, qs_);
+        if (quant) qlinear_quantize_rows(*layers_[0].qkv.q, y, H, r, r + 1, qs_);
       }
     });
   }

@@ -190,6 +190,8 @@ class Encoder {
   void head_scores(int tid, const float* q, size_t ld, int qb, int S, float* sc);
   void head_softmax_row(int tid, float* row, int r, int qb, int S, const float* madd, bool probs);
   void head_context(int tid, const float* sc, int qb, int S, float* out, size_t ldo);
+  // C[M,N] = A[M,K] · B (packed) in one float32 tile on thread tid's workspace (scores and P·V)
+  void head_gemm(int tid, const float* A, size_t lda, const float* B, float* C, size_t ldc, int M, int N, int K);
   void nan_fully_masked(const RunInputs& in, const RunOutputs& out);
   void forward_padded(const RunInputs& in, const RunOutputs& out);
   // encoder_packed.cpp: false (nothing usable written) when a key bound cannot prove that the

@@ -79,7 +79,7 @@ bool Encoder::forward_packed(const RunInputs& in, const RunOutputs& out, const P
         const float* tv = type ? type + (size_t)(in.types ? in.types[r] : 0) * H : nullptr;
         embed_row(y, in.ids[r], s, tv);
         k->layernorm(y, y, emb_g_.get(), emb_b_.get(), H, cfg_.embLnEps);
-        if (quant) qlinear_quantize_row(*layers_[0].qkv.q, y, p, qs_);
+        if (quant) qlinear_quantize_rows(*layers_[0].qkv.q, y, H, p, p + 1, qs_);
       }
     });
   }

@@ -158,37 +158,28 @@ void qlinear_reserve(const QLinear& L, int M, QScratch& s) {
   if (s.scale.size() < (size_t)M) s.scale.resize(M);
 }
 
-void qlinear_quantize_row(const QLinear& L, const float* x, int r, QScratch& s) {
+void qlinear_quantize_rows(const QLinear& L, const float* x, size_t ldx, int r0, int r1, QScratch& s) {
+  if (r0 >= r1) return;
   const size_t la = (size_t)qround4(L.K);
-  int8_t* a = s.a.data() + (size_t)r * la;
+  int8_t* a = s.a.data() + (size_t)r0 * la;
   if (L.in_scale > 0.0f) {
-    L.qk->quantize_rows_static(x, (size_t)L.K, 1, L.K, a, la, L.in_scale);
-    s.scale[r] = 1.0f;  // the input scale is folded into L.scale
+    L.qk->quantize_rows_static(x, ldx, r1 - r0, L.K, a, la, L.in_scale);
+    for (int r = r0; r < r1; ++r) s.scale[r] = 1.0f;  // the input scale is folded into L.scale
   } else {
-    L.qk->quantize_rows(x, (size_t)L.K, 1, L.K, a, la, &s.scale[r]);
+    L.qk->quantize_rows(x, ldx, r1 - r0, L.K, a, la, &s.scale[r0]);
   }
 }
 
 void qlinear_run(ThreadPool& pool, const QLinear& L, const float* A, size_t lda, float* C, size_t ldc, int M, Epi epi,
                  const float* bias, const float* R, size_t ldr, void (*gelu)(float*, size_t), QScratch& s) {
-  const int K = L.K;
-  const size_t la = (size_t)qround4(K);
   qlinear_reserve(L, M, s);
   const int T = pool.size();
-  int8_t* qa = s.a.data();
-  float* as = s.scale.data();
   // quantize the rows (parallel), then the GEMM tiles
   const int parts = M < 2 * T ? M : 2 * T;
   const int per = (M + parts - 1) / parts;
   pool.parallel_for(parts, [&](int t, int) {
     const int m0 = t * per, m1 = m0 + per < M ? m0 + per : M;
-    if (m0 >= m1) return;
-    if (L.in_scale > 0.0f) {
-      L.qk->quantize_rows_static(A + (size_t)m0 * lda, lda, m1 - m0, K, qa + (size_t)m0 * la, la, L.in_scale);
-      for (int i = m0; i < m1; ++i) as[i] = 1.0f;  // the input scale is folded into L.scale
-    } else {
-      L.qk->quantize_rows(A + (size_t)m0 * lda, lda, m1 - m0, K, qa + (size_t)m0 * la, la, as + m0);
-    }
+    if (m0 < m1) qlinear_quantize_rows(L, A + (size_t)m0 * lda, lda, m0, m1, s);
   });
   qlinear_run_quantized(pool, L, C, ldc, M, epi, bias, R, ldr, gelu, s);
 }
@@ -198,7 +189,7 @@ void qlinear_run_quantized(ThreadPool& pool, const QLinear& L, float* C, size_t 
   const int K = L.K, N = L.N;
   const size_t la = (size_t)qround4(K);
   const int T = pool.size();
-  // row blocks x column chunks, ~4 tasks per thread
+  // row blocks x column chunks (guided, below)
   const QKernels* qk = L.qk;
   const int NR = qk->NR, MR = qk->MR;
   const int npan = (N + NR - 1) / NR;

@@ -98,10 +98,10 @@ void qlinear_run(ThreadPool& pool, const QLinear& L, const float* A, size_t lda,
 
 // The same in steps, for a caller that quantizes each input row where it writes it (the encoder's
 // LayerNorm, so the row is read once, by the thread that wrote it): qlinear_reserve sizes s for M
-// rows, qlinear_quantize_row quantizes row r (any thread, distinct rows), and qlinear_run_quantized
-// runs the GEMM on the M rows so quantized.
+// rows, qlinear_quantize_rows quantizes rows [r0, r1) (x: row r0, row stride ldx; any thread, distinct
+// rows), and qlinear_run_quantized runs the GEMM on the M rows so quantized.
 void qlinear_reserve(const QLinear& L, int M, QScratch& s);
-void qlinear_quantize_row(const QLinear& L, const float* x, int r, QScratch& s);
+void qlinear_quantize_rows(const QLinear& L, const float* x, size_t ldx, int r0, int r1, QScratch& s);
 void qlinear_run_quantized(ThreadPool& pool, const QLinear& L, float* C, size_t ldc, int M, Epi epi, const float* bias,
                            const float* R, size_t ldr, void (*gelu)(float*, size_t), QScratch& s);
 
